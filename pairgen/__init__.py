@@ -1,0 +1,55 @@
+"""pairgen: reproducible pair and triplet datasets for Siamese networks and metric learning.
+
+Public API (imported lazily so that ``import pairgen`` and ``pairgen --help`` stay fast and
+never import TensorFlow)::
+
+    catalog = pairgen.scan("datasets/mnist-5k")
+    catalog = pairgen.split(catalog, by="image", fractions="train=0.8,val=0.1,test=0.1", seed=0)
+    pairs = pairgen.sample_pairs(catalog.images, strategy="per-image", rng=np.random.default_rng(0))
+    info = pairgen.build(pairgen.BuildConfig.from_toml("pipelines/mnist-demo.toml"), out="build/demo")
+    ds = pairgen.load("build/demo", split="train", batch_size=256)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "PairgenError": "pairgen.errors",
+    "ConfigError": "pairgen.errors",
+    "ScanError": "pairgen.errors",
+    "SplitError": "pairgen.errors",
+    "SampleError": "pairgen.errors",
+    "ImageError": "pairgen.errors",
+    "BuildError": "pairgen.errors",
+    "DatasetError": "pairgen.errors",
+    "BuildConfig": "pairgen.config",
+    "Catalog": "pairgen.scan",
+    "scan": "pairgen.scan",
+    "split": "pairgen.split",
+    "sample_pairs": "pairgen.sampling",
+    "sample_triplets": "pairgen.sampling",
+    "build": "pairgen.build",
+    "load": "pairgen.tfdata",
+    "feature_spec": "pairgen.tfdata",
+    "fingerprint": "pairgen.version",
+    "verify": "pairgen.version",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pairgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
