@@ -217,7 +217,7 @@ class SampleConfig:
     strategy: str = "per-image"
     positives_per_image: int = 1
     negatives_per_image: int = 1
-    num_records: int = 10_000
+    num_records: int = 10_000  # balanced: total over all splits, shared by their image counts
     positive_fraction: float = 0.5
     per_class: int = 10
     max_pairs_per_class: int = 1000

@@ -1,0 +1,296 @@
+"""Orchestration: config -> scan -> split -> sample -> manifests -> shards -> dataset.json.
+
+Random streams all come from ``np.random.SeedSequence(config.seed)``: one child for the split,
+one per split for sampling, and per split a block of per-record augmentation seeds, so nothing
+depends on worker count, scheduling or file-system order. The build writes into a hidden
+sibling directory and renames it into place once ``dataset.json`` (written last) exists.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import pairgen
+from pairgen import manifest as mf
+from pairgen.config import BuildConfig, Kind, OnError, SplitBy
+from pairgen.errors import BuildError
+from pairgen.materialize import Context, Pool, check_chunk, chunks, make_chunk
+from pairgen.progress import Progress
+from pairgen.scan import Catalog, scan
+from pairgen.split import leakage_report, split
+from pairgen.version import FORMAT_VERSION, fingerprint, write_card
+
+# SeedSequence spawn keys: one stream per purpose, never shared.
+_SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY = 0, 1, 2
+_RECORD_OVERHEAD_BYTES = 160
+
+
+def stream(seed: int, *key: int) -> np.random.SeedSequence:
+    """The seed sequence of one purpose (and split index) under the build seed."""
+    return np.random.SeedSequence(entropy=seed, spawn_key=key)
+
+
+def aug_seeds(seed: int, split_index: int, n: int) -> np.ndarray:
+    """Per-record augmentation seeds (non-negative int64) for one split."""
+    words = stream(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
+    return (words >> np.uint64(1)).astype(np.int64)
+
+
+def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Build a dataset directory from ``config`` at ``out``.
+
+    Args:
+        config: The resolved build config (``BuildConfig.from_toml`` plus overrides).
+        out: The dataset directory to create.
+        progress: Progress reporter; silent when ``None``.
+
+    Returns:
+        The ``dataset.json`` card as a dict.
+
+    Raises:
+        BuildError: if ``out`` already holds a dataset and ``config.build.overwrite`` is false,
+            or the source cannot be materialized.
+    """
+    progress = progress or Progress(enabled=False)
+    out = Path(out)
+    _check_out(out, config)
+    catalog = _scan(config, progress)
+    catalog = _check_images(catalog, config, progress)
+    catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
+                    rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+    config = _resolve_image_size(config, catalog)
+    names = _split_names(config, catalog)
+    quotas = _record_quotas(config, catalog, names)
+    manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    card = _write(config, catalog, manifests, tmp, progress)
+    _replace(tmp, out)
+    return card
+
+
+def _check_out(out: Path, config: BuildConfig) -> None:
+    if out.exists() and not config.build.overwrite:
+        if (out / "dataset.json").exists() or any(out.iterdir()):
+            raise BuildError(f"output '{out}' already exists. Pass --overwrite to replace it, or choose another --out.")
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"output '{out}' is a file, not a directory. Choose another --out.")
+
+
+def _scan(config: BuildConfig, progress: Progress) -> Catalog:
+    src = config.source
+    with progress.stage("scan", unit="files"):
+        return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
+                    min_per_class=src.min_per_class)
+
+
+def _check_images(catalog: Catalog, config: BuildConfig, progress: Progress) -> Catalog:
+    """Decode every catalog image once, so no record can reference an undecodable file."""
+    if config.build.manifest_only:
+        return catalog
+    ctx = _context(config, catalog)
+    ids = catalog.images["image_id"].to_numpy()
+    bad: list[tuple[int, str]] = []
+    with progress.stage("check", total=len(ids), unit="img") as bar, \
+            Pool(ctx, workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
+        for part in pool.imap(check_chunk, (ids[i:i + 2048] for i in range(0, len(ids), 2048))):
+            bad.extend(part)
+            bar.update(min(2048, len(ids)))
+    if not bad:
+        return catalog
+    paths = catalog.images.set_index("image_id")["path"]
+    if config.build.on_error is OnError.FAIL:
+        i, reason = bad[0]
+        raise BuildError(f"{reason} ({len(bad)} image(s) failed). Fix or remove the file, or pass --on-error skip.")
+    dropped = pd.DataFrame({"path": [paths[i] for i, _ in bad], "reason": [r for _, r in bad]})
+    keep = ~catalog.images["image_id"].isin([i for i, _ in bad])
+    skipped = pd.concat([catalog.skipped, dropped], ignore_index=True).sort_values("path", kind="stable")
+    return Catalog(root=catalog.root, layout=catalog.layout,
+                   images=catalog.images[keep].reset_index(drop=True), skipped=skipped.reset_index(drop=True))
+
+
+def _resolve_image_size(config: BuildConfig, catalog: Catalog) -> BuildConfig:
+    if config.image.size is not None:
+        return config
+    sizes = catalog.images[["height", "width"]].drop_duplicates()
+    if len(sizes) != 1:
+        raise BuildError(f"source images have {len(sizes)} different sizes; pass --image-size HxW "
+                         "(or set [image] size) so every record has the same shape.")
+    h, w = (int(v) for v in sizes.iloc[0])
+    from dataclasses import replace
+    return config.replace(image=replace(config.image, size=(h, w)))
+
+
+def _split_names(config: BuildConfig, catalog: Catalog) -> list[str]:
+    if config.split.by is SplitBy.FOLDERS:
+        return sorted(catalog.images["split"].dropna().unique().tolist())
+    return list(config.split.names)
+
+
+def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> dict[str, int]:
+    """Split ``sample.num_records`` over the splits in proportion to their images.
+
+    Largest-remainder rounding, so the quotas add up to exactly ``num_records``.
+    """
+    sizes = np.array([(catalog.images["split"] == n).sum() for n in names], dtype=float)
+    if sizes.sum() == 0:
+        return {n: 0 for n in names}
+    exact = config.sample.num_records * sizes / sizes.sum()
+    quota = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: config.sample.num_records - quota.sum()]] += 1
+    return {n: int(q) for n, q in zip(names, quota)}
+
+
+def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
+    from pairgen.sampling import sample_pairs, sample_triplets
+
+    images = catalog.images[catalog.images["split"] == name]
+    columns = mf.manifest_columns(config.kind)
+    if images.empty or (quota == 0 and config.sample.strategy == "balanced"):
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).assign(split=pd.Series(dtype=object))
+    sampler = sample_pairs if config.kind is Kind.PAIRS else sample_triplets
+    params = {k: v for k, v in vars(config.sample).items() if k != "strategy"}
+    params["num_records"] = quota
+    if config.sample.strategy == "hard":
+        params["embeddings"] = _load_embeddings(config, catalog)
+    rng = np.random.default_rng(stream(config.seed, _SAMPLE_KEY, index))
+    table = sampler(images, strategy=config.sample.strategy, rng=rng, **params)
+    copies = config.augment.copies if config.augment.enabled else 1
+    if copies > 1:
+        table = table.loc[table.index.repeat(copies)].reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.insert(0, "record_id", np.arange(len(table), dtype=np.int64))
+    table["split"] = name
+    table["aug_seed"] = aug_seeds(config.seed, index, len(table))
+    return table[list(columns)]
+
+
+def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
+    from pairgen.sampling.hard import load_embeddings
+
+    return load_embeddings(config.sample.embeddings, catalog.images)
+
+
+def _context(config: BuildConfig, catalog: Catalog) -> Context:
+    paths = [""] * (int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0)
+    for i, p in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist()):
+        paths[i] = p
+    return Context(root=catalog.root, paths=tuple(paths), kind=config.kind, image=config.image,
+                   augment=config.augment)
+
+
+def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+           progress: Progress) -> dict[str, Any]:
+    files = {
+        "catalog.parquet": mf.write_table(catalog.images, tmp / "catalog.parquet", mf.CATALOG_COLUMNS),
+        "skipped.parquet": mf.write_table(catalog.skipped, tmp / "skipped.parquet", mf.SKIPPED_COLUMNS),
+    }
+    for name, table in manifests.items():
+        files[f"manifests/{name}.parquet"] = mf.write_table(
+            table, tmp / "manifests" / f"{name}.parquet", mf.manifest_columns(config.kind))
+    shards: dict[str, list[dict]] = {}
+    if not config.build.manifest_only:
+        shards = _write_shards(config, catalog, manifests, tmp, progress)
+    card = _card(config, catalog, manifests, files, shards)
+    write_card(tmp, card)
+    return card
+
+
+def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+                  progress: Progress) -> dict[str, list[dict]]:
+    from pairgen.shards import ShardWriter, plan_shards
+
+    ctx = _context(config, catalog)
+    total = sum(len(t) for t in manifests.values())
+    out: dict[str, list[dict]] = {}
+    started, written = time.perf_counter(), 0
+    with progress.stage("write", total=total, unit="rec") as bar, \
+            Pool(ctx, workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
+        for name, table in manifests.items():
+            columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
+            specs = plan_shards(name, len(table), record_bytes=_record_bytes(ctx, columns),
+                                config=config.shards)
+            with ShardWriter(tmp, specs, compression=config.shards.compression) as writer:
+                for recs in pool.imap(make_chunk, chunks(columns)):
+                    for rec in recs:
+                        writer.write(rec)
+                    written += sum(len(r) for r in recs)
+                    bar.update(len(recs))
+                    bar.set_postfix_str(f"{written / 1e6 / (time.perf_counter() - started + 1e-9):.1f} MB/s")
+                out[name] = writer.close()
+    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def _record_bytes(ctx: Context, columns: dict[str, np.ndarray]) -> float:
+    """Average serialized record size, from the split's first records (deterministic)."""
+    n = len(columns["record_id"])
+    if n == 0:
+        return float(_RECORD_OVERHEAD_BYTES)
+    sample = {k: v[: min(n, 64)] for k, v in columns.items()}
+    recs = make_chunk(sample, ctx)
+    return float(sum(len(r) for r in recs)) / len(recs)
+
+
+def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
+    counts = {}
+    for name, table in manifests.items():
+        imgs = catalog.images[catalog.images["split"] == name]
+        entry = {"records": int(len(table)), "images": int(len(imgs)), "classes": int(imgs["class_id"].nunique())}
+        if config.kind is Kind.PAIRS:
+            entry["positives"] = int((table["label"] == 1).sum())
+            entry["negatives"] = int((table["label"] == 0).sum())
+        counts[name] = entry
+    return counts
+
+
+def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
+          shards: dict[str, list[dict]]) -> dict[str, Any]:
+    h, w = config.image.size
+    reasons = catalog.skipped["reason"].str.split(":").str[0].value_counts().sort_index()
+    return {
+        "name": config.name,
+        "version": config.version,
+        "fingerprint": fingerprint(config, catalog.images),
+        "format_version": FORMAT_VERSION,
+        "pairgen_version": pairgen.__version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "kind": config.kind.value,
+        "config": config.to_dict(),
+        "source": {
+            "root": catalog.root, "layout": catalog.layout.value,
+            "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
+            "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
+        },
+        "image": {"height": h, "width": w, "channels": config.image.channels,
+                  "encoding": config.image.encoding.value},
+        "compression": config.shards.compression.value,
+        "splits": _split_counts(config, catalog, manifests),
+        "leakage": leakage_report(catalog.images),
+        "files": files,
+        "shards": shards,
+        "manifest_only": config.build.manifest_only,
+        "parent": None,
+    }
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished build into place; an old dataset is removed only after that succeeds."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

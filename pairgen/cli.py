@@ -1,0 +1,193 @@
+"""The ``pairgen`` command line: a thin click layer over the library.
+
+Each command parses options, builds a config, calls one library function and prints the
+result. Heavy modules (pandas, OpenCV, TensorFlow) are imported inside commands, so
+``pairgen --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pairgen import __version__
+from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
+
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pairgen")
+def main() -> None:
+    """Reproducible pair and triplet datasets for Siamese networks and metric learning.
+
+    \b
+    Example:
+        pairgen scan datasets/mnist-5k
+        pairgen build pipelines/mnist-demo.toml --out build/mnist-demo
+        pairgen inspect build/mnist-demo
+    """
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]),
+              default="classes", show_default=True, help="How labels are laid out under SRC.")
+@click.option("--class-depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Group classes by the first N folder levels (0 = the image's own folder).")
+@click.option("--min-per-class", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Skip classes with fewer images (reported).")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Write the catalog to this Parquet file.")
+@json_option
+@handle_errors
+def scan(src: Path, layout: str, class_depth: int, min_per_class: int, out: Path | None, as_json: bool) -> None:
+    """Scan SRC and summarize its classes, images, skipped files and duplicates.
+
+    \b
+    Example:
+        pairgen scan datasets/mnist-5k
+        pairgen scan data/omniglot --class-depth 2 --json
+        pairgen scan data/tll --layout left-right --out catalog.parquet
+    """
+    from pairgen import manifest as mf
+    from pairgen.scan import scan as do_scan, summarize
+
+    table = src if layout == "table" else None
+    catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class)
+    summary = summarize(catalog)
+    if out is not None:
+        mf.write_table(catalog.images, out, mf.CATALOG_COLUMNS)
+        summary["catalog"] = str(out)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(_format_scan(summary))
+
+
+def _format_scan(s: dict[str, Any]) -> str:
+    pc = s.get("per_class", {})
+    lines = [
+        f"root:     {s.get('root')}",
+        f"layout:   {s.get('layout')}",
+        f"images:   {s.get('images'):,} in {s.get('classes'):,} classes "
+        f"(per class min {pc.get('min')}, median {pc.get('median')}, max {pc.get('max')})",
+        f"skipped:  {s.get('skipped', 0):,}",
+    ]
+    for reason, count in sorted(s.get("skipped_by_reason", {}).items()):
+        lines.append(f"  {count:>7,}  {reason}")
+    dup = s.get("duplicates", {})
+    lines.append(f"duplicate-content groups: {dup.get('groups', 0):,}")
+    for group in dup.get("examples", [])[:5]:
+        lines.append("  " + "  ==  ".join(group))
+    if "catalog" in s:
+        lines.append(f"catalog written to {s['catalog']}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("pipeline", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset directory to create.")
+@click.option("--src", help="Source folder (or label table); overrides [source] path.")
+@click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]))
+@click.option("--class-depth", type=click.IntRange(min=0))
+@click.option("--name", help="Dataset name (default: the pipeline's).")
+@click.option("--kind", type=click.Choice(["pairs", "triplets"]))
+@click.option("--strategy", help="Sampling strategy: per-image, balanced, per-class, exhaustive, left-right, hard.")
+@click.option("--num-records", type=int, help="Records per split for balanced sampling.")
+@click.option("--positives-per-image", type=int)
+@click.option("--negatives-per-image", type=int)
+@click.option("--unique/--no-unique", default=None, help="Drop duplicate and mirrored pairs.")
+@click.option("--seed", type=int, help="Build seed: the only source of randomness.")
+@click.option("--split-by", type=click.Choice(["image", "class", "folders"]))
+@click.option("--splits", help="Split fractions, e.g. train=0.8,val=0.1,test=0.1.")
+@click.option("--dedupe/--no-dedupe", default=None, help="Keep one copy of identical-content images.")
+@click.option("--image-size", help="Record image size HxW, e.g. 28x28.")
+@click.option("--channels", type=click.Choice(["1", "3"]))
+@click.option("--encoding", type=click.Choice(["raw", "png", "jpeg"]))
+@click.option("--augment/--no-augment", default=None, help="Turn [augment] on or off.")
+@click.option("--copies", type=int, help="Augmented copies of every record.")
+@click.option("--compression", type=click.Choice(["none", "gzip"]))
+@click.option("--workers", type=click.IntRange(min=0), help="Worker processes (0 = all cores).")
+@click.option("--executor", type=click.Choice(["local", "ray"]))
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), help="Undecodable images: skip (reported) or fail.")
+@click.option("--manifest-only", is_flag=True, default=None, help="Write catalog and manifests, no shards.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing dataset at --out.")
+@click.option("--keep-versions", is_flag=True, default=None, help="Keep older versions under OUT/versions/.")
+@json_option
+@quiet_option
+@handle_errors
+def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags: Any) -> None:
+    """Build a versioned pair/triplet dataset from PIPELINE (TOML) and/or flags.
+
+    Flags override the pipeline file. Without a pipeline, --src is required.
+
+    \b
+    Example:
+        pairgen build pipelines/mnist-demo.toml --out build/mnist-demo
+        pairgen build --src data/faces --kind triplets --split-by class --image-size 64x64 \\
+            --channels 3 --encoding png --out build/faces
+    """
+    from pairgen.build import build as do_build
+    from pairgen.config import BuildConfig, ConfigError
+    from pairgen.progress import Progress
+
+    if pipeline is None and not flags.get("src"):
+        raise ConfigError("give a PIPELINE file or --src SOURCE; see `pairgen build --help`.")
+    config = BuildConfig.from_toml(pipeline) if pipeline else BuildConfig()
+    config = config.override(_build_overrides(flags, quiet))
+    card = do_build(config, out, progress=Progress(enabled=progress_enabled(quiet)))
+    if as_json:
+        echo_json(card)
+        return
+    click.echo(f"built {card['name']} {card['version']} ({card['kind']}) at {out}")
+    click.echo(f"fingerprint {card['fingerprint']}")
+    for name, c in card["splits"].items():
+        extra = f", {c['positives']:,} positive / {c['negatives']:,} negative" if "positives" in c else ""
+        click.echo(f"  {name:<6} {c['records']:>9,} records from {c['images']:,} images in {c['classes']:,} classes{extra}")
+    if card["source"]["skipped"]:
+        click.echo(f"  skipped {card['source']['skipped']:,} source files (see {out}/skipped.parquet)")
+
+
+def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Map CLI flags onto dotted config keys."""
+    keys = {
+        "src": "source.path", "layout": "source.layout", "class_depth": "source.class_depth",
+        "name": "name", "kind": "kind", "seed": "seed", "strategy": "sample.strategy",
+        "num_records": "sample.num_records", "positives_per_image": "sample.positives_per_image",
+        "negatives_per_image": "sample.negatives_per_image", "unique": "sample.unique",
+        "split_by": "split.by", "splits": "split.fractions", "dedupe": "split.dedupe",
+        "image_size": "image.size", "encoding": "image.encoding", "augment": "augment.enabled",
+        "copies": "augment.copies", "compression": "shards.compression", "workers": "build.workers",
+        "executor": "build.executor", "on_error": "build.on_error", "manifest_only": "build.manifest_only",
+        "overwrite": "build.overwrite", "keep_versions": "build.keep_versions",
+    }
+    out = {keys[k]: v for k, v in flags.items() if k in keys and v is not None}
+    if flags.get("src"):
+        out["source.path"] = str(Path(flags["src"]).resolve())
+        if flags.get("layout") == "table":
+            out["source.table"] = out["source.path"]
+    if flags.get("channels"):
+        out["image.channels"] = int(flags["channels"])
+    if flags.get("splits"):
+        from pairgen.config import parse_fractions
+
+        out["split.fractions"] = dict(parse_fractions(flags["splits"]))
+    out["build.quiet"] = quiet
+    return out
+
+
+def _register_commands() -> None:
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(name)
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register_commands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

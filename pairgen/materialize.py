@@ -1,0 +1,194 @@
+"""Turn manifest rows into serialized ``tf.train.Example`` records, in parallel, in order.
+
+Workers never import TensorFlow: they decode with OpenCV, jitter with NumPy, and encode the
+Example protobuf in pure Python (:mod:`pairgen.records`). Results come back in task order
+through a bounded window, so the shard writer sees the same byte stream whatever the worker
+count or executor, and no more than a few chunks of pixels exist at any time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from pairgen import augment as _augment
+from pairgen import imageio, records
+from pairgen.config import AugmentConfig, Executor, ImageConfig, Kind
+from pairgen.errors import BuildError, PairgenError
+
+CHUNK_RECORDS = 512
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every worker needs to make records: where images are and how to render them."""
+
+    root: str
+    paths: tuple[str, ...]  # indexed by image_id ("" for ids not in the catalog)
+    kind: Kind
+    image: ImageConfig
+    augment: AugmentConfig
+
+
+_CTX: Context | None = None
+
+
+def _init_worker(ctx: Context) -> None:
+    global _CTX
+    _CTX = ctx
+
+
+def _read(ctx: Context, image_id: int) -> np.ndarray:
+    rel = ctx.paths[image_id]
+    path = Path(ctx.root) / rel
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BuildError(f"cannot read source image '{path}': {exc.strerror}. Was the source changed during the build?") from None
+    return imageio.decode(data, channels=ctx.image.channels, max_pixels=ctx.image.max_pixels, source=rel)
+
+
+def render_record(ctx: Context, ids: tuple[int, ...], aug_seed: int, cache: dict) -> list[bytes]:
+    """Encoded image bytes of one record, exactly reproducible from ``aug_seed`` alone.
+
+    Args:
+        ctx: The build context.
+        ids: The record's image ids in record order.
+        aug_seed: The record's augmentation seed from the manifest.
+        cache: Per-chunk cache of decoded (and, without augmentation, encoded) images.
+
+    Returns:
+        One encoded image (raw, PNG or JPEG bytes) per id.
+    """
+    img_cfg, aug_cfg = ctx.image, ctx.augment
+    if not aug_cfg.enabled:
+        out = []
+        for i in ids:
+            key = ("enc", i)
+            if key not in cache:
+                pixels = _augment.transform_record([_read(ctx, i)], image=img_cfg, augment=aug_cfg,
+                                                   rng=np.random.default_rng(0))[0]
+                cache[key] = imageio.encode(pixels, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality)
+            out.append(cache[key])
+        return out
+    decoded = []
+    for i in ids:
+        if i not in cache:
+            cache[i] = _read(ctx, i)
+        decoded.append(cache[i])
+    pixels = _augment.transform_record(decoded, image=img_cfg, augment=aug_cfg,
+                                       rng=np.random.default_rng(int(aug_seed)))
+    return [imageio.encode(p, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality) for p in pixels]
+
+
+def make_chunk(chunk: dict[str, np.ndarray], ctx: Context | None = None) -> list[bytes]:
+    """Serialize one chunk of manifest rows (column name -> array) into Example bytes."""
+    ctx = ctx or _CTX
+    if ctx is None:
+        raise BuildError("worker started without a build context")
+    cache: dict = {}
+    out = []
+    n = len(chunk["record_id"])
+    pairs = ctx.kind is Kind.PAIRS
+    id_cols = ("a_id", "b_id") if pairs else ("anchor_id", "positive_id", "negative_id")
+    for r in range(n):
+        ids = tuple(int(chunk[c][r]) for c in id_cols)
+        imgs = render_record(ctx, ids, int(chunk["aug_seed"][r]), cache)
+        if pairs:
+            out.append(records.encode_pair(
+                imgs[0], imgs[1], label=int(chunk["label"][r]), a_id=ids[0], b_id=ids[1],
+                a_class=int(chunk["a_class"][r]), b_class=int(chunk["b_class"][r]),
+                record_id=int(chunk["record_id"][r])))
+        else:
+            cls = int(chunk["anchor_class"][r])
+            out.append(records.encode_triplet(
+                imgs[0], imgs[1], imgs[2], anchor_id=ids[0], positive_id=ids[1], negative_id=ids[2],
+                anchor_class=cls, positive_class=cls, negative_class=int(chunk["negative_class"][r]),
+                record_id=int(chunk["record_id"][r])))
+    return out
+
+
+def check_chunk(ids: np.ndarray, ctx: Context | None = None) -> list[tuple[int, str]]:
+    """Decode each image once; return ``(image_id, reason)`` for those that fail."""
+    ctx = ctx or _CTX
+    bad = []
+    for i in ids:
+        try:
+            _read(ctx, int(i))
+        except PairgenError as exc:
+            bad.append((int(i), str(exc)))
+    return bad
+
+
+def chunks(columns: dict[str, np.ndarray], size: int = CHUNK_RECORDS) -> Iterator[dict[str, np.ndarray]]:
+    """Slice equal-length column arrays into consecutive chunks of ``size`` rows."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    for start in range(0, n, size):
+        yield {k: v[start:start + size] for k, v in columns.items()}
+
+
+class Pool:
+    """Runs a function over tasks with ``workers`` processes (or Ray), yielding results in order.
+
+    ``workers == 1`` with the local executor runs in this process, with the same code path.
+    """
+
+    def __init__(self, ctx: Context, *, workers: int, executor: Executor = Executor.LOCAL):
+        self.ctx, self.workers, self.executor = ctx, max(1, workers), Executor(executor)
+        self._pool: Any = None
+        self._ray_ctx: Any = None
+
+    def __enter__(self) -> "Pool":
+        if self.executor is Executor.RAY:
+            self._start_ray()
+        elif self.workers > 1:
+            mp = multiprocessing.get_context("spawn")  # never fork a process that may hold TF threads
+            self._pool = mp.Pool(self.workers, initializer=_init_worker, initargs=(self.ctx,))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def _start_ray(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise BuildError("--executor ray needs Ray: pip install 'pairgen[ray]'.") from None
+        if not ray.is_initialized():
+            ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        self._ray_ctx = ray.put(self.ctx)
+
+    def imap(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Apply ``fn(task, ctx)`` to each task; yield results in task order."""
+        if self.executor is Executor.RAY:
+            yield from self._imap_ray(fn, tasks)
+        elif self._pool is None:
+            for task in tasks:
+                yield fn(task, self.ctx)
+        else:
+            yield from self._imap_window(lambda t: self._pool.apply_async(fn, (t,)), lambda h: h.get(), tasks)
+
+    def _imap_ray(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        import ray
+
+        remote = ray.remote(num_cpus=1)(fn)
+        yield from self._imap_window(lambda t: remote.remote(t, self._ray_ctx), ray.get, tasks)
+
+    def _imap_window(self, submit: Callable, fetch: Callable, tasks: Iterable[Any]) -> Iterator[Any]:
+        window: deque = deque()
+        limit = 2 * self.workers
+        for task in tasks:
+            window.append(submit(task))
+            if len(window) >= limit:
+                yield fetch(window.popleft())
+        while window:
+            yield fetch(window.popleft())
