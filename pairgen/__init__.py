@@ -4,8 +4,9 @@ Public API (imported lazily so that ``import pairgen`` and ``pairgen --help`` st
 never import TensorFlow)::
 
     catalog = pairgen.scan("datasets/mnist-5k")
-    catalog = pairgen.split(catalog, by="image", fractions="train=0.8,val=0.1,test=0.1", seed=0)
-    pairs = pairgen.sample_pairs(catalog.images, strategy="per-image", rng=np.random.default_rng(0))
+    catalog = pairgen.split(catalog, by="image", fractions="train=0.8,val=0.1,test=0.1",
+                            rng=np.random.default_rng(0))
+    pairs = pairgen.sample_pairs(catalog.images, strategy="per-image", rng=np.random.default_rng(1))
     info = pairgen.build(pairgen.BuildConfig.from_toml("pipelines/mnist-demo.toml"), out="build/demo")
     ds = pairgen.load("build/demo", split="train", batch_size=256)
 """
@@ -27,16 +28,18 @@ _EXPORTS = {
     "BuildError": "pairgen.errors",
     "DatasetError": "pairgen.errors",
     "BuildConfig": "pairgen.config",
-    "Catalog": "pairgen.scan",
-    "scan": "pairgen.scan",
-    "split": "pairgen.split",
+    "Catalog": "pairgen.catalog",
+    "scan": "pairgen.catalog",
+    "summarize": "pairgen.catalog",
+    "split": "pairgen.splits",
+    "leakage_report": "pairgen.splits",
     "sample_pairs": "pairgen.sampling",
     "sample_triplets": "pairgen.sampling",
-    "build": "pairgen.build",
+    "build": "pairgen.builder",
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
     "fingerprint": "pairgen.version",
-    "verify": "pairgen.version",
+    "read_card": "pairgen.version",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -53,7 +53,7 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, out: Path
         pairgen scan data/tll --layout left-right --out catalog.parquet
     """
     from pairgen import manifest as mf
-    from pairgen.scan import scan as do_scan, summarize
+    from pairgen.catalog import scan as do_scan, summarize
 
     table = src if layout == "table" else None
     catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class)
@@ -130,7 +130,7 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
         pairgen build --src data/faces --kind triplets --split-by class --image-size 64x64 \\
             --channels 3 --encoding png --out build/faces
     """
-    from pairgen.build import build as do_build
+    from pairgen.builder import build as do_build
     from pairgen.config import BuildConfig, ConfigError
     from pairgen.progress import Progress
 

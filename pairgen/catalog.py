@@ -92,7 +92,7 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         progress: Show a tqdm bar while reading files.
 
     Returns:
-        The catalog; ``images.split`` is all None until :func:`pairgen.split.split`.
+        The catalog; ``images.split`` is all None until :func:`pairgen.splits.split`.
 
     Raises:
         ScanError: The source is missing, malformed for its layout, or holds no usable image.

@@ -24,8 +24,8 @@ from pairgen.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.errors import BuildError
 from pairgen.materialize import Context, Pool, check_chunk, chunks, make_chunk
 from pairgen.progress import Progress
-from pairgen.scan import Catalog, scan
-from pairgen.split import leakage_report, split
+from pairgen.catalog import Catalog, scan
+from pairgen.splits import leakage_report, split
 from pairgen.version import FORMAT_VERSION, fingerprint, write_card
 
 # SeedSequence spawn keys: one stream per purpose, never shared.

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pairgen.config import Layout, SplitBy, SplitConfig
 from pairgen.errors import SplitError
-from pairgen.scan import Catalog, skipped_frame
+from pairgen.catalog import Catalog, skipped_frame
 
 Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
 DEFAULT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))

@@ -14,7 +14,7 @@ from conftest import random_image, write_image
 from pairgen.config import Layout
 from pairgen.errors import ConfigError, ImageError, ScanError
 from pairgen.headers import read_header
-from pairgen.scan import IMAGE_COLUMNS, Catalog, reason_kind, scan, summarize
+from pairgen.catalog import IMAGE_COLUMNS, Catalog, reason_kind, scan, summarize
 
 
 def _reasons(catalog: Catalog) -> dict[str, str]:
