@@ -22,9 +22,10 @@ import pairgen
 from pairgen import manifest as mf
 from pairgen.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.errors import BuildError
+from pairgen.lineage import install
 from pairgen.materialize import Context, Pool, check_chunk, chunks, make_chunk
 from pairgen.progress import Progress
-from pairgen.catalog import Catalog, scan
+from pairgen.catalog import Catalog, reason_kind, scan
 from pairgen.splits import leakage_report, split
 from pairgen.version import FORMAT_VERSION, fingerprint, write_card
 
@@ -74,8 +75,7 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     card = _write(config, catalog, manifests, tmp, progress)
-    _replace(tmp, out)
-    return card
+    return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
 
 def _check_out(out: Path, config: BuildConfig) -> None:
@@ -95,6 +95,11 @@ def _scan(config: BuildConfig, progress: Progress) -> Catalog:
 
 def _check_images(catalog: Catalog, config: BuildConfig, progress: Progress) -> Catalog:
     """Decode every catalog image once, so no record can reference an undecodable file."""
+    if config.build.on_error is OnError.FAIL:
+        corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
+        if len(corrupt):
+            raise BuildError(f"{corrupt['reason'].iloc[0]} ({len(corrupt)} corrupt image(s)). "
+                             "Fix or remove the file, or pass --on-error skip.")
     if config.build.manifest_only:
         return catalog
     ctx = _context(config, catalog)
@@ -111,7 +116,7 @@ def _check_images(catalog: Catalog, config: BuildConfig, progress: Progress) -> 
     if config.build.on_error is OnError.FAIL:
         i, reason = bad[0]
         raise BuildError(f"{reason} ({len(bad)} image(s) failed). Fix or remove the file, or pass --on-error skip.")
-    dropped = pd.DataFrame({"path": [paths[i] for i, _ in bad], "reason": [r for _, r in bad]})
+    dropped = pd.DataFrame({"path": [paths[i] for i, _ in bad], "reason": [f"corrupt image: {r}" for _, r in bad]})
     keep = ~catalog.images["image_id"].isin([i for i, _ in bad])
     skipped = pd.concat([catalog.skipped, dropped], ignore_index=True).sort_values("path", kind="stable")
     return Catalog(root=catalog.root, layout=catalog.layout,
@@ -257,7 +262,7 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
 def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
           shards: dict[str, list[dict]]) -> dict[str, Any]:
     h, w = config.image.size
-    reasons = catalog.skipped["reason"].str.split(":").str[0].value_counts().sort_index()
+    reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
     return {
         "name": config.name,
         "version": config.version,
@@ -282,15 +287,3 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
         "manifest_only": config.build.manifest_only,
         "parent": None,
     }
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished build into place; an old dataset is removed only after that succeeds."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
