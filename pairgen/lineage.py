@@ -1,0 +1,189 @@
+"""Dataset versions at one output path: parent fingerprints, kept versions, ``path@ref``.
+
+Layout of a dataset directory built with ``--keep-versions``::
+
+    <out>/dataset.json, catalog.parquet, manifests/, shards/   the newest version, as always
+    <out>/latest                                               text file: "<version>-<fp[:12]>"
+    <out>/versions/<version>-<fingerprint[:12]>/               each older version, complete
+
+The newest version always lives at ``<out>`` itself, so every reader that expects a plain
+``<out>/dataset.json`` keeps working; older versions are complete dataset directories of
+their own. ``latest`` is a small text file, not a symlink, so it works on every file system
+and never makes a directory walk loop. Every card records ``parent``: the fingerprint of
+the dataset that was at ``<out>`` before it (a rebuild with the same fingerprint keeps the
+previous card's parent, because it is the same dataset).
+
+References: ``path@latest`` is ``<out>``; ``path@1.2.0`` is the newest dataset with that
+version; ``path@3fa9c1`` is the one whose fingerprint starts with that hex prefix (at least
+4 characters; an ambiguous prefix is an error that lists the matches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pairgen.errors import DatasetError
+from pairgen.version import CARD_NAME, write_card
+
+VERSIONS_DIR = "versions"
+LATEST_FILE = "latest"
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+_PREFIX_RE = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def version_dir_name(card: dict[str, Any]) -> str:
+    """The folder name of a kept version: ``<version>-<fingerprint[:12]>``."""
+    return f"{card['version']}-{str(card['fingerprint'])[:12]}"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((path / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any], *,
+            keep_versions: bool = False) -> dict[str, Any]:
+    """Move a finished build from ``tmp`` to ``out``, recording its parent and kept versions.
+
+    The card in ``tmp`` gets ``parent`` set from the dataset now at ``out`` (if any). With
+    ``keep_versions`` the previous dataset moves to ``out/versions/<version>-<fp[:12]>/``
+    (unless it has the same fingerprint). Versions kept earlier are always carried over.
+    Every step is a rename on one file system; the old dataset is removed only at the end.
+
+    Args:
+        tmp: The finished build directory (holds ``dataset.json``).
+        out: The dataset directory to create or replace.
+        card: The card written in ``tmp``.
+        keep_versions: Keep the previous dataset under ``out/versions/``.
+
+    Returns:
+        The card as installed (with ``parent``).
+    """
+    tmp, out = Path(tmp), Path(out)
+    previous = _read(out) if out.is_dir() else None
+    card = dict(card)
+    if previous is not None:
+        same = previous.get("fingerprint") == card["fingerprint"]
+        card["parent"] = previous.get("parent") if same else previous.get("fingerprint")
+    write_card(tmp, card)
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    if old is not None:
+        _carry_versions(old, tmp, previous, card, keep_versions)
+    if (tmp / VERSIONS_DIR).is_dir():
+        (tmp / LATEST_FILE).write_text(version_dir_name(card) + "\n", encoding="utf-8")
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return card
+
+
+def _carry_versions(old: Path, tmp: Path, previous: dict[str, Any] | None, card: dict[str, Any],
+                    keep: bool) -> None:
+    """Move ``old/versions`` and (with ``keep``) ``old`` itself into ``tmp/versions``."""
+    kept = tmp / VERSIONS_DIR
+    if (old / VERSIONS_DIR).is_dir():
+        (old / VERSIONS_DIR).rename(kept)
+    if not keep or previous is None or previous.get("fingerprint") == card["fingerprint"]:
+        return
+    target = kept / version_dir_name(previous)
+    if target.exists():  # the same version was kept before: the copy there is identical
+        return
+    kept.mkdir(exist_ok=True)
+    (old / LATEST_FILE).unlink(missing_ok=True)
+    old.rename(target)
+
+
+def list_versions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every dataset at ``path``: the newest first, then kept versions, newest first.
+
+    Args:
+        path: A dataset directory.
+
+    Returns:
+        Dicts with ``version``, ``fingerprint``, ``parent``, ``created_at``, ``path`` and
+        ``latest`` (true for ``path`` itself).
+    """
+    root = Path(path)
+    out = []
+    top = _read(root)
+    if top is not None:
+        out.append(_entry(top, root, latest=True))
+    kept = root / VERSIONS_DIR
+    entries = []
+    if kept.is_dir():
+        for child in sorted(kept.iterdir()):
+            card = _read(child) if child.is_dir() else None
+            if card is not None:
+                entries.append(_entry(card, child, latest=False))
+    entries.sort(key=lambda e: (str(e["created_at"] or ""), e["path"]), reverse=True)
+    return out + entries
+
+
+def _entry(card: dict[str, Any], path: Path, *, latest: bool) -> dict[str, Any]:
+    return {"version": card.get("version"), "fingerprint": card.get("fingerprint"),
+            "parent": card.get("parent"), "created_at": card.get("created_at"),
+            "path": str(path), "latest": latest}
+
+
+def split_ref(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Split ``"dir@ref"`` into ``(Path("dir"), "ref")``; a plain path gives ``ref=None``.
+
+    An existing directory whose own name contains ``@`` is taken as a plain path.
+    """
+    text = os.fspath(path)
+    head, sep, ref = text.rpartition("@")
+    if not sep or not head or "/" in ref or os.sep in ref or Path(text).exists():
+        return Path(text), None
+    return Path(head), ref
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """The dataset directory that ``path`` (``dir``, ``dir@version`` or ``dir@fp-prefix``) names.
+
+    Args:
+        path: A dataset directory, optionally with ``@latest``, ``@<MAJOR.MINOR.PATCH>`` or
+            ``@<fingerprint prefix>`` (4 or more hex characters).
+
+    Returns:
+        The directory holding that version's ``dataset.json`` (``dir`` itself for a plain
+        path, which is not checked here).
+
+    Raises:
+        DatasetError: If the reference is malformed, matches nothing, or a fingerprint
+            prefix matches more than one version.
+    """
+    root, ref = split_ref(path)
+    if ref is None:
+        return root
+    if ref == "latest":
+        return root
+    versions = list_versions(root)
+    if not versions:
+        raise DatasetError(f"'{root}' is not a pairgen dataset (no {CARD_NAME}); cannot resolve '@{ref}'.")
+    if _VERSION_RE.match(ref):
+        matches = [v for v in versions if v["version"] == ref]
+    elif _PREFIX_RE.match(ref.lower()):
+        matches = [v for v in versions if str(v["fingerprint"]).startswith(ref.lower())]
+        if len(matches) > 1:
+            names = ", ".join(str(v["fingerprint"])[:16] for v in matches)
+            raise DatasetError(f"'{path}': fingerprint prefix {ref!r} matches {len(matches)} versions "
+                               f"({names}); give more characters.")
+    else:
+        raise DatasetError(f"'{path}': '@{ref}' is neither a version (e.g. @1.0.0), 'latest', nor a "
+                           "fingerprint prefix (4+ hex characters).")
+    if not matches:
+        have = ", ".join(f"{v['version']}@{str(v['fingerprint'])[:12]}" for v in versions)
+        raise DatasetError(f"'{path}': no version matches '@{ref}'; available: {have}. "
+                           "See `pairgen inspect` for the list.")
+    return Path(matches[0]["path"])
