@@ -23,7 +23,7 @@ from pairgen import manifest as mf
 from pairgen.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.errors import BuildError
 from pairgen.lineage import install
-from pairgen.materialize import Context, Pool, check_chunk, chunks, make_chunk
+from pairgen.materialize import Pool, Render, Source, check_chunk, chunks, make_chunk
 from pairgen.progress import Progress
 from pairgen.catalog import Catalog, reason_kind, scan
 from pairgen.splits import leakage_report, split
@@ -64,17 +64,18 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     out = Path(out)
     _check_out(out, config)
     catalog = _scan(config, progress)
-    catalog = _check_images(catalog, config, progress)
-    catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
-                    rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
-    config = _resolve_image_size(config, catalog)
-    names = _split_names(config, catalog)
-    quotas = _record_quotas(config, catalog, names)
-    manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    card = _write(config, catalog, manifests, tmp, progress)
+    with Pool(_source(catalog), workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
+        catalog = _check_images(catalog, config, pool, progress)
+        catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
+                        rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+        config = _resolve_image_size(config, catalog)
+        names = _split_names(config, catalog)
+        quotas = _record_quotas(config, catalog, names)
+        manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        tmp = out.parent / f".{out.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        card = _write(config, catalog, manifests, tmp, pool, progress)
     return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
 
@@ -93,7 +94,7 @@ def _scan(config: BuildConfig, progress: Progress) -> Catalog:
                     min_per_class=src.min_per_class)
 
 
-def _check_images(catalog: Catalog, config: BuildConfig, progress: Progress) -> Catalog:
+def _check_images(catalog: Catalog, config: BuildConfig, pool: Pool, progress: Progress) -> Catalog:
     """Decode every catalog image once, so no record can reference an undecodable file."""
     if config.build.on_error is OnError.FAIL:
         corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
@@ -102,14 +103,13 @@ def _check_images(catalog: Catalog, config: BuildConfig, progress: Progress) -> 
                              "Fix or remove the file, or pass --on-error skip.")
     if config.build.manifest_only:
         return catalog
-    ctx = _context(config, catalog)
     ids = catalog.images["image_id"].to_numpy()
     bad: list[tuple[int, str]] = []
-    with progress.stage("check", total=len(ids), unit="img") as bar, \
-            Pool(ctx, workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
-        for part in pool.imap(check_chunk, (ids[i:i + 2048] for i in range(0, len(ids), 2048))):
+    with progress.stage("check", total=len(ids), unit="img") as bar:
+        tasks = ((config.image, ids[i:i + 2048]) for i in range(0, len(ids), 2048))
+        for part in pool.imap(check_chunk, tasks):
             bad.extend(part)
-            bar.update(min(2048, len(ids)))
+            bar.update(2048)
     if not bad:
         return catalog
     paths = catalog.images.set_index("image_id")["path"]
@@ -186,16 +186,15 @@ def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
     return load_embeddings(config.sample.embeddings, catalog.images)
 
 
-def _context(config: BuildConfig, catalog: Catalog) -> Context:
+def _source(catalog: Catalog) -> Source:
     paths = [""] * (int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0)
     for i, p in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist()):
         paths[i] = p
-    return Context(root=catalog.root, paths=tuple(paths), kind=config.kind, image=config.image,
-                   augment=config.augment)
+    return Source(root=catalog.root, paths=tuple(paths))
 
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
-           progress: Progress) -> dict[str, Any]:
+           pool: Pool, progress: Progress) -> dict[str, Any]:
     files = {
         "catalog.parquet": mf.write_table(catalog.images, tmp / "catalog.parquet", mf.CATALOG_COLUMNS),
         "skipped.parquet": mf.write_table(catalog.skipped, tmp / "skipped.parquet", mf.SKIPPED_COLUMNS),
@@ -205,28 +204,27 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
             table, tmp / "manifests" / f"{name}.parquet", mf.manifest_columns(config.kind))
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
-        shards = _write_shards(config, catalog, manifests, tmp, progress)
+        shards = _write_shards(config, manifests, tmp, pool, progress)
     card = _card(config, catalog, manifests, files, shards)
     write_card(tmp, card)
     return card
 
 
-def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+def _write_shards(config: BuildConfig, manifests: dict[str, pd.DataFrame], tmp: Path, pool: Pool,
                   progress: Progress) -> dict[str, list[dict]]:
     from pairgen.shards import ShardWriter, plan_shards
 
-    ctx = _context(config, catalog)
+    render = Render(kind=config.kind, image=config.image, augment=config.augment)
     total = sum(len(t) for t in manifests.values())
     out: dict[str, list[dict]] = {}
     started, written = time.perf_counter(), 0
-    with progress.stage("write", total=total, unit="rec") as bar, \
-            Pool(ctx, workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
+    with progress.stage("write", total=total, unit="rec") as bar:
         for name, table in manifests.items():
             columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
-            specs = plan_shards(name, len(table), record_bytes=_record_bytes(ctx, columns),
+            specs = plan_shards(name, len(table), record_bytes=_record_bytes(pool.source, render, columns),
                                 config=config.shards)
             with ShardWriter(tmp, specs, compression=config.shards.compression) as writer:
-                for recs in pool.imap(make_chunk, chunks(columns)):
+                for recs in pool.imap(make_chunk, ((render, c) for c in chunks(columns))):
                     for rec in recs:
                         writer.write(rec)
                     written += sum(len(r) for r in recs)
@@ -237,13 +235,12 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     return out
 
 
-def _record_bytes(ctx: Context, columns: dict[str, np.ndarray]) -> float:
+def _record_bytes(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
     """Average serialized record size, from the split's first records (deterministic)."""
     n = len(columns["record_id"])
     if n == 0:
         return float(_RECORD_OVERHEAD_BYTES)
-    sample = {k: v[: min(n, 64)] for k, v in columns.items()}
-    recs = make_chunk(sample, ctx)
+    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
     return float(sum(len(r) for r in recs)) / len(recs)
 
 

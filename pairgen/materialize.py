@@ -9,9 +9,9 @@ count or executor, and no more than a few chunks of pixels exist at any time.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -25,39 +25,56 @@ CHUNK_RECORDS = 512
 
 
 @dataclass(frozen=True)
-class Context:
-    """What every worker needs to make records: where images are and how to render them."""
+class Source:
+    """Where the source images are; sent to each worker once."""
 
     root: str
     paths: tuple[str, ...]  # indexed by image_id ("" for ids not in the catalog)
+
+
+@dataclass(frozen=True)
+class Render:
+    """How records are rendered; small, so it travels with every task."""
+
     kind: Kind
     image: ImageConfig
     augment: AugmentConfig
 
 
-_CTX: Context | None = None
+_SOURCE: Source | None = None
 
 
-def _init_worker(ctx: Context) -> None:
-    global _CTX
-    _CTX = ctx
+def _init_worker(source: Source) -> None:
+    global _SOURCE
+    _SOURCE = source
 
 
-def _read(ctx: Context, image_id: int) -> np.ndarray:
-    rel = ctx.paths[image_id]
-    path = Path(ctx.root) / rel
+def _source(source: Source | None) -> Source:
+    source = source or _SOURCE
+    if source is None:
+        raise BuildError("worker started without a build source")
+    return source
+
+
+def _read(source: Source, image_id: int, image: ImageConfig) -> np.ndarray:
+    rel = source.paths[image_id]
+    path = os.path.join(source.root, rel)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
-        raise BuildError(f"cannot read source image '{path}': {exc.strerror}. Was the source changed during the build?") from None
-    return imageio.decode(data, channels=ctx.image.channels, max_pixels=ctx.image.max_pixels, source=rel)
+        raise BuildError(f"cannot read source image '{path}': {exc.strerror}. "
+                         "Was the source changed during the build?") from None
+    return imageio.decode(data, channels=image.channels, max_pixels=image.max_pixels, source=rel)
 
 
-def render_record(ctx: Context, ids: tuple[int, ...], aug_seed: int, cache: dict) -> list[bytes]:
+def render_record(source: Source, render: Render, ids: tuple[int, ...], aug_seed: int,
+                  cache: dict) -> list[bytes]:
     """Encoded image bytes of one record, exactly reproducible from ``aug_seed`` alone.
 
     Args:
-        ctx: The build context.
+        source: Where the images are.
+        render: Record kind, image spec and augmentation.
         ids: The record's image ids in record order.
         aug_seed: The record's augmentation seed from the manifest.
         cache: Per-chunk cache of decoded (and, without augmentation, encoded) images.
@@ -65,40 +82,38 @@ def render_record(ctx: Context, ids: tuple[int, ...], aug_seed: int, cache: dict
     Returns:
         One encoded image (raw, PNG or JPEG bytes) per id.
     """
-    img_cfg, aug_cfg = ctx.image, ctx.augment
+    img_cfg, aug_cfg = render.image, render.augment
     if not aug_cfg.enabled:
         out = []
         for i in ids:
             key = ("enc", i)
             if key not in cache:
-                pixels = _augment.transform_record([_read(ctx, i)], image=img_cfg, augment=aug_cfg,
-                                                   rng=np.random.default_rng(0))[0]
+                pixels = _augment.transform_record([_read(source, i, img_cfg)], image=img_cfg,
+                                                   augment=aug_cfg, rng=np.random.default_rng(0))[0]
                 cache[key] = imageio.encode(pixels, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality)
             out.append(cache[key])
         return out
     decoded = []
     for i in ids:
         if i not in cache:
-            cache[i] = _read(ctx, i)
+            cache[i] = _read(source, i, img_cfg)
         decoded.append(cache[i])
     pixels = _augment.transform_record(decoded, image=img_cfg, augment=aug_cfg,
                                        rng=np.random.default_rng(int(aug_seed)))
     return [imageio.encode(p, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality) for p in pixels]
 
 
-def make_chunk(chunk: dict[str, np.ndarray], ctx: Context | None = None) -> list[bytes]:
+def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source | None = None) -> list[bytes]:
     """Serialize one chunk of manifest rows (column name -> array) into Example bytes."""
-    ctx = ctx or _CTX
-    if ctx is None:
-        raise BuildError("worker started without a build context")
+    render, chunk = task
+    source = _source(source)
     cache: dict = {}
     out = []
-    n = len(chunk["record_id"])
-    pairs = ctx.kind is Kind.PAIRS
+    pairs = render.kind is Kind.PAIRS
     id_cols = ("a_id", "b_id") if pairs else ("anchor_id", "positive_id", "negative_id")
-    for r in range(n):
+    for r in range(len(chunk["record_id"])):
         ids = tuple(int(chunk[c][r]) for c in id_cols)
-        imgs = render_record(ctx, ids, int(chunk["aug_seed"][r]), cache)
+        imgs = render_record(source, render, ids, int(chunk["aug_seed"][r]), cache)
         if pairs:
             out.append(records.encode_pair(
                 imgs[0], imgs[1], label=int(chunk["label"][r]), a_id=ids[0], b_id=ids[1],
@@ -113,13 +128,14 @@ def make_chunk(chunk: dict[str, np.ndarray], ctx: Context | None = None) -> list
     return out
 
 
-def check_chunk(ids: np.ndarray, ctx: Context | None = None) -> list[tuple[int, str]]:
+def check_chunk(task: tuple[ImageConfig, np.ndarray], source: Source | None = None) -> list[tuple[int, str]]:
     """Decode each image once; return ``(image_id, reason)`` for those that fail."""
-    ctx = ctx or _CTX
+    image, ids = task
+    source = _source(source)
     bad = []
     for i in ids:
         try:
-            _read(ctx, int(i))
+            _read(source, int(i), image)
         except PairgenError as exc:
             bad.append((int(i), str(exc)))
     return bad
@@ -138,18 +154,22 @@ class Pool:
     ``workers == 1`` with the local executor runs in this process, with the same code path.
     """
 
-    def __init__(self, ctx: Context, *, workers: int, executor: Executor = Executor.LOCAL):
-        self.ctx, self.workers, self.executor = ctx, max(1, workers), Executor(executor)
+    def __init__(self, source: Source, *, workers: int, executor: Executor = Executor.LOCAL):
+        self.source, self.workers, self.executor = source, max(1, workers), Executor(executor)
         self._pool: Any = None
-        self._ray_ctx: Any = None
+        self._ray_source: Any = None
 
     def __enter__(self) -> "Pool":
-        if self.executor is Executor.RAY:
-            self._start_ray()
-        elif self.workers > 1:
-            mp = multiprocessing.get_context("spawn")  # never fork a process that may hold TF threads
-            self._pool = mp.Pool(self.workers, initializer=_init_worker, initargs=(self.ctx,))
         return self
+
+    def _start(self) -> None:
+        """Start workers on first use, so a build that needs none starts none."""
+        if self.executor is Executor.RAY:
+            if self._ray_source is None:
+                self._start_ray()
+        elif self.workers > 1 and self._pool is None:
+            mp = multiprocessing.get_context("spawn")  # never fork a process that may hold TF threads
+            self._pool = mp.Pool(self.workers, initializer=_init_worker, initargs=(self.source,))
 
     def __exit__(self, *exc: Any) -> None:
         if self._pool is not None:
@@ -165,15 +185,16 @@ class Pool:
         if not ray.is_initialized():
             ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-        self._ray_ctx = ray.put(self.ctx)
+        self._ray_source = ray.put(self.source)
 
     def imap(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
-        """Apply ``fn(task, ctx)`` to each task; yield results in task order."""
+        """Apply ``fn(task, source)`` to each task; yield results in task order."""
+        self._start()
         if self.executor is Executor.RAY:
             yield from self._imap_ray(fn, tasks)
         elif self._pool is None:
             for task in tasks:
-                yield fn(task, self.ctx)
+                yield fn(task, self.source)
         else:
             yield from self._imap_window(lambda t: self._pool.apply_async(fn, (t,)), lambda h: h.get(), tasks)
 
@@ -181,7 +202,7 @@ class Pool:
         import ray
 
         remote = ray.remote(num_cpus=1)(fn)
-        yield from self._imap_window(lambda t: remote.remote(t, self._ray_ctx), ray.get, tasks)
+        yield from self._imap_window(lambda t: remote.remote(t, self._ray_source), ray.get, tasks)
 
     def _imap_window(self, submit: Callable, fetch: Callable, tasks: Iterable[Any]) -> Iterator[Any]:
         window: deque = deque()

@@ -18,7 +18,7 @@ from pairgen import manifest as mf
 from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.materialize import Context, render_record
+from pairgen.materialize import Render, Source, render_record
 from pairgen.records import decode_example
 from pairgen.shards import read_records
 from pairgen.version import read_card
@@ -99,8 +99,8 @@ def test_shards_match_manifest_and_rematerialize(tmp_path: Path, make_image_tree
     out = tmp_path / "ds"
     card = build(cfg, out)
     catalog = mf.read_table(out / "catalog.parquet")
-    ctx = Context(root=str(src), paths=tuple(catalog.sort_values("image_id")["path"]), kind=cfg.kind,
-                  image=cfg.image.__class__(size=(24, 24), channels=1), augment=cfg.augment)
+    source = Source(root=str(src), paths=tuple(catalog.sort_values("image_id")["path"]))
+    render = Render(kind=cfg.kind, image=cfg.image, augment=cfg.augment)
     for split in card["splits"]:
         table = mf.read_table(out / "manifests" / f"{split}.parquet")
         examples = _shard_examples(out, card, split)
@@ -108,7 +108,7 @@ def test_shards_match_manifest_and_rematerialize(tmp_path: Path, make_image_tree
         assert [e["label"][0] for e in examples] == table["label"].tolist()
         assert [e["a/id"][0] for e in examples] == table["a_id"].tolist()
         row = table.iloc[len(table) // 2]
-        again = render_record(ctx, (int(row.a_id), int(row.b_id)), int(row.aug_seed), {})
+        again = render_record(source, render, (int(row.a_id), int(row.b_id)), int(row.aug_seed), {})
         ex = examples[len(table) // 2]
         assert ex["a/image"][0] == again[0] and ex["b/image"][0] == again[1]
         assert len(again[0]) == 24 * 24
