@@ -14,9 +14,14 @@ never import TensorFlow)::
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides pairgen's own output; users
+# who want it can set TF_CPP_MIN_LOG_LEVEL themselves before importing pairgen.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EXPORTS = {
     "PairgenError": "pairgen.errors",
