@@ -19,7 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides pairgen's own output; users
+# TensorFlow's C++ info and warning logs drown pairgen's own output; users
 # who want it can set TF_CPP_MIN_LOG_LEVEL themselves before importing pairgen.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
