@@ -158,6 +158,7 @@ class Pool:
         self.source, self.workers, self.executor = source, max(1, workers), Executor(executor)
         self._pool: Any = None
         self._ray_source: Any = None
+        self._owns_ray = False
 
     def __enter__(self) -> "Pool":
         return self
@@ -176,6 +177,11 @@ class Pool:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+            self._owns_ray = False
 
     def _start_ray(self) -> None:
         try:
@@ -183,6 +189,7 @@ class Pool:
         except ImportError:
             raise BuildError("--executor ray needs Ray: pip install 'pairgen[ray]'.") from None
         if not ray.is_initialized():
+            self._owns_ray = True
             ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         self._ray_source = ray.put(self.source)
