@@ -107,6 +107,9 @@ def _carry_versions(old: Path, tmp: Path, previous: dict[str, Any] | None, card:
 def list_versions(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every dataset at ``path``: the newest first, then kept versions, newest first.
 
+    Kept versions are ordered by following ``parent`` links from the newest; any that the
+    chain does not reach come after, newest ``created_at`` first.
+
     Args:
         path: A dataset directory.
 
@@ -115,19 +118,20 @@ def list_versions(path: str | os.PathLike) -> list[dict[str, Any]]:
         ``latest`` (true for ``path`` itself).
     """
     root = Path(path)
-    out = []
     top = _read(root)
-    if top is not None:
-        out.append(_entry(top, root, latest=True))
     kept = root / VERSIONS_DIR
-    entries = []
-    if kept.is_dir():
-        for child in sorted(kept.iterdir()):
-            card = _read(child) if child.is_dir() else None
-            if card is not None:
-                entries.append(_entry(card, child, latest=False))
-    entries.sort(key=lambda e: (str(e["created_at"] or ""), e["path"]), reverse=True)
-    return out + entries
+    rest: dict[str, dict[str, Any]] = {}
+    for child in sorted(kept.iterdir()) if kept.is_dir() else []:
+        card = _read(child) if child.is_dir() else None
+        if card is not None:
+            rest.setdefault(str(card.get("fingerprint")), _entry(card, child, latest=False))
+    chain = [_entry(top, root, latest=True)] if top is not None else []
+    parent = top.get("parent") if top is not None else None
+    while parent in rest:
+        chain.append(rest.pop(parent))
+        parent = chain[-1]["parent"]
+    others = sorted(rest.values(), key=lambda e: (str(e["created_at"] or ""), e["path"]), reverse=True)
+    return chain + others
 
 
 def _entry(card: dict[str, Any], path: Path, *, latest: bool) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""The commands that read finished datasets: ``verify``, ``inspect``, ``diff``, ``preview``.
+
+Every DIR argument also takes ``DIR@VERSION``, ``DIR@FINGERPRINT-PREFIX`` or ``DIR@latest``.
+
+Exit codes follow ``diff(1)``: ``verify`` exits 0 when the dataset is intact and 1 when it
+found problems; ``diff`` exits 0 when the fingerprints are identical and 1 when they differ;
+both exit 2 when they cannot run (a missing dataset, a bad argument). ``inspect`` and
+``preview`` exit 0 on success and 1 on an error.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from pairgen.cli_common import echo_json, handle_errors, json_option
+from pairgen.errors import PairgenError
+
+
+def _trouble_exits_2(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors exit 2, so that exit 1 keeps meaning "problems found" / "datasets differ"."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PairgenError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = 2
+            raise error from None
+
+    return wrapper
+
+
+@click.command()
+@click.argument("path", metavar="DIR")
+@click.option("--rebuild-check", "rebuild_src", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also rebuild from SRC with the card's config in a temp dir and compare byte for byte.")
+@click.option("--quick", is_flag=True, help="Skip comparing every shard record with its manifest row.")
+@json_option
+@_trouble_exits_2
+def verify(path: str, rebuild_src: Path | None, quick: bool, as_json: bool) -> None:
+    """Check DIR against its dataset.json: hashes, record counts, ids and label guarantees.
+
+    Prints one OK line and exits 0, or names each bad file and what is wrong (missing,
+    extra, truncated, changed, corrupt, count, invalid, mismatch, rebuild) and exits 1.
+
+    \b
+    Example:
+        pairgen verify build/mnist-demo
+        pairgen verify build/mnist-demo@1.0.0 --rebuild-check datasets/mnist-5k
+    """
+    from pairgen.verify import verify as do_verify
+
+    report = do_verify(path, rebuild_src=rebuild_src, quick=quick)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+        click.echo(report.summary())
+    if not report.ok:
+        click.get_current_context().exit(1)
+
+
+@click.command()
+@click.argument("path", metavar="DIR")
+@json_option
+@handle_errors
+def inspect(path: str, as_json: bool) -> None:
+    """Show what DIR holds: identity, splits, classes, image spec, shards, skips, leakage.
+
+    \b
+    Example:
+        pairgen inspect build/mnist-demo
+        pairgen inspect build/mnist-demo@db0614ab --json
+    """
+    from pairgen.report import format_inspect, inspect as do_inspect
+
+    info = do_inspect(path)
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(format_inspect(info))
+
+
+@click.command()
+@click.argument("a", metavar="DIR_A")
+@click.argument("b", metavar="DIR_B")
+@json_option
+@_trouble_exits_2
+def diff(a: str, b: str, as_json: bool) -> None:
+    """Compare two datasets: config, classes, images, records and counts.
+
+    Exits 0 when the fingerprints are identical, 1 when they differ, 2 on an error.
+
+    \b
+    Example:
+        pairgen diff build/seed0 build/seed1
+        pairgen diff build/mnist-demo@1.0.0 build/mnist-demo --json
+    """
+    from pairgen.report import diff as do_diff, format_diff
+
+    result = do_diff(a, b)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(format_diff(result))
+    if not result["identical"]:
+        click.get_current_context().exit(1)
+
+
+@click.command()
+@click.argument("path", metavar="DIR")
+@click.option("--split", default="train", show_default=True, help="Split to show.")
+@click.option("--count", type=click.IntRange(min=1), default=24, show_default=True, help="Records to show.")
+@click.option("--columns", type=click.IntRange(min=1), help="Cells per row (default: a landscape grid).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@handle_errors
+def preview(path: str, split: str, count: int, columns: int | None, out: Path) -> None:
+    """Write a montage of records decoded from DIR's shards and print its path.
+
+    Pairs are tagged green "pos" / red "neg"; triplets are shown in anchor / positive /
+    negative columns; every image has its class name below it.
+
+    \b
+    Example:
+        pairgen preview build/mnist-demo --split train --count 24 --out build/mnist-demo-preview.png
+    """
+    from pairgen.preview import preview as do_preview
+
+    written = do_preview(path, out=out, split=split, count=count, columns=columns)
+    click.echo(f"preview written to {written}")
+
+
+COMMANDS = [verify, inspect, diff, preview]

@@ -1,0 +1,483 @@
+"""Check a dataset directory against its ``dataset.json`` card.
+
+:func:`verify` re-hashes every manifest, table and shard listed in the card, counts the
+records of every shard by reading its TFRecord framing, compares each record's ids, classes
+and label with its manifest row, checks that manifest ids exist in the catalog and that the
+labels obey the guarantees (positives share a class and never pair an image with itself,
+negatives span two classes, triplet negatives are of another class, no record crosses
+splits), recomputes the fingerprint from the card's config and the catalog, and reports any
+file under ``manifests/`` or ``shards/`` that the card does not list. ``rebuild_src`` also
+rebuilds the dataset from the card's config into a temporary folder and compares every file
+byte for byte.
+
+Shards are read in pure Python (:func:`iter_tfrecords`), so verifying never imports
+TensorFlow; only the rebuild check does, through the build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+import gzip
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from pairgen import manifest as mf
+from pairgen.config import BuildConfig
+from pairgen.errors import DatasetError, PairgenError
+from pairgen.lineage import resolve
+from pairgen.version import fingerprint, read_card
+
+_CARD_KEYS = ("name", "version", "fingerprint", "kind", "config", "splits", "files", "shards")
+_CRC_TABLE: list[int] = []
+
+
+# --------------------------------------------------------------------------- TFRecord framing
+
+
+def _crc32c(data: bytes) -> int:
+    if not _CRC_TABLE:
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC_TABLE.append(c)
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class TFRecordError(DatasetError):
+    """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def iter_tfrecords(path: str | os.PathLike, *, compression: str = "none",
+                   read_data: bool = True) -> Iterator[bytes | None]:
+    """Yield the records of a TFRecord file without TensorFlow.
+
+    Every record's length field is checked against its masked CRC32C, so a damaged length
+    is reported instead of misread; the data itself is covered by the file's sha256.
+
+    Args:
+        path: The shard file.
+        compression: ``"none"`` or ``"gzip"``.
+        read_data: Yield each record's bytes; if false yield ``None`` and seek over the data
+            (counting records this way reads only 16 bytes per record).
+
+    Yields:
+        Each record's serialized bytes (or ``None``).
+
+    Raises:
+        DatasetError: If the file does not exist.
+        TFRecordError: If the file ends inside a record or a length field is damaged.
+    """
+    yield from _records(Path(path), compression, lambda i: read_data)
+
+
+def read_tfrecords_at(path: str | os.PathLike, indices: Iterable[int], *,
+                      compression: str = "none") -> dict[int, bytes]:
+    """Read only the records at ``indices`` (0-based) of a TFRecord file.
+
+    Returns:
+        Index to serialized record, for every index that the file holds.
+
+    Raises:
+        DatasetError: If the file does not exist.
+        TFRecordError: If the framing is broken before the last wanted record.
+    """
+    wanted = set(int(i) for i in indices)
+    out: dict[int, bytes] = {}
+    for i, data in enumerate(_records(Path(path), compression, wanted.__contains__)):
+        if data is not None:
+            out[i] = data
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def _records(path: Path, compression: str, want: Callable[[int], bool]) -> Iterator[bytes | None]:
+    if not path.is_file():
+        raise DatasetError(f"shard '{path}' does not exist; run `pairgen verify` on the dataset.")
+    try:
+        with (gzip.open(path, "rb") if compression == "gzip" else open(path, "rb")) as f:
+            yield from _frames(f, path, want, compression == "gzip")
+    except (EOFError, OSError, zlib.error) as exc:
+        raise TFRecordError(f"'{path}' cannot be decompressed ({exc})", "truncated") from None
+
+
+def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], stream: bool) -> Iterator[bytes | None]:
+    size = None if stream else os.fstat(f.fileno()).st_size
+    index = 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise TFRecordError(f"'{path}' ends inside the header of record {index}", "truncated")
+        length, crc = struct.unpack("<QI", header)
+        if _masked_crc(header[:8]) != crc:
+            raise TFRecordError(f"'{path}': the length field of record {index} fails its CRC", "corrupt")
+        read = want(index)
+        if read or size is None:
+            data: bytes | None = f.read(length)
+            complete = len(data) == length
+        else:
+            data, complete = None, f.tell() + length <= size
+            f.seek(length, os.SEEK_CUR)
+        if not complete or len(f.read(4)) < 4:
+            raise TFRecordError(f"'{path}' ends inside record {index}", "truncated")
+        yield data if read else None
+        index += 1
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset: the file, a kind and the details."""
+
+    file: str
+    kind: str  # missing, extra, truncated, changed, corrupt, count, invalid, mismatch, rebuild
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found."""
+
+    path: str
+    name: str
+    version: str
+    fingerprint: str
+    files: int = 0
+    shards: int = 0
+    records: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line: ``OK ...`` or ``FAILED ...`` with counts."""
+        head = "OK" if self.ok else f"FAILED ({len(self.problems)} problem(s))"
+        return (f"{head} {self.path}: {self.name} {self.version} fingerprint {self.fingerprint[:12]}, "
+                f"{self.files} files, {self.shards} shards, {self.records:,} records checked")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["ok"] = self.ok
+        out["problems"] = [dataclasses.asdict(p) for p in self.problems]
+        return out
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = None,
+           quick: bool = False) -> VerifyReport:
+    """Verify a dataset directory against its card.
+
+    Args:
+        path: Dataset directory (``dir``, ``dir@version`` or ``dir@fingerprint-prefix``).
+        rebuild_src: If given, also rebuild from the card's config with ``source.path`` set to
+            this folder, in a temporary directory, and compare every file byte for byte.
+        quick: Skip the record-by-record comparison of shards with manifests (hashes, record
+            counts and manifest guarantees are still checked).
+
+    Returns:
+        The report; ``report.ok`` is true when nothing is wrong.
+
+    Raises:
+        DatasetError: If ``path`` holds no readable ``dataset.json``.
+    """
+    root = resolve(path)
+    card = read_card(root)
+    missing = [k for k in _CARD_KEYS if k not in card]
+    if missing:
+        raise DatasetError(f"'{root}/dataset.json' lacks {', '.join(missing)}; it was not written by "
+                           "pairgen build. Rebuild the dataset.")
+    report = VerifyReport(str(path), str(card["name"]), str(card["version"]), str(card["fingerprint"]))
+    problems = report.problems
+    for rel, meta in sorted(card["files"].items()):
+        problems += _check_file(root, rel, meta)
+        report.files += 1
+    catalog = _read_if_intact(root, "catalog.parquet", problems)
+    if catalog is not None:
+        problems += _check_fingerprint(card, catalog)
+    problems += _extra_files(root, card)
+    for split in card["splits"]:
+        manifest = _read_if_intact(root, f"manifests/{split}.parquet", problems)
+        if manifest is not None and catalog is not None:
+            problems += check_manifest(manifest, catalog, split, card)
+        for entry in card["shards"].get(split, []):
+            report.shards += 1
+            problems += _check_file(root, entry["path"], entry)
+            report.records += _check_shard(root, entry, card, split, manifest, quick, problems)
+    if rebuild_src is not None:
+        problems += rebuild_check(root, card, rebuild_src)
+    return report
+
+
+def _check_file(root: Path, rel: str, meta: dict[str, Any]) -> list[Problem]:
+    path = root / rel
+    if not path.is_file():
+        return [Problem(rel, "missing", "listed in dataset.json but not on disk")]
+    size, digest = mf.file_digest(path)
+    want = int(meta["bytes"])
+    if size < want:
+        return [Problem(rel, "truncated", f"{size:,} of {want:,} bytes")]
+    if size > want:
+        return [Problem(rel, "changed", f"{size:,} bytes, dataset.json says {want:,}")]
+    if digest != meta["sha256"]:
+        return [Problem(rel, "changed", f"sha256 {digest[:12]}..., dataset.json says {meta['sha256'][:12]}...")]
+    return []
+
+
+def _read_if_intact(root: Path, rel: str, problems: list[Problem]) -> pd.DataFrame | None:
+    """Read a Parquet table unless it is missing or unreadable (already reported then)."""
+    path = root / rel
+    if not path.is_file():
+        if not any(p.file == rel for p in problems):
+            problems.append(Problem(rel, "missing", "not on disk"))
+        return None
+    try:
+        return mf.read_table(path)
+    except PairgenError:
+        if not any(p.file == rel for p in problems):
+            problems.append(Problem(rel, "corrupt", "not a readable Parquet file"))
+        return None
+
+
+def _check_fingerprint(card: dict[str, Any], catalog: pd.DataFrame) -> list[Problem]:
+    try:
+        config = BuildConfig.from_dict(card["config"])
+    except PairgenError as exc:
+        return [Problem("dataset.json", "invalid", f"config cannot be read ({exc})")]
+    actual = fingerprint(config, catalog)
+    if actual != card["fingerprint"]:
+        return [Problem("dataset.json", "changed", f"fingerprint of its config and catalog is "
+                        f"{actual[:12]}..., the card says {str(card['fingerprint'])[:12]}...")]
+    return []
+
+
+def _extra_files(root: Path, card: dict[str, Any]) -> list[Problem]:
+    listed = set(card["files"]) | {e["path"] for entries in card["shards"].values() for e in entries}
+    out = []
+    for folder in ("manifests", "shards"):
+        if not (root / folder).is_dir():
+            continue
+        for p in sorted((root / folder).rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and rel not in listed:
+                out.append(Problem(rel, "extra", "on disk but not listed in dataset.json"))
+    return out
+
+
+def _check_shard(root: Path, entry: dict[str, Any], card: dict[str, Any], split: str,
+                 manifest: pd.DataFrame | None, quick: bool, problems: list[Problem]) -> int:
+    """Count a shard's records (and compare them with the manifest); return the count."""
+    rel, path = entry["path"], root / entry["path"]
+    if not path.is_file():
+        return 0
+    entries = card["shards"][split]
+    start = sum(int(e["records"]) for e in entries[: entries.index(entry)])
+    compare = None if quick or manifest is None else _RecordComparer(card, manifest, start)
+    count = 0
+    try:
+        for data in iter_tfrecords(path, compression=card.get("compression", "none"),
+                                   read_data=compare is not None):
+            message = compare.check(count, data) if compare is not None else None
+            if message:
+                problems.append(Problem(rel, "mismatch", message))
+                compare = None  # one mismatch names the shard; keep counting its records
+            count += 1
+    except TFRecordError as exc:
+        problems.append(Problem(rel, exc.kind, f"{exc} (after {count:,} readable records)"))
+        return count
+    if count != int(entry["records"]):
+        problems.append(Problem(rel, "count", f"holds {count:,} records, dataset.json says {int(entry['records']):,}"))
+    return count
+
+
+# --------------------------------------------------------------------------- rebuild check
+
+
+def rebuild_check(root: str | os.PathLike, card: dict[str, Any], src: str | os.PathLike) -> list[Problem]:
+    """Rebuild the dataset from ``src`` with the card's config and compare byte for byte.
+
+    Args:
+        root: The dataset directory being verified.
+        card: Its card.
+        src: The source folder to rebuild from (replaces ``source.path``; a label table keeps
+            its file name inside this folder).
+
+    Returns:
+        Problems: a different fingerprint, and every file that differs or exists in only
+        one of the two (``dataset.json`` itself differs only in ``created_at`` and is skipped).
+
+    Raises:
+        PairgenError: If the rebuild itself fails (for example the source is missing).
+    """
+    from pairgen.builder import build
+
+    config = BuildConfig.from_dict(card["config"])
+    src = Path(src).resolve()
+    table = str(src / Path(config.source.table).name) if config.source.table else None
+    config = config.replace(
+        source=dataclasses.replace(config.source, path=str(src), table=table),
+        build=dataclasses.replace(config.build, overwrite=True, keep_versions=False, quiet=True))
+    with tempfile.TemporaryDirectory(prefix="pairgen-rebuild-") as tmp:
+        fresh = build(config, Path(tmp) / "dataset")
+        problems = []
+        if fresh["fingerprint"] != card["fingerprint"]:
+            problems.append(Problem("dataset.json", "rebuild", f"a rebuild from '{src}' has fingerprint "
+                                    f"{fresh['fingerprint'][:12]}..., this dataset {card['fingerprint'][:12]}... "
+                                    "(the source bytes or config differ)"))
+        for rel in sorted(_listed(card) | _listed(fresh)):
+            mine, theirs = Path(root) / rel, Path(tmp) / "dataset" / rel
+            if not theirs.is_file():
+                problems.append(Problem(rel, "rebuild", "not produced by the rebuild"))
+            elif not mine.is_file():
+                problems.append(Problem(rel, "rebuild", "produced by the rebuild but missing here"))
+            elif not filecmp.cmp(mine, theirs, shallow=False):
+                problems.append(Problem(rel, "rebuild", f"differs from the rebuild from '{src}'"))
+    return problems
+
+
+def _listed(card: dict[str, Any]) -> set[str]:
+    return set(card["files"]) | {e["path"] for entries in card["shards"].values() for e in entries}
+
+
+
+# --------------------------------------------------------------------------- guarantees
+
+_INT_FEATURES = {
+    "pairs": {"record_id": "record_id", "label": "label", "a/id": "a_id", "b/id": "b_id",
+              "a/class": "a_class", "b/class": "b_class"},
+    "triplets": {"record_id": "record_id", "anchor/id": "anchor_id", "positive/id": "positive_id",
+                 "negative/id": "negative_id", "anchor/class": "anchor_class",
+                 "positive/class": "anchor_class", "negative/class": "negative_class"},
+}
+
+
+class _RecordComparer:
+    """Compares decoded shard records with the manifest rows they were made from."""
+
+    def __init__(self, card: dict[str, Any], manifest: pd.DataFrame, start: int) -> None:
+        self.fields = _INT_FEATURES[card["kind"]]
+        self.columns = {c: manifest[c].to_numpy() for c in set(self.fields.values()) if c in manifest}
+        self.start, self.rows = start, len(manifest)
+        image = card.get("image", {})
+        raw = image.get("encoding") == "raw"
+        self.image_bytes = int(image["height"]) * int(image["width"]) * int(image["channels"]) if raw else None
+
+    def check(self, index: int, data: bytes | None) -> str | None:
+        from pairgen.records import decode_example
+
+        row = self.start + index
+        if row >= self.rows:
+            return f"record {index} has no manifest row (the manifest has {self.rows:,})"
+        try:
+            features = decode_example(data or b"")
+        except PairgenError:
+            return f"record {index} is not a valid tf.train.Example"
+        for key, column in self.fields.items():
+            got = features.get(key) or [None]
+            want = int(self.columns[column][row]) if column in self.columns else None
+            if got[0] != want:
+                return f"record {index} has {key}={got[0]}, manifest row {row} says {column}={want}"
+        if self.image_bytes is not None:
+            for key, values in features.items():
+                if key.endswith("/image") and (len(values) != 1 or len(values[0]) != self.image_bytes):
+                    return f"record {index} has a {key} of the wrong size (expected {self.image_bytes} bytes)"
+        return None
+
+
+def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
+                   card: dict[str, Any]) -> list[Problem]:
+    """Check one split's manifest against the catalog, the label guarantees and the card.
+
+    Args:
+        manifest: The split's manifest table.
+        catalog: The dataset's ``catalog.parquet``.
+        split: The split name.
+        card: The dataset card (for ``kind`` and the split's counts).
+
+    Returns:
+        One problem per broken rule, with the number of records and the first ``record_id``.
+    """
+    rel = f"manifests/{split}.parquet"
+    kind = card["kind"]
+    columns = mf.manifest_columns(kind)
+    lacking = [c for c in columns if c not in manifest.columns]
+    if lacking:
+        return [Problem(rel, "invalid", f"lacks columns {lacking}")]
+    out: list[Problem] = []
+    rid = manifest["record_id"].to_numpy()
+
+    def bad(mask: Any, what: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            out.append(Problem(rel, "invalid", f"{int(mask.sum()):,} record(s) {what} "
+                               f"(first: record_id {int(rid[np.flatnonzero(mask)[0]])})"))
+
+    bad(rid != np.arange(len(manifest)), "out of order (record_id must be 0..n-1)")
+    bad(manifest["split"].to_numpy() != split, f"not in split {split!r}")
+    images = catalog.set_index("image_id")
+    ids = {c: manifest[c].to_numpy() for c in mf.image_columns(kind)}
+    for col, values in ids.items():
+        bad(~np.isin(values, images.index.to_numpy()), f"with a {col} that is not in catalog.parquet")
+    if out:
+        return out
+    cls = {c: images["class_id"].reindex(v).to_numpy() for c, v in ids.items()}
+    for col, values in ids.items():
+        bad(images["split"].reindex(values).to_numpy() != split, f"whose {col} image is in another split")
+    if kind == "pairs":
+        label = manifest["label"].to_numpy()
+        bad(~np.isin(label, [0, 1]), "with a label other than 0 or 1")
+        bad((manifest["a_class"].to_numpy() != cls["a_id"]) | (manifest["b_class"].to_numpy() != cls["b_id"]),
+            "whose a_class/b_class disagree with the catalog")
+        bad((label == 1) & (cls["a_id"] != cls["b_id"]), "labelled positive (1) across two classes")
+        bad((label == 1) & (ids["a_id"] == ids["b_id"]), "pairing an image with itself")
+        bad((label == 0) & (cls["a_id"] == cls["b_id"]), "labelled negative (0) within one class")
+    else:
+        bad((manifest["anchor_class"].to_numpy() != cls["anchor_id"])
+            | (manifest["negative_class"].to_numpy() != cls["negative_id"]),
+            "whose anchor_class/negative_class disagree with the catalog")
+        bad(cls["positive_id"] != cls["anchor_id"], "whose positive is not of the anchor's class")
+        bad(ids["positive_id"] == ids["anchor_id"], "whose positive is the anchor image itself")
+        bad(cls["negative_id"] == cls["anchor_id"], "whose negative is of the anchor's class")
+    out += _check_counts(rel, manifest, card["splits"].get(split, {}), kind)
+    return out
+
+
+def _check_counts(rel: str, manifest: pd.DataFrame, counts: dict[str, Any], kind: str) -> list[Problem]:
+    actual = {"records": len(manifest)}
+    if kind == "pairs":
+        actual["positives"] = int((manifest["label"] == 1).sum())
+        actual["negatives"] = int((manifest["label"] == 0).sum())
+    return [Problem(rel, "count", f"has {v:,} {k}, dataset.json says {int(counts[k]):,}")
+            for k, v in actual.items() if k in counts and int(counts[k]) != v]
