@@ -9,6 +9,11 @@ The fingerprint is sha256 over the canonical JSON of::
 So the same config and the same source bytes give the same fingerprint wherever the source
 lives, and any changed byte, config value or seed gives another one. Timestamps, worker counts
 and paths on disk are never hashed.
+
+The card (``dataset.json``) also records ``created_at`` and ``pairgen_version`` (not hashed),
+the sha256, size and record count of every table and shard, and ``parent``: the fingerprint
+of the dataset that was at the same output path before (:mod:`pairgen.lineage`).
+:mod:`pairgen.verify` checks a directory against its card.
 """
 
 from __future__ import annotations
