@@ -27,6 +27,13 @@ from pairgen.version import read_card
 
 _COUNT_KEYS = ("records", "positives", "negatives", "images", "classes")
 _EXAMPLES = 5
+_SPLIT_ORDER = ("train", "training", "background", "val", "valid", "validation", "dev", "test", "evaluation")
+
+
+def split_order(names: Any) -> list[str]:
+    """Split names in reading order: train, val, test first (dataset.json stores them sorted)."""
+    rank = {n: i for i, n in enumerate(_SPLIT_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def _catalog(root: Path) -> pd.DataFrame:
@@ -60,7 +67,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     catalog = _catalog(root)
     classes = _split_classes(catalog)
     splits = {}
-    for name, counts in card["splits"].items():
+    for name in split_order(card["splits"]):
+        counts = card["splits"][name]
         entry = {k: counts[k] for k in _COUNT_KEYS if k in counts}
         if "positives" in counts:
             entry["positive_fraction"] = round(counts["positives"] / counts["records"], 4) if counts["records"] else 0.0
@@ -169,7 +177,7 @@ def _image_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame) -> dict[str, Any]:
 def _class_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
     ca, cb = _split_classes(cat_a), _split_classes(cat_b)
     out = {}
-    for split in sorted(set(ca) | set(cb)):
+    for split in split_order(set(ca) | set(cb)):
         sa, sb = set(ca.get(split, [])), set(cb.get(split, []))
         out[split] = {"added": sorted(sb - sa), "removed": sorted(sa - sb)}
     return out
@@ -194,12 +202,14 @@ def _record_keys(root: Path, card: dict[str, Any], split: str, catalog: pd.DataF
 
 def _record_changes(ra: Path, ca: dict, rb: Path, cb: dict, cat_a: pd.DataFrame,
                     cat_b: pd.DataFrame) -> dict[str, dict[str, int]]:
+    if ca["kind"] != cb["kind"]:
+        return {}
     shas = pd.Index(sorted(set(cat_a["sha256"]) | set(cat_b["sha256"])))
     codes = pd.Series(range(len(shas)), index=shas)
     out = {}
-    for split in sorted(set(ca["splits"]) | set(cb["splits"])):
-        ka = _record_keys(ra, ca, split, cat_a, codes) if ca["kind"] == cb["kind"] else pd.Series(dtype="int64")
-        kb = _record_keys(rb, cb, split, cat_b, codes) if ca["kind"] == cb["kind"] else pd.Series(dtype="int64")
+    for split in split_order(set(ca["splits"]) | set(cb["splits"])):
+        ka = _record_keys(ra, ca, split, cat_a, codes)
+        kb = _record_keys(rb, cb, split, cat_b, codes)
         both = pd.concat([ka.rename("a"), kb.rename("b")], axis=1).fillna(0)
         common = int(both.min(axis=1).sum()) if len(both) else 0
         out[split] = {"common": common, "only_a": int(ka.sum()) - common, "only_b": int(kb.sum()) - common}
@@ -208,7 +218,7 @@ def _record_changes(ra: Path, ca: dict, rb: Path, cb: dict, cat_a: pd.DataFrame,
 
 def _count_changes(ca: dict[str, Any], cb: dict[str, Any]) -> dict[str, dict[str, dict[str, int]]]:
     out = {}
-    for split in sorted(set(ca["splits"]) | set(cb["splits"])):
+    for split in split_order(set(ca["splits"]) | set(cb["splits"])):
         sa, sb = ca["splits"].get(split, {}), cb["splits"].get(split, {})
         out[split] = {k: {"a": int(sa.get(k, 0)), "b": int(sb.get(k, 0)), "delta": int(sb.get(k, 0)) - int(sa.get(k, 0))}
                       for k in _COUNT_KEYS if k in sa or k in sb}
@@ -273,10 +283,11 @@ def format_diff(d: dict[str, Any]) -> str:
         if ch["added"] or ch["removed"]:
             lines.append(f"classes {split}: +{len(ch['added'])} {', '.join(ch['added'][:_EXAMPLES])}  "
                          f"-{len(ch['removed'])} {', '.join(ch['removed'][:_EXAMPLES])}")
-    lines.append(f"records by content  {'common':>10} {'only A':>10} {'only B':>10}")
+    if d["records"]:
+        lines.append(f"records by content  {'common':>10} {'only A':>10} {'only B':>10}")
     lines += [f"  {s:<17} {r['common']:>10,} {r['only_a']:>10,} {r['only_b']:>10,}" for s, r in d["records"].items()]
     lines.append("counts (A -> B):")
     for split, counts in d["counts"].items():
-        parts = [f"{k} {v['a']:,} -> {v['b']:,} ({v['delta']:+,})" for k, v in counts.items()]
-        lines.append(f"  {split:<8}" + "; ".join(parts))
+        parts = [f"{k} {v['a']:,} -> {v['b']:,} ({v['delta']:+,})" for k, v in counts.items() if v["delta"]]
+        lines.append(f"  {split:<8}" + ("; ".join(parts) or "same"))
     return "\n".join(lines)

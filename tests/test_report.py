@@ -136,3 +136,11 @@ def test_cli_inspect_and_diff(seeds) -> None:
     assert other.exit_code == 1 and json.loads(other.output)["config"][0]["key"] == "seed"
     broken = runner.invoke(main, ["diff", str(seeds["seed0"]), str(seeds["src"])])
     assert broken.exit_code == 2 and "dataset.json" in broken.output
+
+
+def test_diff_of_pairs_and_triplets_skips_records(seeds, tmp_path: Path) -> None:
+    build(_config(seeds["src"], kind="triplets"), tmp_path / "t")
+    d = diff(seeds["seed0"], tmp_path / "t")
+    assert not d["identical"] and d["records"] == {}
+    assert {"key": "kind", "a": "pairs", "b": "triplets", "hashed": True} in d["config"]
+    assert "records are not compared" in format_diff(d)
