@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from pairgen.errors import DatasetError
+from pairgen.lineage import resolve
 from pairgen.records import PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS
 
 _PARSE_BATCH = 256  # records parsed together when the caller wants single examples
@@ -100,7 +101,7 @@ def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
     """The ``tf.io.parse_example`` feature spec of a dataset's records.
 
     Args:
-        path: Dataset directory.
+        path: Dataset directory, or ``dir@version`` / ``dir@fingerprint-prefix``.
 
     Returns:
         Feature name to ``FixedLenFeature([], tf.string)`` for images and
@@ -109,7 +110,7 @@ def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
     Raises:
         DatasetError: If the dataset card is missing or invalid.
     """
-    return _spec_for(read_card(path)["kind"])
+    return _spec_for(read_card(resolve(path))["kind"])
 
 
 def _spec_for(kind: str) -> dict[str, tf.io.FixedLenFeature]:
@@ -203,7 +204,8 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     """Load one split of a pairgen dataset as a ``tf.data.Dataset``.
 
     Args:
-        path: Dataset directory (the one holding ``dataset.json``).
+        path: Dataset directory (the one holding ``dataset.json``), or ``dir@version`` /
+            ``dir@fingerprint-prefix`` for a version kept with ``--keep-versions``.
         split: Split name, e.g. ``train``, ``val`` or ``test``.
         batch_size: Examples per batch; ``None`` yields single examples (parsing is still
             batched internally for speed). The last batch may be smaller.
@@ -223,7 +225,7 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
             argument is invalid.
     """
     _check_args(batch_size, shuffle_buffer)
-    root = Path(path)
+    root = resolve(path)
     card = read_card(root)
     image_keys = _SCHEMAS[card["kind"]][0]
     ds = _parsed_batches(card, root, split, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,

@@ -122,3 +122,26 @@ def test_cli_commands_accept_refs(three) -> None:
     assert diff.exit_code == 1
     assert {c["key"] for c in json.loads(diff.output)["config"]} == {"seed", "version"}
     assert runner.invoke(main, ["verify", f"{out}@{third['fingerprint'][:6]}"]).exit_code == 0
+
+
+def test_load_and_feature_spec_accept_version_and_fingerprint_refs(tmp_path: Path, make_image_tree) -> None:
+    import numpy as np
+
+    import pairgen
+
+    src = make_image_tree(tmp_path, classes=3, per_class=4, size=16)
+    out = tmp_path / "ds"
+    over = {"build.manifest_only": False, "build.keep_versions": True}
+    old = build(_config(src, seed=0, **over), out)
+    new = build(_config(src, seed=1, version="2.0.0", kind="triplets", **over), out)
+
+    def labels(ref: str) -> list[float]:
+        return [float(y) for _, y in pairgen.load(ref, "train").as_numpy_iterator()]
+
+    by_version, by_prefix = labels(f"{out}@1.0.0"), labels(f"{out}@{old['fingerprint'][:8]}")
+    assert by_version == by_prefix and len(by_version) == old["splits"]["train"]["records"]
+    assert np.isin(by_version, [0.0, 1.0]).all()
+    assert "label" in pairgen.feature_spec(f"{out}@1.0.0")
+    assert "anchor/image" in pairgen.feature_spec(f"{out}@{new['fingerprint'][:8]}")
+    triplets = list(pairgen.load(f"{out}@latest", "train").as_numpy_iterator())
+    assert len(triplets) == new["splits"]["train"]["records"] and len(triplets[0]) == 3
