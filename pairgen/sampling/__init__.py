@@ -15,6 +15,7 @@ import pandas as pd
 
 from pairgen.errors import SampleError
 from pairgen.sampling.base import ClassIndex, PairSampler, SampleParams, Sampler, TripletSampler
+from pairgen.sampling.hard import HardPairs, HardTriplets
 from pairgen.sampling.pairs import (BalancedPairs, ExhaustivePairs, LeftRightPairs, PerClassPairs,
                                     PerImagePairs)
 from pairgen.sampling.triplets import BalancedTriplets, LeftRightTriplets, PerImageTriplets
@@ -25,12 +26,14 @@ PAIR_SAMPLERS: dict[str, type[PairSampler]] = {
     "per-class": PerClassPairs,
     "exhaustive": ExhaustivePairs,
     "left-right": LeftRightPairs,
+    "hard": HardPairs,
 }
 
 TRIPLET_SAMPLERS: dict[str, type[TripletSampler]] = {
     "per-image": PerImageTriplets,
     "balanced": BalancedTriplets,
     "left-right": LeftRightTriplets,
+    "hard": HardTriplets,
 }
 
 __all__ = ["PAIR_SAMPLERS", "TRIPLET_SAMPLERS", "ClassIndex", "PairSampler", "SampleParams",

@@ -1,0 +1,173 @@
+"""``pairgen train | evaluate | embed``: the click layer over :mod:`pairgen.train`.
+
+Importing this module never imports TensorFlow; each command imports the trainer inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.train.config import DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, SCHEDULES, TOWERS, TrainConfig
+
+_PATH = click.Path(path_type=Path)
+_D = TrainConfig()  # the CLI shows and uses the library's defaults
+
+
+def _keras_verbosity(quiet: bool) -> int:
+    """1 = a progress bar per epoch on a terminal; 2 = one line per epoch in logs; 0 = quiet."""
+    if quiet:
+        return 0
+    return 1 if progress_enabled(False) else 2
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    ds = m["dataset"]
+    click.echo(f"dataset {ds['name']} {ds['version']} ({ds['kind']}, fingerprint {str(ds['fingerprint'])[:12]}), "
+               f"split {m['split']}")
+    val = m["threshold_split_metrics"]
+    click.echo(f"threshold      {m['threshold']:.4f} on {m['score']} "
+               f"(chosen on {m['threshold_split']}, accuracy there {val['accuracy']:.4f})")
+    click.echo(f"pair accuracy  {m['pair_accuracy']:.4f}  ({m['pairs']} pairs: {m['positives']} same, "
+               f"{m['negatives']} different)")
+    click.echo(f"ROC AUC        {m['roc_auc']:.4f}")
+    click.echo(f"EER            {m['eer']:.4f}")
+    click.echo(f"precision      {m['precision']:.4f}   recall {m['recall']:.4f}  (at the threshold)")
+    if "triplet_accuracy" in m:
+        click.echo(f"triplet acc.   {m['triplet_accuracy']:.4f}  (d(a,p) < d(a,n))")
+    disjoint = "class-disjoint from train" if m["class_disjoint"] else "classes shared with train"
+    for name, res in m["one_shot"].items():
+        if "skipped" in res:
+            click.echo(f"{name} one-shot: skipped ({res['skipped']})")
+        else:
+            click.echo(f"{name} one-shot accuracy {res['accuracy']:.4f}  ({res['trials']} trials, {disjoint})")
+    if m.get("trained_on") and m["trained_on"] != ds["fingerprint"]:
+        click.echo(f"note: the model was trained on dataset {m['trained_on'][:12]}, not this one")
+
+
+@click.command()
+@click.argument("dataset", type=_PATH)
+@click.option("--out", required=True, type=_PATH, help="Run folder to create.")
+@click.option("--model", type=click.Choice(TOWERS), default=_D.model, show_default=True,
+              help="Tower: conv-bn (default, compact 3x3 conv + BatchNorm) or a reference tower.")
+@click.option("--loss", type=click.Choice(LOSSES), default=_D.loss, show_default=True,
+              help="auto = contrastive for pairs, triplet for triplets.")
+@click.option("--head", type=click.Choice(HEADS), default=_D.head, show_default=True,
+              help="How two embeddings become one output (auto: distance, or absdiff for bce).")
+@click.option("--distance", type=click.Choice(DISTANCES), default=_D.distance, show_default=True,
+              help="Embedding distance (the triplet loss squares l2).")
+@click.option("--embedding-dim", type=click.IntRange(min=1), help="Embedding size [tower's reference size].")
+@click.option("--width", type=click.IntRange(min=1), help="First-layer filters/units [tower's reference width].")
+@click.option("--margin", type=click.FloatRange(min=0, min_open=True),
+              help="Contrastive/triplet margin [0.5; 1.0 for contrastive on towers without unit-length output].")
+@click.option("--mining", type=click.Choice(MININGS), default=_D.mining, show_default=True,
+              help="Online triplet mining in each batch (auto = batch-hard for triplets).")
+@click.option("--epochs", type=click.IntRange(min=1), default=_D.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=_D.batch_size, show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_D.optimizer, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=_D.learning_rate,
+              show_default=True, help="Initial learning rate.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=_D.schedule, show_default=True,
+              help="cosine decays the learning rate to 0 over all steps.")
+@click.option("--patience", type=click.IntRange(min=0), default=_D.patience, show_default=True,
+              help="Early stopping on val loss after N epochs without improvement (0 = off).")
+@click.option("--seed", type=click.IntRange(min=0), default=_D.seed, show_default=True)
+@click.option("--mixed-precision", is_flag=True, help="float16 compute with float32 weights (GPU).")
+@click.option("--jit", is_flag=True, help="Compile the training step with XLA.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+              help="Local ImageNet weight file for --model resnet50 (nothing is downloaded).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@quiet_option
+@json_option
+@handle_errors
+def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool, **settings: Any) -> None:
+    """Train a Siamese model on DATASET and write the run folder --out.
+
+    Writes model.keras, embedding.keras, history.csv, metrics.json (test split, threshold
+    chosen on val), config.json (with the dataset fingerprint), curves.png, distances.png
+    and roc.png. With no options it uses the best measured recipe.
+
+    \b
+    Example:
+        pairgen train build/mnist-demo --out runs/demo
+        pairgen train build/mnist-demo --out runs/lenet --model lenet --epochs 5
+        pairgen train build/tll --out runs/tll --model resnet50 --weights resnet50_notop.h5
+    """
+    from pairgen.train.trainer import train as run_training
+
+    config = TrainConfig(**settings)
+    metrics = run_training(dataset, out, config, overwrite=overwrite, verbose=0 if as_json else _keras_verbosity(quiet))
+    if as_json:
+        echo_json(metrics)
+        return
+    if not quiet:
+        _print_metrics(metrics)
+    click.echo(f"wrote run {out}")
+
+
+@click.command()
+@click.argument("run", type=_PATH)
+@click.argument("dataset", type=_PATH)
+@click.option("--split", default="test", show_default=True, help="Split to report.")
+@click.option("--ways", type=click.IntRange(min=2), multiple=True, default=(5, 20), show_default=True,
+              help="N of the N-way one-shot test (repeat for several).")
+@click.option("--trials", type=click.IntRange(min=1), default=400, show_default=True,
+              help="One-shot trials per N.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the one-shot trials.")
+@json_option
+@handle_errors
+def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials: int, seed: int,
+             as_json: bool) -> None:
+    """Evaluate RUN on a split of DATASET: accuracy, ROC AUC, EER, one-shot.
+
+    The decision threshold is chosen on the val split, never on the evaluated split.
+    `--json` prints exactly what `pairgen train` wrote to RUN/metrics.json (for the test split
+    and default options).
+
+    \b
+    Example:
+        pairgen evaluate runs/demo build/mnist-demo
+        pairgen evaluate runs/omniglot build/omniglot --ways 5 --ways 20 --trials 400 --json
+    """
+    from pairgen.train.evaluation import evaluate as run_evaluation
+
+    metrics = run_evaluation(run, dataset, split=split, ways=ways, trials=trials, seed=seed)
+    if as_json:
+        echo_json(metrics)
+    else:
+        _print_metrics(metrics)
+
+
+@click.command()
+@click.argument("run", type=_PATH)
+@click.argument("source", type=_PATH)
+@click.option("--out", required=True, type=_PATH, help="Parquet file to write.")
+@click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]),
+              default="classes", show_default=True, help="Layout when SOURCE is an image folder.")
+@click.option("--class-depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Class depth when SOURCE is an image folder.")
+@quiet_option
+@handle_errors
+def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, quiet: bool) -> None:
+    """Embed every image of SOURCE (a dataset dir or an image folder) with RUN's tower.
+
+    Writes one row per catalog image (image_id, path, class_name, class_id, split,
+    embedding). Feed it to the next build's hard-negative strategy with
+    `[sample] strategy = "hard"` and `embeddings = "embeddings.parquet"`.
+
+    \b
+    Example:
+        pairgen embed runs/demo build/mnist-demo --out build/embeddings.parquet
+        pairgen embed runs/demo datasets/mnist-5k --out mnist-emb.parquet
+    """
+    from pairgen.train.embedding import embed as run_embed
+
+    frame = run_embed(run, source, out, layout=layout, class_depth=class_depth, progress=progress_enabled(quiet))
+    dim = len(frame["embedding"].iloc[0]) if len(frame) else 0
+    click.echo(f"wrote {len(frame)} embeddings of size {dim} to {out}")
+
+
+COMMANDS = [train, evaluate, embed]

@@ -1,0 +1,133 @@
+"""Embed every catalog image with a run's tower and write one Parquet row per image.
+
+SOURCE is either a dataset directory (its ``catalog.parquet``, read from the source root in
+``dataset.json``, rendered exactly as the build rendered records, without augmentation) or
+an image folder (scanned with :func:`pairgen.scan`, then resized to the tower's input with the
+build's default nearest-neighbour fit). The output feeds ``--strategy hard`` of the next
+build (``[sample] embeddings = "embeddings.parquet"``).
+
+Output columns: ``image_id``, ``path``, ``class_name``, ``class_id``, ``split`` (str or
+null) and ``embedding`` (fixed-size list of float32). The file's metadata records the run
+folder, the embedding size and, for a dataset source, the dataset's fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairgen import imageio
+from pairgen.augment import transform_record
+from pairgen.config import AugmentConfig, BuildConfig, Encoding, ImageConfig
+from pairgen.errors import ConfigError, DatasetError, ImageError
+from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
+
+_CHUNK = 256
+
+
+def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
+    from pairgen.train.data import open_dataset
+
+    info = open_dataset(path)
+    cfg = BuildConfig.from_dict(info.card["config"])
+    root = str(info.card.get("source", {}).get("root", ""))
+    if not os.path.isdir(root):
+        raise DatasetError(f"the source root '{root}' of dataset '{info.path}' is gone; restore it or pass "
+                           "the image folder itself as SOURCE.")
+    catalog = pd.read_parquet(info.path / "catalog.parquet")
+    meta = {"dataset_fingerprint": info.fingerprint, "dataset": str(info.path)}
+    return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
+
+
+def _folder_source(path: Path, shape: tuple[int, int, int], layout: str,
+                   class_depth: int) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
+    from pairgen.catalog import scan
+
+    catalog = scan(path, layout=layout, class_depth=class_depth)
+    image = ImageConfig(size=(shape[0], shape[1]), channels=shape[2])
+    return catalog.root, catalog.images, image, AugmentConfig(), {"source": catalog.root}
+
+
+def _render(root: str, rel: str, image: ImageConfig, augment: AugmentConfig) -> np.ndarray:
+    with open(os.path.join(root, rel), "rb") as f:
+        pixels = imageio.decode(f.read(), channels=image.channels, max_pixels=image.max_pixels, source=rel)
+    pixels = transform_record([pixels], image=image, augment=augment, rng=np.random.default_rng(0))[0]
+    if image.encoding is Encoding.JPEG:  # lossy: embed the pixels the records hold
+        data = imageio.encode(pixels, image.encoding, jpeg_quality=image.jpeg_quality)
+        pixels = imageio.decode_record_image(data, image.encoding, pixels.shape)
+    return pixels
+
+
+def embed_images(tower: keras.Model, root: str, paths: list[str], image: ImageConfig,
+                 augment: AugmentConfig, *, progress: bool = False) -> np.ndarray:
+    """Embeddings ``(len(paths), dim)`` of the images ``root/paths``, read and embedded in chunks."""
+    from tqdm import tqdm
+
+    want = tuple(int(x) for x in tower.input_shape[1:])
+    out = np.zeros((len(paths), int(tower.output_shape[-1])), np.float32)
+    for start in tqdm(range(0, len(paths), _CHUNK), disable=not progress, desc="embed", unit="chunk"):
+        batch = np.stack([_render(root, p, image, augment) for p in paths[start:start + _CHUNK]])
+        if batch.shape[1:] != want:
+            raise ImageError(f"images render to {batch.shape[1:]} but the model expects {want}; "
+                             "embed the dataset the model was trained on, or rebuild with matching "
+                             "--image-size/--channels.")
+        out[start:start + len(batch)] = np.asarray(tower.predict_on_batch(batch.astype(np.float32) / 255.0))
+    return out
+
+
+def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike, *,
+          layout: str = "classes", class_depth: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Embed every image of ``source`` with ``run``'s tower and write ``out`` (Parquet).
+
+    Args:
+        run: A run folder (its ``embedding.keras`` is used).
+        source: A dataset directory or an image folder.
+        out: The Parquet file to write.
+        layout: Layout of an image-folder source (``classes``, ``left-right``, ...).
+        class_depth: Class depth of an image-folder source.
+        progress: Show a progress bar.
+
+    Returns:
+        The written frame (``embedding`` as a column of float32 arrays).
+
+    Raises:
+        ConfigError: If ``run`` has no embedding model.
+        DatasetError, ScanError, ImageError: If the source cannot be read or does not fit the model.
+    """
+    model_file = Path(run) / "embedding.keras"
+    if not model_file.is_file():
+        raise ConfigError(f"run folder '{run}' has no embedding.keras; train one with `pairgen train DATASET --out {run}`.")
+    tower = keras.models.load_model(model_file, compile=False)
+    shape = tuple(int(x) for x in tower.input_shape[1:])
+    src = Path(source)
+    if (src / "dataset.json").is_file() or "@" in src.name:
+        root, catalog, image, augment, meta = _dataset_source(src)
+    else:
+        root, catalog, image, augment, meta = _folder_source(src, shape, layout, class_depth)
+    catalog = catalog.sort_values("image_id", kind="stable").reset_index(drop=True)
+    emb = embed_images(tower, root, catalog["path"].tolist(), image, augment, progress=progress)
+    frame = catalog[["image_id", "path", "class_name", "class_id"]].copy()
+    frame["split"] = catalog["split"] if "split" in catalog else None
+    meta.update({"run": str(Path(run).resolve()), "embedding_dim": emb.shape[1]})
+    write_embeddings(frame, emb, out, meta)
+    frame["embedding"] = list(emb)
+    return frame
+
+
+def write_embeddings(frame: pd.DataFrame, emb: np.ndarray, out: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Write ``frame`` plus a fixed-size-list ``embedding`` column, with ``meta`` in the file metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    flat = pa.array(np.ascontiguousarray(emb, np.float32).ravel(), type=pa.float32())
+    table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]))
+    table = table.replace_schema_metadata({"pairgen": json.dumps(meta, sort_keys=True)})
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out, compression="zstd")

@@ -1,0 +1,209 @@
+"""Evaluate a trained run on a dataset split: threshold from val, pair/triplet/one-shot metrics.
+
+The decision threshold is always chosen on the validation split (``train`` when the dataset
+has no ``val``), never on the split being evaluated unless that split *is* the validation
+split. One-shot trials use the split's distinct images, taken from its records
+(:func:`pairgen.tfdata.load_arrays`, first occurrence of each image id), so they are exactly
+the pixels the model sees; with augmented builds that is the first jittered copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pairgen.errors import ConfigError, DatasetError
+from pairgen.tfdata import load, load_arrays
+from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
+from pairgen.train import metrics as M
+from pairgen.train.config import HEAD_OUTPUT
+from pairgen.train.data import DatasetInfo, open_dataset, require_split
+from pairgen.train.models import pair_model, triplet_model
+
+DEFAULT_WAYS = (5, 20)
+DEFAULT_TRIALS = 400
+_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained run folder, loaded."""
+
+    path: Path
+    tower: keras.Model
+    head: keras.Model
+    config: dict[str, Any]
+
+    @property
+    def output(self) -> str:
+        """``distance`` or ``probability``."""
+        return HEAD_OUTPUT[self.config["train"]["head"]]
+
+    def to_distance(self, out: np.ndarray) -> np.ndarray:
+        """Head outputs as distances (``1 - p`` for probability heads)."""
+        out = np.asarray(out, np.float64).reshape(-1)
+        return 1.0 - out if self.output == "probability" else out
+
+
+def load_run(run: str | os.PathLike) -> Run:
+    """Load ``RUN/model.keras`` and ``RUN/config.json``.
+
+    Raises:
+        ConfigError: If the folder is not a finished run.
+    """
+    path = Path(run)
+    model_file, config_file = path / "model.keras", path / "config.json"
+    if not model_file.is_file() or not config_file.is_file():
+        raise ConfigError(f"run folder '{path}' has no model.keras/config.json; train one with "
+                          f"`pairgen train DATASET --out {path}`.")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    model = keras.models.load_model(model_file, compile=False)
+    return Run(path, model.get_layer("tower"), model.get_layer("head"), config)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Distances of one split: pairs (``dist``, ``labels``) and, for triplets, ``d_ap``/``d_an``."""
+
+    dist: np.ndarray
+    labels: np.ndarray
+    d_ap: np.ndarray | None = None
+    d_an: np.ndarray | None = None
+
+
+def score_split(run: Run, info: DatasetInfo, split: str) -> Scores:
+    """Distances of every record of ``split``; a triplet gives a positive (a, p) and a negative (a, n) pair."""
+    require_split(info, split, "--split")
+    ds = load(info.path, split, batch_size=_BATCH)
+    if info.kind == "pairs":
+        scorer = pair_model(run.tower, run.head)
+        outs, labels = [], []
+        for (a, b), y in ds:
+            outs.append(run.to_distance(scorer.predict_on_batch([a, b])))
+            labels.append(np.asarray(y))
+        return Scores(np.concatenate(outs), np.concatenate(labels).astype(np.int64))
+    scorer = triplet_model(run.tower, run.head)
+    both = np.concatenate([np.asarray(scorer.predict_on_batch(list(batch))) for batch in ds])
+    d_ap, d_an = run.to_distance(both[:, 0]), run.to_distance(both[:, 1])
+    labels = np.r_[np.ones(d_ap.size, np.int64), np.zeros(d_an.size, np.int64)]
+    return Scores(np.r_[d_ap, d_an], labels, d_ap, d_an)
+
+
+def _split_images(info: DatasetInfo, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct images (uint8) and their class ids, from the split's records."""
+    arrays = load_arrays(info.path, split, normalize=False)
+    roles = ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
+    ids = np.concatenate([arrays[f"{r}_id"] for r in roles])
+    classes = np.concatenate([arrays[f"{r}_class"] for r in roles])
+    first = np.unique(ids, return_index=True)[1]
+    images = np.concatenate([arrays[r] for r in roles])
+    return images[first], classes[first]
+
+
+def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], trials: int,
+             seed: int) -> dict[str, Any]:
+    """N-way one-shot accuracy for each N in ``ways`` (Koch et al.'s protocol).
+
+    Returns:
+        ``{"5-way": {"accuracy", "trials"}, ...}``; an N that the split cannot support is
+        ``{"skipped": reason}``.
+    """
+    out: dict[str, Any] = {}
+    if not ways:
+        return out
+    images, classes = _split_images(info, split)
+    emb = run.tower.predict(images.astype(np.float32) / 255.0, batch_size=_BATCH, verbose=0)
+    n_classes = int(np.unique(classes).size)
+    for n in ways:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
+        trial = M.one_shot_trials(classes, ways=n, trials=trials, rng=rng)
+        if trial is None:
+            out[f"{n}-way"] = {"skipped": f"split '{split}' has {n_classes} classes (needs {n}, one with 2+ images)"}
+            continue
+        query, cands, target = trial
+        q = np.repeat(emb[query], n, axis=0)
+        dist = run.to_distance(run.head.predict([q, emb[cands.ravel()]], batch_size=4096, verbose=0))
+        out[f"{n}-way"] = {"accuracy": M.one_shot_accuracy(dist.reshape(-1, n), target), "trials": int(trials)}
+    return out
+
+
+def _classes(info: DatasetInfo, split: str) -> set[int]:
+    cols = ("a_class", "b_class") if info.kind == "pairs" else ("anchor_class", "negative_class")
+    frame = pd.read_parquet(info.path / "manifests" / f"{split}.parquet", columns=list(cols))
+    return set(np.unique(frame.to_numpy()).tolist())
+
+
+def _summary(scores: Scores, threshold: float) -> dict[str, Any]:
+    out = M.pair_metrics(scores.dist, scores.labels, threshold)
+    out["roc_auc"] = M.roc_auc(scores.dist, scores.labels)
+    out["eer"] = M.equal_error_rate(scores.dist, scores.labels)
+    if scores.d_ap is not None:
+        out["triplet_accuracy"] = M.triplet_accuracy(scores.d_ap, scores.d_an)
+    return out
+
+
+def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int] = DEFAULT_WAYS,
+                    trials: int = DEFAULT_TRIALS, seed: int = 0) -> tuple[dict[str, Any], dict[str, Scores]]:
+    """:func:`evaluate` on a loaded run, also returning the scores (for plots)."""
+    thr_split = "val" if info.records("val") else "train"
+    scores = {thr_split: score_split(run, info, thr_split)}
+    if split not in scores:
+        scores[split] = score_split(run, info, split)
+    threshold = M.choose_threshold(scores[thr_split].dist, scores[thr_split].labels)
+    result = _summary(scores[split], threshold)
+    result["pair_accuracy"] = result.pop("accuracy")
+    val = _summary(scores[thr_split], threshold)
+    trained = set()
+    if info.records("train"):
+        trained = _classes(info, "train")
+    result.update({
+        "split": split, "threshold": threshold, "threshold_split": thr_split,
+        "score": "distance" if run.output == "distance" else "1 - p(same)",
+        "dataset": {"name": info.card.get("name"), "version": info.card.get("version"),
+                    "fingerprint": info.fingerprint, "kind": info.kind},
+        "trained_on": run.config.get("dataset", {}).get("fingerprint"),
+        "threshold_split_metrics": {k: val[k] for k in ("accuracy", "roc_auc", "eer", "pairs")},
+        "class_disjoint": bool(trained) and not (_classes(info, split) & trained),
+        "one_shot": one_shot(run, info, split, ways=ways, trials=trials, seed=seed),
+    })
+    return result, scores
+
+
+def evaluate(run: str | os.PathLike, dataset: str | os.PathLike, *, split: str = "test",
+             ways: Sequence[int] = DEFAULT_WAYS, trials: int = DEFAULT_TRIALS, seed: int = 0) -> dict[str, Any]:
+    """Evaluate the run folder ``run`` on ``split`` of ``dataset``.
+
+    Args:
+        run: A folder written by ``pairgen train``.
+        dataset: A dataset directory (``dir@version`` accepted).
+        split: The split to report.
+        ways: N values of the N-way one-shot test.
+        trials: One-shot trials per N.
+        seed: Seed of the one-shot trials.
+
+    Returns:
+        A JSON-ready dict: ``pair_accuracy``, ``roc_auc``, ``eer``, ``precision``, ``recall``,
+        counts, ``threshold`` (chosen on ``threshold_split``), ``triplet_accuracy`` for
+        triplet data, ``one_shot`` per N, ``class_disjoint`` and the dataset's identity.
+
+    Raises:
+        ConfigError: If ``run`` is not a run folder or its input shape does not fit the dataset.
+        DatasetError: If the dataset or split is missing.
+    """
+    if trials <= 0:
+        raise ConfigError(f"--trials must be > 0; received: --trials {trials}.")
+    loaded = load_run(run)
+    info = open_dataset(dataset)
+    want = tuple(int(x) for x in loaded.tower.input_shape[1:])
+    if want != info.shape:
+        raise DatasetError(f"dataset '{info.path}' has {info.shape[0]}x{info.shape[1]}x{info.shape[2]} images but "
+                           f"run '{loaded.path}' expects {want[0]}x{want[1]}x{want[2]}; rebuild the dataset "
+                           "with matching --image-size/--channels.")
+    return evaluate_scores(loaded, info, split, ways=ways, trials=trials, seed=seed)[0]

@@ -1,0 +1,187 @@
+"""Train a Siamese model on a pairgen dataset and write a complete run folder.
+
+A run folder holds::
+
+    model.keras       the full Siamese model (pairs: [a, b] -> head output;
+                      triplets: [anchor, positive, negative] -> [d(a,p), d(a,n)])
+    embedding.keras   the tower alone (image -> embedding), for search and hard mining
+    history.csv       loss, val_loss and learning rate per epoch
+    metrics.json      what ``pairgen evaluate RUN DATASET --json`` prints for the test split
+    config.json       the resolved training settings, the dataset's fingerprint, versions
+    curves.png, distances.png, roc.png
+    checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
+
+The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+import pairgen
+from pairgen.errors import ConfigError
+from pairgen.train import plots
+from pairgen.train.config import TrainConfig
+from pairgen.train.data import DatasetInfo, fit_batches, open_dataset, require_split
+from pairgen.train.evaluation import load_run, evaluate_scores
+from pairgen.train.losses import make_loss
+from pairgen.train.metrics import roc_auc, roc_curve
+from pairgen.train.models import build_head, build_tower, pair_model, triplet_model, triplet_train_model
+
+RUN_FILES = ("model.keras", "embedding.keras", "history.csv", "metrics.json", "config.json",
+             "curves.png", "distances.png", "roc.png")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"run folder '{out}' already exists and is not empty; pass --overwrite "
+                              "or choose another --out.")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES + ("checkpoints",))
+        if foreign:
+            raise ConfigError(f"--overwrite refuses to clear '{out}': it holds {foreign[0]!r}, which is not "
+                              "part of a pairgen run. Choose another --out.")
+        shutil.rmtree(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def _strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, else the default (CPU or one GPU)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    lr: Any = config.learning_rate
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(steps, 1))
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(lr)
+
+
+class _LogLearningRate(keras.callbacks.Callback):
+    """Adds the learning rate at the end of each epoch to the logs (before CSVLogger writes them)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """Tower, head and the compiled training model."""
+    tower = build_tower(config.model, info.shape, embedding_dim=config.embedding_dim, width=config.width,
+                        weights=config.weights)
+    head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
+    model = triplet_train_model(tower) if config.loss == "triplet" else pair_model(tower, head)
+    model.compile(optimizer=_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit))
+    return tower, head, model
+
+
+def _callbacks(out: Path, has_val: bool, patience: int) -> list[keras.callbacks.Callback]:
+    monitor = "val_loss" if has_val else "loss"
+    cbs: list[keras.callbacks.Callback] = [
+        _LogLearningRate(),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.weights.h5"), monitor=monitor,
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if patience and has_val:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+    return cbs
+
+
+def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int) -> tuple[keras.Model, keras.Model, int]:
+    """Build, fit and restore the best weights; returns tower, head and the epochs run."""
+    has_val = info.records(config.val_split) > 0
+    steps = -(-info.records(config.train_split) // config.batch_size) * config.epochs
+    with _strategy().scope():
+        tower, head, model = _build(config, info, steps)
+    kw = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
+    train_ds = fit_batches(info, config.train_split, shuffle=True, **kw)
+    val_ds = fit_batches(info, config.val_split, shuffle=False, **kw) if has_val else None
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
+                        callbacks=_callbacks(out, has_val, config.patience))
+    best = out / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        model.load_weights(str(best))
+    return tower, head, len(history.history.get("loss", []))
+
+
+def _environment(strategy_replicas: int) -> dict[str, Any]:
+    return {"pairgen": pairgen.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")), "replicas": strategy_replicas}
+
+
+def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfig | None = None, *,
+          overwrite: bool = False, verbose: int = 2) -> dict[str, Any]:
+    """Train on ``dataset`` and write the run folder ``out``.
+
+    Args:
+        dataset: A dataset directory from ``pairgen build`` (``dir@version`` accepted).
+        out: The run folder to create.
+        config: Training settings; ``None`` = the defaults (the best measured recipe).
+        overwrite: Replace an existing run folder.
+        verbose: Keras verbosity: 1 = a progress bar per epoch, 2 = one line per epoch, 0 = silent.
+
+    Returns:
+        The metrics written to ``metrics.json`` (see :func:`pairgen.train.evaluation.evaluate`).
+
+    Raises:
+        ConfigError: For settings that do not fit the dataset, or an existing ``out``.
+        DatasetError: If the dataset or its train split is missing.
+    """
+    info = open_dataset(dataset)
+    config = (config or TrainConfig()).resolve(info.kind)
+    require_split(info, config.train_split, "--train-split")
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    keras.utils.set_random_seed(config.seed)  # weight init and dropout draw from Keras' global seed
+    previous = keras.mixed_precision.global_policy()
+    if config.mixed_precision:  # float16 on GPUs; CPUs support bfloat16 far better
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    try:
+        tower, head, epochs_run = _fit(config, info, out, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    saved = triplet_model(tower, head) if config.loss == "triplet" else pair_model(tower, head)
+    saved.save(out / "model.keras")
+    tower.save(out / "embedding.keras")
+    card = {"train": config.to_dict(), "dataset": info.summary(), "input_shape": list(info.shape),
+            "embedding_dim": int(tower.output_shape[-1]), "epochs_run": epochs_run,
+            "environment": _environment(_strategy().num_replicas_in_sync)}
+    (out / "config.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return _report(out, info)
+
+
+def _report(out: Path, info: DatasetInfo) -> dict[str, Any]:
+    """Evaluate the saved run exactly as ``pairgen evaluate`` does, then write metrics and plots."""
+    split = "test" if info.records("test") else ("val" if info.records("val") else "train")
+    run = load_run(out)
+    metrics, scores = evaluate_scores(run, info, split)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    history = pd.read_csv(out / "history.csv")
+    plots.plot_history(history, out / "curves.png")
+    thr_split = metrics["threshold_split"]
+    plots.plot_distances(scores[thr_split].dist, scores[thr_split].labels, metrics["threshold"],
+                         out / "distances.png", xlabel=metrics["score"], title=f"{thr_split} pairs")
+    curves = {}
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(s.dist, s.labels)
+        curves[name] = (fpr, tpr, roc_auc(s.dist, s.labels))
+    plots.plot_roc(curves, out / "roc.png")
+    return metrics

@@ -1,0 +1,183 @@
+"""End to end on real MNIST digits: train -> run folder -> evaluate -> embed -> hard negatives.
+
+The dataset is the demo pipeline (pipelines/mnist-demo.toml) over 30 digits per class of
+datasets/mnist-5k with one positive and one negative per image (a few hundred pairs), and the
+model is a tiny conv-bn tower trained for one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("tensorflow")
+
+from pairgen.builder import build  # noqa: E402
+from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.sampling import sample_pairs  # noqa: E402
+from pairgen.sampling.hard import load_embeddings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"epochs": 1, "width": 4, "embedding_dim": 8, "batch_size": 32}
+
+
+def _subset(dst: Path, per_class: int) -> Path:
+    for folder in sorted((ROOT / "datasets" / "mnist-5k").iterdir()):
+        if folder.is_dir():
+            (dst / folder.name).mkdir(parents=True)
+            for f in sorted(folder.glob("*.png"))[:per_class]:
+                shutil.copy(f, dst / folder.name / f.name)
+    return dst
+
+
+def _build(src: Path, out: Path, **overrides) -> Path:
+    cfg = BuildConfig.from_toml(ROOT / "pipelines" / "mnist-demo.toml").override({
+        "source.path": str(src), "sample.positives_per_image": 1, "sample.negatives_per_image": 1,
+        "build.workers": 1, "build.quiet": True, **overrides})
+    build(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _subset(tmp_path_factory.mktemp("src") / "mnist", 30)
+
+
+@pytest.fixture(scope="module")
+def demo(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(digits, tmp_path_factory.mktemp("ds") / "demo")
+
+
+@pytest.fixture(scope="module")
+def run(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pairgen.cli_train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    args = [str(demo), "--out", str(out), "--quiet"] + [x for k, v in TINY.items()
+                                                      for x in (f"--{k.replace('_', '-')}", str(v))]
+    result = CliRunner().invoke(train, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_every_run_file(run: Path, demo: Path) -> None:
+    from pairgen.train.trainer import RUN_FILES
+
+    for name in RUN_FILES:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert (run / "checkpoints" / "best.weights.h5").is_file()
+    for png in ("curves.png", "distances.png", "roc.png"):
+        assert cv2.imread(str(run / png)) is not None
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [0] and {"loss", "val_loss", "learning_rate"} <= set(history.columns)
+    config = json.loads((run / "config.json").read_text())
+    card = json.loads((demo / "dataset.json").read_text())
+    assert config["dataset"]["fingerprint"] == card["fingerprint"]
+    assert config["train"]["loss"] == "contrastive" and config["train"]["head"] == "distance"
+    assert config["train"]["model"] == "conv-bn" and config["input_shape"] == [28, 28, 1]
+
+
+def test_saved_models_reload_and_agree(run: Path, demo: Path) -> None:
+    import keras
+
+    from pairgen.tfdata import load_arrays
+    from pairgen.train import layers  # noqa: F401
+
+    model = keras.models.load_model(run / "model.keras")
+    tower = keras.models.load_model(run / "embedding.keras")
+    arrays = load_arrays(demo, "test", limit=16)
+    dist = model.predict([arrays["a"], arrays["b"]], verbose=0).ravel()
+    ea, eb = tower.predict(arrays["a"], verbose=0), tower.predict(arrays["b"], verbose=0)
+    assert tower.output_shape == (None, 8)
+    np.testing.assert_allclose(dist, np.linalg.norm(ea - eb, axis=1), rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_json_matches_metrics_json(run: Path, demo: Path) -> None:
+    from pairgen.cli_train import evaluate
+
+    result = CliRunner().invoke(evaluate, [str(run), str(demo), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed == json.loads((run / "metrics.json").read_text())
+    assert printed["threshold_split"] == "val" and printed["split"] == "test"
+    assert 0.0 <= printed["pair_accuracy"] <= 1.0 and 0.0 <= printed["roc_auc"] <= 1.0
+    assert printed["one_shot"]["5-way"]["trials"] == 400
+    assert "skipped" in printed["one_shot"]["20-way"]  # MNIST has only 10 classes
+    assert printed["class_disjoint"] is False
+
+
+def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:
+    from pairgen.cli_train import evaluate
+
+    result = CliRunner().invoke(evaluate, [str(run), str(demo), "--split", "val", "--ways", "3", "--trials", "50"])
+    assert result.exit_code == 0, result.output
+    for text in ("pair accuracy", "ROC AUC", "EER", "chosen on val", "3-way one-shot accuracy"):
+        assert text in result.output
+
+
+def test_evaluate_errors_are_one_line(run: Path, demo: Path, tmp_path: Path) -> None:
+    from pairgen.cli_train import evaluate
+
+    missing = CliRunner().invoke(evaluate, [str(tmp_path), str(demo)])
+    assert missing.exit_code == 1 and "has no model.keras" in missing.output
+    bad_split = CliRunner().invoke(evaluate, [str(run), str(demo), "--split", "holdout"])
+    assert bad_split.exit_code == 1 and "holdout" in bad_split.output and "Traceback" not in bad_split.output
+
+
+def test_embed_then_hard_negatives_are_harder_than_per_image(run: Path, demo: Path, tmp_path: Path) -> None:
+    from pairgen.cli_train import embed
+
+    out = tmp_path / "emb.parquet"
+    result = CliRunner().invoke(embed, [str(run), str(demo), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    catalog = pd.read_parquet(demo / "catalog.parquet")
+    assert list(frame["image_id"]) == sorted(catalog["image_id"]) and len(frame["embedding"].iloc[0]) == 8
+    emb = load_embeddings(out, catalog)
+    images = catalog[catalog["split"] == "train"]
+
+    def negative_distance(strategy: str) -> float:
+        pairs = sample_pairs(images, strategy=strategy, rng=np.random.default_rng(0), hard_k=5, embeddings=emb)
+        neg = pairs[pairs["label"] == 0]
+        return float(np.linalg.norm(emb[neg["a_id"]] - emb[neg["b_id"]], axis=1).mean())
+
+    assert negative_distance("hard") < 0.8 * negative_distance("per-image")
+
+
+def test_embed_an_image_folder_matches_the_dataset_source(run: Path, demo: Path, digits: Path,
+                                                          tmp_path: Path) -> None:
+    from pairgen.train.embedding import embed
+
+    from_folder = embed(run, digits, tmp_path / "a.parquet")
+    from_dataset = embed(run, demo, tmp_path / "b.parquet")
+    assert list(from_folder["path"]) == list(from_dataset["path"])
+    np.testing.assert_allclose(np.stack(from_folder["embedding"]), np.stack(from_dataset["embedding"]), atol=1e-5)
+
+
+def test_triplet_dataset_trains_with_mining_and_mixed_precision(digits: Path, tmp_path: Path) -> None:
+    import keras
+
+    from pairgen.train import TrainConfig, train
+
+    data = _build(digits, tmp_path / "triplets", kind="triplets")
+    config = TrainConfig(**TINY, mining="batch-hard", mixed_precision=True)
+    metrics = train(data, tmp_path / "run", config, verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+    test_triplets = json.loads((data / "dataset.json").read_text())["splits"]["test"]["records"]
+    assert 0.0 <= metrics["triplet_accuracy"] <= 1.0 and metrics["pairs"] == 2 * test_triplets
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["loss"] == "triplet" and config["train"]["mining"] == "batch-hard"
+
+
+def test_train_refuses_an_existing_run_without_overwrite(run: Path, demo: Path) -> None:
+    from pairgen.cli_train import train
+
+    result = CliRunner().invoke(train, [str(demo), "--out", str(run), "--epochs", "1"])
+    assert result.exit_code == 1 and "--overwrite" in result.output
