@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+import cv2
 import numpy as np
 
 from pairgen import augment as _augment
@@ -44,9 +48,21 @@ class Render:
 _SOURCE: Source | None = None
 
 
+def _start_method() -> str:
+    """``fork`` where the OS has it: fast, and safe from unguarded scripts.
+
+    ``spawn`` re-imports the ``__main__`` module in every worker, which breaks (or hangs) a
+    script without the ``if __name__ == "__main__":`` idiom. Forking a process that has
+    TensorFlow loaded is safe here because workers never call TensorFlow: they only decode,
+    jitter and encode with OpenCV and NumPy.
+    """
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _init_worker(source: Source) -> None:
     global _SOURCE
     _SOURCE = source
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 
 def _source(source: Source | None) -> Source:
@@ -169,13 +185,12 @@ class Pool:
             if self._ray_source is None:
                 self._start_ray()
         elif self.workers > 1 and self._pool is None:
-            mp = multiprocessing.get_context("spawn")  # never fork a process that may hold TF threads
-            self._pool = mp.Pool(self.workers, initializer=_init_worker, initargs=(self.source,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()),
+                                             initializer=_init_worker, initargs=(self.source,))
 
     def __exit__(self, *exc: Any) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._owns_ray:
             import ray
@@ -203,7 +218,13 @@ class Pool:
             for task in tasks:
                 yield fn(task, self.source)
         else:
-            yield from self._imap_window(lambda t: self._pool.apply_async(fn, (t,)), lambda h: h.get(), tasks)
+            try:
+                yield from self._imap_window(lambda t: self._pool.submit(fn, t), lambda f: f.result(), tasks)
+            except BrokenProcessPool:
+                raise BuildError(
+                    "a build worker process died (out of memory, or a script that calls pairgen.build "
+                    "without the `if __name__ == \"__main__\":` guard while TensorFlow is imported). "
+                    "Guard the script, or pass --workers 1.") from None
 
     def _imap_ray(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
         import ray

@@ -2,7 +2,7 @@
 
 Plan first, then write: :func:`plan_shards` turns a record count into frozen
 :class:`ShardSpec` objects, and :class:`ShardWriter` fills them in order. TensorFlow is
-imported inside the functions that need it, so importing this module stays cheap.
+never imported: files are framed and checked by :mod:`pairgen.tfrecord`.
 
 A split with zero records gets zero shards (an empty list); the split is still listed in
 ``dataset.json`` so readers see that it exists and is empty.
@@ -10,14 +10,15 @@ A split with zero records gets zero shards (an empty list); the split is still l
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from pairgen import tfrecord
 from pairgen.config import Compression, ShardConfig
+from pairgen.manifest import file_digest
 from pairgen.errors import BuildError, DatasetError
 
 MIB = 1 << 20
@@ -144,20 +145,8 @@ def plan_shards(split: str, num_records: int, *, record_bytes: float,
     ]
 
 
-def _tf_compression(compression: Compression | str) -> str:
-    comp = Compression.from_value(compression, "shards.compression")
-    return "GZIP" if comp is Compression.GZIP else ""
-
-
-def file_digest(path: str | os.PathLike) -> tuple[int, str]:
-    """Return ``(bytes, sha256 hex)`` of a file on disk."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
+def _is_gzip(compression: Compression | str) -> bool:
+    return Compression.from_value(compression, "shards.compression") is Compression.GZIP
 
 
 class ShardWriter:
@@ -179,7 +168,7 @@ class ShardWriter:
                  compression: Compression | str = Compression.NONE) -> None:
         self._out_dir = Path(out_dir)
         self._specs = list(specs)
-        self._options = _tf_compression(compression)
+        self._gzip = _is_gzip(compression)
         for i, spec in enumerate(self._specs):
             expected = self._specs[i - 1].stop if i else spec.start
             if spec.start != expected or spec.stop < spec.start:
@@ -205,14 +194,11 @@ class ShardWriter:
             self._writer = None
 
     def _open_next(self) -> None:
-        import tensorflow as tf
-
         self._close_file()
         self._shard += 1
         path = self._out_dir / self._specs[self._shard].path
         path.parent.mkdir(parents=True, exist_ok=True)
-        options = tf.io.TFRecordOptions(compression_type=self._options)
-        self._writer = tf.io.TFRecordWriter(str(path), options=options)
+        self._writer = tfrecord.Writer(path, gzip_compressed=self._gzip)
 
     def _advance(self) -> None:
         """Open every shard whose range starts at the current record (empty ones too)."""
@@ -266,7 +252,7 @@ class ShardWriter:
 
 def read_records(path: str | os.PathLike, *,
                  compression: Compression | str = Compression.NONE) -> Iterator[bytes]:
-    """Yield the serialized records of one shard file, in order.
+    """Yield the serialized records of one shard file, in order, checking their CRCs.
 
     Args:
         path: Shard file path.
@@ -276,20 +262,14 @@ def read_records(path: str | os.PathLike, *,
         Each record's bytes.
 
     Raises:
-        DatasetError: If the file does not exist.
+        DatasetError: If the file does not exist, is truncated or is corrupt.
     """
-    import tensorflow as tf
-
-    if not os.path.isfile(path):
-        raise DatasetError(f"shard file '{path}' does not exist; run `pairgen verify` on the dataset.")
-    dataset = tf.data.TFRecordDataset(str(path), compression_type=_tf_compression(compression))
-    for record in dataset.as_numpy_iterator():
-        yield record
+    return tfrecord.iter_records(path, gzip_compressed=_is_gzip(compression))
 
 
 def count_records(path: str | os.PathLike, *,
                   compression: Compression | str = Compression.NONE) -> int:
-    """Count the records of one shard file (reads the whole file).
+    """Count the records of one shard file (reads and checks the whole file).
 
     Args:
         path: Shard file path.
@@ -299,11 +279,6 @@ def count_records(path: str | os.PathLike, *,
         The number of records.
 
     Raises:
-        DatasetError: If the file does not exist.
+        DatasetError: If the file does not exist, is truncated or is corrupt.
     """
-    import tensorflow as tf
-
-    if not os.path.isfile(path):
-        raise DatasetError(f"shard file '{path}' does not exist; run `pairgen verify` on the dataset.")
-    dataset = tf.data.TFRecordDataset(str(path), compression_type=_tf_compression(compression))
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+    return sum(1 for _ in read_records(path, compression=compression))
