@@ -80,9 +80,10 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
 
 
 def _check_out(out: Path, config: BuildConfig) -> None:
-    if out.exists() and not config.build.overwrite:
+    if out.exists() and not (config.build.overwrite or config.build.keep_versions):
         if (out / "dataset.json").exists() or any(out.iterdir()):
-            raise BuildError(f"output '{out}' already exists. Pass --overwrite to replace it, or choose another --out.")
+            raise BuildError(f"output '{out}' already exists. Pass --overwrite to replace it, --keep-versions "
+                             "to add a new version beside it, or choose another --out.")
     if out.exists() and not out.is_dir():
         raise BuildError(f"output '{out}' is a file, not a directory. Choose another --out.")
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import os
 import tomllib
@@ -370,6 +371,8 @@ class BuildConfig:
             out.pop("build")
             out["source"].pop("path")
             out["source"].pop("table")
+            if self.sample.embeddings:  # hash what the embeddings are, not where they are
+                out["sample"]["embeddings"] = _file_sha256(self.sample.embeddings)
         return out
 
     @classmethod
@@ -394,13 +397,16 @@ class BuildConfig:
         return cfg
 
     def with_base_dir(self, base_dir: Path) -> "BuildConfig":
-        """Resolve relative source paths against ``base_dir`` (the pipeline file's folder)."""
+        """Resolve relative source, table and embeddings paths against ``base_dir`` (the pipeline's folder)."""
         src = self.source
         path = src.path if os.path.isabs(src.path) else os.path.normpath(os.path.join(base_dir, src.path))
         table = src.table
         if table and not os.path.isabs(table):
             table = os.path.normpath(os.path.join(base_dir, table))
-        return self.replace(source=dataclasses.replace(src, path=path, table=table))
+        sample = self.sample
+        if sample.embeddings and not os.path.isabs(sample.embeddings):
+            sample = dataclasses.replace(sample, embeddings=os.path.normpath(os.path.join(base_dir, sample.embeddings)))
+        return self.replace(source=dataclasses.replace(src, path=path, table=table), sample=sample)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "BuildConfig":
@@ -454,15 +460,23 @@ def _section(cls: type, name: str, values: Mapping[str, Any]) -> Any:
 
 
 def _plain(obj: Any) -> Any:
+    """JSON-ready values. Split fractions stay an ordered list of ``[name, fraction]``: the
+    order decides which images go where, and JSON objects are written with sorted keys."""
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        if obj and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in obj):
-            return {k: _plain(v) for k, v in obj}
         return [_plain(v) for v in obj]
     return obj
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise ConfigError(f"sample.embeddings file '{path}' does not exist; make it with `pairgen embed`.") from None
 
 
 def canonical_json(obj: Any) -> str:

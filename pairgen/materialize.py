@@ -62,7 +62,6 @@ def _start_method() -> str:
 def _init_worker(source: Source) -> None:
     global _SOURCE
     _SOURCE = source
-    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 
 def _source(source: Source | None) -> Source:
@@ -175,6 +174,7 @@ class Pool:
         self._pool: Any = None
         self._ray_source: Any = None
         self._owns_ray = False
+        self._cv2_threads = 0
 
     def __enter__(self) -> "Pool":
         return self
@@ -185,6 +185,11 @@ class Pool:
             if self._ray_source is None:
                 self._start_ray()
         elif self.workers > 1 and self._pool is None:
+            # OpenCV's thread pool does not survive fork: a child that touches it hangs. With one
+            # thread in the parent while the workers exist, children inherit no pool at all (and
+            # one process per core already uses every core).
+            self._cv2_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()),
                                              initializer=_init_worker, initargs=(self.source,))
 
@@ -192,6 +197,7 @@ class Pool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            cv2.setNumThreads(self._cv2_threads)
         if self._owns_ray:
             import ray
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def test_override_applies_dotted_keys_and_validates() -> None:
     assert cfg.seed == 7 and cfg.sample.strategy == "balanced"
     assert cfg.image.size == (32, 30)
     assert cfg.split.names == ("train", "test")
+
+
+def test_split_order_survives_json_and_is_hashed() -> None:
+    cfg = BuildConfig().override({"split.fractions": {"train": 0.8, "val": 0.1, "test": 0.1}})
+    data = json.loads(json.dumps(cfg.to_dict(), sort_keys=True))
+    assert BuildConfig.from_dict(data).split.names == ("train", "val", "test")
+    swapped = cfg.override({"split.fractions": {"train": 0.8, "test": 0.1, "val": 0.1}})
+    assert swapped.canonical_json() != cfg.canonical_json()
 
 
 def test_hashed_dict_drops_paths_and_run_options() -> None:

@@ -22,7 +22,6 @@ SHARD = "shards/train-00000-of-00002.tfrecord"
 
 
 def _config(src: Path, **overrides) -> BuildConfig:
-    # Split names in sorted order, as dataset.json stores them (see the xfail test below).
     base = {"source.path": str(src), "image.size": [16, 16], "split.fractions": {"test": 0.5, "train": 0.5},
             "shards.records_per_shard": 12, "build.workers": 1, "build.quiet": True}
     base.update(overrides)
@@ -147,8 +146,6 @@ def test_rebuild_check_matches_and_detects_changed_source(tmp_path: Path, built)
     assert "catalog.parquet" in {p.file for p in problems}
 
 
-@pytest.mark.xfail(strict=True, reason="dataset.json stores split.fractions with sorted keys and the "
-                   "fingerprint ignores their order, but the build's output depends on it")
 def test_rebuild_check_with_fractions_not_in_name_order(tmp_path: Path, built) -> None:
     out = tmp_path / "ds"
     build(_config(built[0], **{"split.fractions": {"train": 0.5, "test": 0.5}}), out)
