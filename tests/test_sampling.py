@@ -37,14 +37,23 @@ def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _strategy_params(strategy: str, images: pd.DataFrame) -> dict:
+    """``hard`` mines from embeddings; give it random ones (its quality is tested elsewhere)."""
+    if strategy != "hard":
+        return PARAMS
+    dims = np.random.default_rng(99).standard_normal((int(images["image_id"].max()) + 1, 4))
+    return {**PARAMS, "embeddings": dims}
+
+
 def pairs_for(strategy: str, seed: int = 0, **extra) -> tuple[pd.DataFrame, pd.DataFrame]:
     images = lr_frame(12) if strategy == "left-right" else frame([5, 6, 7, 8], ["train", "val"])
-    return images, sample_pairs(images, strategy=strategy, rng=rng(seed), **{**PARAMS, **extra})
+    params = {**_strategy_params(strategy, images), **extra}
+    return images, sample_pairs(images, strategy=strategy, rng=rng(seed), **params)
 
 
 def triplets_for(strategy: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     images = lr_frame(12) if strategy == "left-right" else frame([5, 6, 7, 8], ["train", "val"])
-    return images, sample_triplets(images, strategy=strategy, rng=rng(seed), **PARAMS)
+    return images, sample_triplets(images, strategy=strategy, rng=rng(seed), **_strategy_params(strategy, images))
 
 
 def lookup(images: pd.DataFrame, ids: pd.Series, column: str) -> np.ndarray:
