@@ -58,9 +58,23 @@ def test_any_config_value_changes_the_fingerprint(key: str, tmp_path: Path, make
     src = make_image_tree(tmp_path, classes=3, per_class=4, size=8)
     images = scan(src).images
     base = _config(src)
-    changed = base.override({key: CHANGES[key]})
+    value = CHANGES[key]
+    if key == "sample.embeddings":  # hashed by content, so the file must exist
+        (tmp_path / value).write_bytes(b"embeddings")
+        value = str(tmp_path / value)
+    changed = base.override({key: value})
     assert changed.to_dict(hashed=True) != base.to_dict(hashed=True)
     assert fingerprint(changed, images) != fingerprint(base, images)
+
+
+def test_embeddings_are_hashed_by_content_not_path(tmp_path: Path, make_image_tree) -> None:
+    src = make_image_tree(tmp_path, classes=3, per_class=4, size=8)
+    images = scan(src).images
+    for name, data in (("a.parquet", b"one"), ("b.parquet", b"one"), ("c.parquet", b"two")):
+        (tmp_path / name).write_bytes(data)
+    fps = [fingerprint(_config(src, **{"sample.embeddings": str(tmp_path / n)}), images)
+           for n in ("a.parquet", "b.parquet", "c.parquet")]
+    assert fps[0] == fps[1] != fps[2]
 
 
 def test_run_options_and_paths_are_not_fingerprinted(tmp_path: Path, make_image_tree) -> None:
