@@ -1,8 +1,9 @@
 """Orchestration: config -> scan -> split -> sample -> manifests -> shards -> dataset.json.
 
 Random streams all come from ``np.random.SeedSequence(config.seed)``: one child for the split,
-one per split for sampling, and per split a block of per-record augmentation seeds, so nothing
-depends on worker count, scheduling or file-system order. The build writes into a hidden
+one per split for sampling, one per split for the record order, and per split a block of
+per-record augmentation seeds, so nothing depends on worker count, scheduling or file-system
+order. The build writes into a hidden
 sibling directory and renames it into place once ``dataset.json`` (written last) exists.
 """
 
@@ -30,7 +31,7 @@ from pairgen.splits import leakage_report, split
 from pairgen.version import FORMAT_VERSION, fingerprint, write_card
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
-_SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY = 0, 1, 2
+_SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
 _RECORD_OVERHEAD_BYTES = 160
 
 
@@ -174,7 +175,10 @@ def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota:
     copies = config.augment.copies if config.augment.enabled else 1
     if copies > 1:
         table = table.loc[table.index.repeat(copies)].reset_index(drop=True)
-    table = table.reset_index(drop=True)
+    # Samplers emit rows grouped by anchor class; records are written in one seeded random
+    # order so that a reader's bounded shuffle buffer sees every class from the start.
+    order = np.random.default_rng(stream(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
+    table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "record_id", np.arange(len(table), dtype=np.int64))
     table["split"] = name
     table["aug_seed"] = aug_seeds(config.seed, index, len(table))

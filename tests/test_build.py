@@ -75,6 +75,15 @@ def test_refuses_to_overwrite_without_flag(tmp_path: Path, make_image_tree) -> N
     assert read_card(tmp_path / "ds")["config"]["seed"] == 3
 
 
+def test_records_are_in_a_seeded_random_order(tmp_path: Path, make_image_tree) -> None:
+    src = make_image_tree(tmp_path / "src", classes=6, per_class=12)
+    build(_config(src, **{"build.manifest_only": True}), tmp_path / "ds")
+    train = mf.read_table(tmp_path / "ds" / "manifests" / "train.parquet")
+    head = train.iloc[: len(train) // 4]
+    assert head["a_class"].nunique() == 6  # not grouped by anchor class
+    assert not train["a_class"].is_monotonic_increasing
+
+
 def test_balanced_quota_is_shared_by_split_size(tmp_path: Path, make_image_tree) -> None:
     src = make_image_tree(tmp_path / "src", classes=4, per_class=10)
     card = build(_config(src, **{"build.manifest_only": True, "sample.strategy": "balanced",
