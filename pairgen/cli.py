@@ -16,7 +16,7 @@ import click
 from pairgen import __version__
 from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
 
-_COMMAND_MODULES: tuple[str, ...] = ("pairgen.cli_dataset",)
+_COMMAND_MODULES: tuple[str, ...] = ("pairgen.cli_dataset", "pairgen.cli_train")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
