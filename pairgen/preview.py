@@ -24,7 +24,7 @@ from pairgen.errors import ConfigError, DatasetError
 from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
 from pairgen.records import decode_example
-from pairgen.verify import read_tfrecords_at
+from pairgen.tfrecord import read_records_at
 from pairgen.version import read_card
 
 POS_COLOR = (0, 170, 0)  # BGR green
@@ -106,7 +106,7 @@ def read_records(root: Path, card: dict[str, Any], split: str, indices: list[int
         stop = start + int(entry["records"])
         local = [i - start for i in indices if start <= i < stop]
         if local:
-            found = read_tfrecords_at(root / entry["path"], local, compression=card.get("compression", "none"))
+            found = read_records_at(root / entry["path"], local, compression=card.get("compression", "none"))
             out.update({start + i: decode_example(data) for i, data in found.items()})
         start = stop
     missing = [i for i in indices if i not in out]

@@ -264,7 +264,7 @@ def read_records(path: str | os.PathLike, *,
     Raises:
         DatasetError: If the file does not exist, is truncated or is corrupt.
     """
-    return tfrecord.iter_records(path, gzip_compressed=_is_gzip(compression))
+    return tfrecord.iter_records(path, compression="gzip" if _is_gzip(compression) else "none")
 
 
 def count_records(path: str | os.PathLike, *,

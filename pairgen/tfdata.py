@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pairgen import version
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
 from pairgen.records import PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS
@@ -54,20 +54,10 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         DatasetError: If the directory or card is missing, unreadable or incomplete.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise DatasetError(f"dataset directory '{root}' does not exist; build it with `pairgen build --out {root}`.")
-    card_path = root / "dataset.json"
-    if not card_path.is_file():
-        raise DatasetError(f"'{root}' has no dataset.json; it is not a finished pairgen dataset. "
-                           "Rebuild it with `pairgen build`.")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"'{card_path}' is not valid JSON ({exc}); rebuild the dataset.") from None
+    card = version.read_card(path)
     missing = [k for k in ("kind", "image", "shards") if k not in card]
     if missing or card.get("kind") not in _SCHEMAS:
-        raise DatasetError(f"'{card_path}' lacks {', '.join(missing) or 'a valid kind'}; "
+        raise DatasetError(f"'{Path(path) / 'dataset.json'}' lacks {', '.join(missing) or 'a valid kind'}; "
                            "it was not written by pairgen build. Rebuild the dataset.")
     return card
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from typing import BinaryIO, Iterator
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from crc32c import crc32c
 
@@ -61,60 +63,94 @@ class Writer:
         self._raw.close()
 
 
-def iter_records(path: str | os.PathLike, *, gzip_compressed: bool = False,
-                 check_crc: bool = True) -> Iterator[bytes]:
-    """Yield each record of a TFRecord file, checking lengths and CRCs.
+class TFRecordError(DatasetError):
+    """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def iter_records(path: str | os.PathLike, *, compression: str = "none",
+                 read_data: bool = True) -> Iterator[bytes | None]:
+    """Yield each record of a TFRecord file, checking its framing and checksums.
+
+    Every length field is checked against its masked CRC-32C, and so is every record that is
+    read, so a damaged file is reported (naming the record) instead of misread.
 
     Args:
         path: The file.
-        gzip_compressed: Whether the file is one gzip stream.
-        check_crc: Verify both CRCs of every record.
+        compression: ``"none"`` or ``"gzip"`` (the whole file is one gzip stream).
+        read_data: Yield each record's bytes; if false yield ``None`` and seek over the data
+            (counting records this way reads only 16 bytes per record of a plain file).
 
     Yields:
-        The records' bytes, in file order.
+        The records' bytes (or ``None``), in file order.
 
     Raises:
-        DatasetError: naming the file and record number if the file is missing, truncated
-            or corrupt.
+        DatasetError: If the file does not exist.
+        TFRecordError: If the file ends inside a record or a checksum fails.
     """
-    if not os.path.isfile(path):
+    yield from _records(Path(path), str(compression), lambda i: read_data)
+
+
+def read_records_at(path: str | os.PathLike, indices: Iterable[int], *,
+                    compression: str = "none") -> dict[int, bytes]:
+    """Read only the records at ``indices`` (0-based) of a TFRecord file.
+
+    Returns:
+        Index to serialized record, for every wanted index that the file holds.
+
+    Raises:
+        DatasetError: If the file does not exist.
+        TFRecordError: If the framing is broken before the last wanted record.
+    """
+    wanted = {int(i) for i in indices}
+    out: dict[int, bytes] = {}
+    if not wanted:
+        return out
+    for i, data in enumerate(_records(Path(path), str(compression), wanted.__contains__)):
+        if data is not None:
+            out[i] = data
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def _records(path: Path, compression: str, want: Callable[[int], bool]) -> Iterator[bytes | None]:
+    if not path.is_file():
         raise DatasetError(f"shard file '{path}' does not exist; run `pairgen verify` on the dataset.")
-    with open(path, "rb") as raw:
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gzip_compressed else raw
-        try:
-            yield from _read_frames(stream, str(path), check_crc)
-        except (EOFError, OSError, gzip.BadGzipFile) as exc:
-            raise DatasetError(f"shard file '{path}' is truncated or not valid gzip ({exc}).") from None
+    gz = compression == "gzip"
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            yield from _frames(f, path, want, stream=gz)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise TFRecordError(f"'{path}' cannot be decompressed ({exc})", "truncated") from None
 
 
-def _read_frames(stream: BinaryIO, name: str, check_crc: bool) -> Iterator[bytes]:
+def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], *, stream: bool) -> Iterator[bytes | None]:
+    size = None if stream else os.fstat(f.fileno()).st_size
     index = 0
     while True:
-        header = _read_exact(stream, 12, name, index, allow_eof=True)
-        if header is None:
+        header = f.read(12)
+        if not header:
             return
-        length_bytes, (length_crc,) = header[:8], _CRC.unpack(header[8:])
-        if check_crc and masked_crc(length_bytes) != length_crc:
-            raise DatasetError(f"shard file '{name}' is corrupt: record {index} has a bad length checksum.")
-        (length,) = _LEN.unpack(length_bytes)
-        body = _read_exact(stream, length + 4, name, index, allow_eof=False)
-        data, (data_crc,) = body[:length], _CRC.unpack(body[length:])
-        if check_crc and masked_crc(data) != data_crc:
-            raise DatasetError(f"shard file '{name}' is corrupt: record {index} has a bad data checksum.")
-        yield data
+        if len(header) < 12:
+            raise TFRecordError(f"'{path}' ends inside the header of record {index}", "truncated")
+        (length,), (length_crc,) = _LEN.unpack(header[:8]), _CRC.unpack(header[8:])
+        if masked_crc(header[:8]) != length_crc:
+            raise TFRecordError(f"'{path}': the length field of record {index} fails its CRC", "corrupt")
+        read = want(index)
+        if read or size is None:
+            data: bytes | None = f.read(length)
+            complete = len(data) == length
+        else:
+            data, complete = None, f.tell() + length <= size
+            f.seek(length, os.SEEK_CUR)
+        tail = f.read(4)
+        if not complete or len(tail) < 4:
+            raise TFRecordError(f"'{path}' ends inside record {index}", "truncated")
+        if read and masked_crc(data) != _CRC.unpack(tail)[0]:
+            raise TFRecordError(f"'{path}': record {index} fails its data CRC", "corrupt")
+        yield data if read else None
         index += 1
-
-
-def _read_exact(stream: BinaryIO, n: int, name: str, index: int, *, allow_eof: bool) -> bytes | None:
-    data = stream.read(n)
-    while len(data) < n:
-        more = stream.read(n - len(data))
-        if not more:
-            break
-        data += more
-    if len(data) == n:
-        return data
-    if allow_eof and not data:
-        return None
-    raise DatasetError(f"shard file '{name}' is truncated: record {index} is cut off "
-                       f"({len(data)} of {n} bytes). Rebuild the dataset.")

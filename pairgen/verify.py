@@ -10,7 +10,7 @@ file under ``manifests/`` or ``shards/`` that the card does not list. ``rebuild_
 rebuilds the dataset from the card's config into a temporary folder and compares every file
 byte for byte.
 
-Shards are read in pure Python (:func:`iter_tfrecords`), so verifying never imports
+Shards are read in pure Python (:func:`pairgen.tfrecord.iter_records`), so verifying never imports
 TensorFlow; only the rebuild check does, through the build.
 """
 
@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
-import gzip
 import os
-import struct
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,118 +31,10 @@ from pairgen import manifest as mf
 from pairgen.config import BuildConfig
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.lineage import resolve
+from pairgen.tfrecord import TFRecordError, iter_records
 from pairgen.version import fingerprint, read_card
 
 _CARD_KEYS = ("name", "version", "fingerprint", "kind", "config", "splits", "files", "shards")
-_CRC_TABLE: list[int] = []
-
-
-# --------------------------------------------------------------------------- TFRecord framing
-
-
-def _crc32c(data: bytes) -> int:
-    if not _CRC_TABLE:
-        for n in range(256):
-            c = n
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _CRC_TABLE.append(c)
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _masked_crc(data: bytes) -> int:
-    crc = _crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-class TFRecordError(DatasetError):
-    """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def iter_tfrecords(path: str | os.PathLike, *, compression: str = "none",
-                   read_data: bool = True) -> Iterator[bytes | None]:
-    """Yield the records of a TFRecord file without TensorFlow.
-
-    Every record's length field is checked against its masked CRC32C, so a damaged length
-    is reported instead of misread; the data itself is covered by the file's sha256.
-
-    Args:
-        path: The shard file.
-        compression: ``"none"`` or ``"gzip"``.
-        read_data: Yield each record's bytes; if false yield ``None`` and seek over the data
-            (counting records this way reads only 16 bytes per record).
-
-    Yields:
-        Each record's serialized bytes (or ``None``).
-
-    Raises:
-        DatasetError: If the file does not exist.
-        TFRecordError: If the file ends inside a record or a length field is damaged.
-    """
-    yield from _records(Path(path), compression, lambda i: read_data)
-
-
-def read_tfrecords_at(path: str | os.PathLike, indices: Iterable[int], *,
-                      compression: str = "none") -> dict[int, bytes]:
-    """Read only the records at ``indices`` (0-based) of a TFRecord file.
-
-    Returns:
-        Index to serialized record, for every index that the file holds.
-
-    Raises:
-        DatasetError: If the file does not exist.
-        TFRecordError: If the framing is broken before the last wanted record.
-    """
-    wanted = set(int(i) for i in indices)
-    out: dict[int, bytes] = {}
-    for i, data in enumerate(_records(Path(path), compression, wanted.__contains__)):
-        if data is not None:
-            out[i] = data
-            if len(out) == len(wanted):
-                break
-    return out
-
-
-def _records(path: Path, compression: str, want: Callable[[int], bool]) -> Iterator[bytes | None]:
-    if not path.is_file():
-        raise DatasetError(f"shard '{path}' does not exist; run `pairgen verify` on the dataset.")
-    try:
-        with (gzip.open(path, "rb") if compression == "gzip" else open(path, "rb")) as f:
-            yield from _frames(f, path, want, compression == "gzip")
-    except (EOFError, OSError, zlib.error) as exc:
-        raise TFRecordError(f"'{path}' cannot be decompressed ({exc})", "truncated") from None
-
-
-def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], stream: bool) -> Iterator[bytes | None]:
-    size = None if stream else os.fstat(f.fileno()).st_size
-    index = 0
-    while True:
-        header = f.read(12)
-        if not header:
-            return
-        if len(header) < 12:
-            raise TFRecordError(f"'{path}' ends inside the header of record {index}", "truncated")
-        length, crc = struct.unpack("<QI", header)
-        if _masked_crc(header[:8]) != crc:
-            raise TFRecordError(f"'{path}': the length field of record {index} fails its CRC", "corrupt")
-        read = want(index)
-        if read or size is None:
-            data: bytes | None = f.read(length)
-            complete = len(data) == length
-        else:
-            data, complete = None, f.tell() + length <= size
-            f.seek(length, os.SEEK_CUR)
-        if not complete or len(f.read(4)) < 4:
-            raise TFRecordError(f"'{path}' ends inside record {index}", "truncated")
-        yield data if read else None
-        index += 1
 
 
 # --------------------------------------------------------------------------- report
@@ -307,7 +196,7 @@ def _check_shard(root: Path, entry: dict[str, Any], card: dict[str, Any], split:
     compare = None if quick or manifest is None else _RecordComparer(card, manifest, start)
     count = 0
     try:
-        for data in iter_tfrecords(path, compression=card.get("compression", "none"),
+        for data in iter_records(path, compression=card.get("compression", "none"),
                                    read_data=compare is not None):
             message = compare.check(count, data) if compare is not None else None
             if message:

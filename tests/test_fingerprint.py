@@ -14,7 +14,7 @@ from pairgen import manifest as mf
 from pairgen.builder import build
 from pairgen.catalog import scan
 from pairgen.config import BuildConfig, canonical_json
-from pairgen.verify import iter_tfrecords
+from pairgen.tfrecord import iter_records
 from pairgen.version import fingerprint, read_card
 
 # One changed value per fingerprinted config key (BuildConfig.to_dict(hashed=True) leaves).
@@ -154,4 +154,4 @@ def test_card_holds_identity_counts_and_file_digests(tmp_path: Path, make_image_
     assert len(entries) > 3
     for entry in entries:
         assert mf.file_digest(out / entry["path"]) == (entry["bytes"], entry["sha256"])
-        assert sum(1 for _ in iter_tfrecords(out / entry["path"], read_data=False)) == entry["records"]
+        assert sum(1 for _ in iter_records(out / entry["path"], read_data=False)) == entry["records"]

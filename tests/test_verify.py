@@ -15,7 +15,8 @@ from pairgen.builder import build
 from pairgen.cli import main
 from pairgen.config import BuildConfig
 from pairgen.errors import DatasetError
-from pairgen.verify import TFRecordError, iter_tfrecords, verify
+from pairgen.tfrecord import TFRecordError, iter_records
+from pairgen.verify import verify
 from pairgen.version import read_card, write_card
 
 SHARD = "shards/train-00000-of-00002.tfrecord"
@@ -133,7 +134,7 @@ def test_gzip_shards_are_read_and_truncation_caught(tmp_path: Path, built) -> No
     path.write_bytes(path.read_bytes()[:-40])
     assert [p.kind for p in verify(out).problems if p.file.endswith(path.name)][0] == "truncated"
     with pytest.raises(TFRecordError):
-        list(iter_tfrecords(path, compression="gzip"))
+        list(iter_records(path, compression="gzip"))
 
 
 def test_rebuild_check_matches_and_detects_changed_source(tmp_path: Path, built) -> None:
