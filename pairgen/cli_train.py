@@ -77,6 +77,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=_D.seed, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute with float32 weights (GPU).")
 @click.option("--jit", is_flag=True, help="Compile the training step with XLA.")
+@click.option("--steps-per-execution", type=click.IntRange(min=1), default=_D.steps_per_execution,
+              show_default=True, help="Training steps per graph call (less per-step overhead, same result).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
               help="Local ImageNet weight file for --model resnet50 (nothing is downloaded).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")

@@ -181,3 +181,17 @@ def test_train_refuses_an_existing_run_without_overwrite(run: Path, demo: Path) 
 
     result = CliRunner().invoke(train, [str(demo), "--out", str(run), "--epochs", "1"])
     assert result.exit_code == 1 and "--overwrite" in result.output
+
+
+def test_steps_per_execution_changes_speed_not_the_model(demo: Path, tmp_path: Path) -> None:
+    import keras
+
+    from pairgen.train import TrainConfig, train
+
+    weights = []
+    for spe in (1, 4):  # 4 does not divide the 15 steps of an epoch: the last call runs fewer
+        train(demo, tmp_path / f"spe{spe}", TrainConfig(**{**TINY, "epochs": 2}, steps_per_execution=spe), verbose=0)
+        weights.append(keras.saving.load_model(tmp_path / f"spe{spe}" / "embedding.keras").get_weights())
+        assert json.loads((tmp_path / f"spe{spe}" / "config.json").read_text())["train"]["steps_per_execution"] == spe
+    for one, four in zip(*weights):
+        np.testing.assert_allclose(one, four, rtol=1e-5, atol=1e-6)

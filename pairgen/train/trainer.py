@@ -86,7 +86,8 @@ def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Mo
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = triplet_train_model(tower) if config.loss == "triplet" else pair_model(tower, head)
-    model.compile(optimizer=_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit))
+    model.compile(optimizer=_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit),
+                  steps_per_execution=config.steps_per_execution)
     return tower, head, model
 
 
