@@ -7,13 +7,16 @@ and measures it:
 
 1. reads a built pair dataset with pairgen's own TFRecord reader (no TensorFlow), raw
    encoding, into NumPy arrays;
-2. trains the default recipe (``conv-bn`` tower, contrastive margin 0.5, Adam 2e-3 with cosine
-   decay, batch 64, 8 epochs, best val-loss weights) with ``model.fit`` on those arrays and
-   scores it as ``pairgen evaluate`` does (threshold chosen on val; test pair accuracy and
-   ROC AUC);
+2. trains a recipe once per seed (``--recipe default``: ``conv-bn`` tower, contrastive margin
+   0.5, Adam 2e-3 with cosine decay, batch 64, 8 epochs; ``--recipe keras-io``: the reference
+   of ``train_quality.py``), keeping the best val-loss weights as ``pairgen train`` does, with
+   ``model.fit`` on those arrays, and scores it as ``pairgen evaluate`` does (threshold chosen
+   on val; test pair accuracy and ROC AUC);
 3. times training steps of heavier towers (``--throughput-models``) on the same pairs.
 
     KERAS_BACKEND=jax python benchmarks/train_backend.py --dataset build/mnist-demo
+    KERAS_BACKEND=jax python benchmarks/train_backend.py --dataset build/mnist-demo \
+        --recipe keras-io --seeds 0 1 2 3 4 5 6 7 8 9 --throughput-models
     python benchmarks/train_backend.py --dataset build/mnist-demo     # tensorflow backend
 
 The shipped ``pairgen train`` command uses the TensorFlow backend and streams with tf.data;
@@ -43,7 +46,11 @@ from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.losses import make_loss  # noqa: E402
 from pairgen.train.models import build_head, build_tower, pair_model  # noqa: E402
+from pairgen.train.optimizers import make_optimizer  # noqa: E402
 from pairgen.version import read_card  # noqa: E402
+from train_quality import REFERENCE  # noqa: E402
+
+RECIPES = {"default": TrainConfig().resolve("pairs"), "keras-io": REFERENCE.resolve("pairs")}
 
 
 def read_pairs(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,8 +79,7 @@ def _compile(config: TrainConfig, shape: tuple[int, ...], steps: int) -> tuple[k
     tower = build_tower(config.model, shape, embedding_dim=config.embedding_dim, width=config.width)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = pair_model(tower, head)
-    lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(steps, 1))
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config),
+    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config),
                   steps_per_execution=config.steps_per_execution)
     return tower, model
 
@@ -94,28 +100,28 @@ def _device() -> str:
     return f"{len(gpus)} GPU(s)" if gpus else "cpu"
 
 
-def quality(data: dict, config: TrainConfig) -> None:
-    """Train the recipe on the train split, score on test with the threshold from val."""
+def quality(data: dict, config: TrainConfig, name: str) -> float:
+    """Train ``config`` on the train split; score on test with the threshold from val; return accuracy."""
     (a, b, y), val, test = data["train"], data["val"], data["test"]
     steps = -(-len(y) // config.batch_size) * config.epochs
     keras.utils.set_random_seed(config.seed)
     _, model = _compile(config, a.shape[1:], steps)
-    stop = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+    # best val-loss weights, as pairgen train keeps them; patience 0 = never stop early
+    stop = keras.callbacks.EarlyStopping(patience=config.patience or config.epochs, restore_best_weights=True)
     start = time.perf_counter()
     hist = model.fit([a, b], y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
                      validation_data=([val[0], val[1]], val[2]), callbacks=[stop])
     seconds = time.perf_counter() - start
     epochs = len(hist.history["loss"])
-    dist = {name: model.predict([s[0], s[1]], batch_size=1024, verbose=0).reshape(-1)
-            for name, s in (("val", val), ("test", test))}
+    dist = {split: model.predict([s[0], s[1]], batch_size=1024, verbose=0).reshape(-1)
+            for split, s in (("val", val), ("test", test))}
     threshold = M.choose_threshold(dist["val"], val[2])
-    test_metrics = M.pair_metrics(dist["test"], test[2], threshold)
-    print(f"recipe=defaults: {config.model} tower, contrastive margin {config.margin:g}, adam "
-          f"{config.learning_rate:g} cosine, batch {config.batch_size}, {config.epochs} epochs")
-    print(f"train_seconds={seconds:.1f} epochs_run={epochs} seconds_per_epoch={seconds / epochs:.2f} "
-          f"train_pairs_per_second={len(y) * epochs / seconds:,.0f}")
-    print(f"test_pair_accuracy={test_metrics['accuracy']:.4f} test_roc_auc={M.roc_auc(dist['test'], test[2]):.4f} "
-          f"threshold_on_val={threshold:.4f}", flush=True)
+    accuracy = M.pair_metrics(dist["test"], test[2], threshold)["accuracy"]
+    print(f"{name}_seed{config.seed} test_pair_accuracy={accuracy:.4f} "
+          f"test_roc_auc={M.roc_auc(dist['test'], test[2]):.4f} threshold_on_val={threshold:.4f} "
+          f"last_loss={hist.history['loss'][-1]:.4f} train_seconds={seconds:.1f} epochs_run={epochs} "
+          f"train_pairs_per_second={len(y) * epochs / seconds:,.0f}", flush=True)
+    return accuracy
 
 
 def throughput(data: dict, models: list[str], batch_size: int, steps: int) -> None:
@@ -136,7 +142,8 @@ def throughput(data: dict, models: list[str], batch_size: int, steps: int) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="A built raw-encoded pair dataset (e.g. build/mnist-demo).")
-    parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--throughput-models", nargs="*", default=["conv-bn", "eca-resnet18"])
     parser.add_argument("--throughput-batch", type=int, default=256)
     parser.add_argument("--throughput-steps", type=int, default=100)
@@ -148,7 +155,13 @@ def main() -> None:
           f"cores={os.cpu_count()}")
     print(f"dataset={read_card(root)['name']} " + " ".join(f"{s}_pairs={len(v[2])}" for s, v in data.items())
           + f" read_seconds={time.perf_counter() - start:.1f}", flush=True)
-    quality(data, TrainConfig(epochs=args.epochs).resolve("pairs"))
+    recipe = RECIPES[args.recipe]
+    print(f"recipe={args.recipe}: {recipe.model} tower, {recipe.head} head, contrastive margin {recipe.margin:g}, "
+          f"{recipe.optimizer} {recipe.learning_rate:g} {recipe.schedule}, batch {recipe.batch_size}, "
+          f"{recipe.epochs} epochs", flush=True)
+    acc = [quality(data, recipe.replace(seed=seed), args.recipe) for seed in args.seeds]
+    print(f"{args.recipe}_seeds={len(acc)} mean_test_pair_accuracy={np.mean(acc):.4f} std={np.std(acc):.4f} "
+          f"min={min(acc):.4f} max={max(acc):.4f} below_0.9={sum(a < 0.9 for a in acc)}", flush=True)
     throughput(data, args.throughput_models, args.throughput_batch, args.throughput_steps)
     print(f"total_seconds={time.perf_counter() - start:.0f}")
 

@@ -35,6 +35,7 @@ from pairgen.train.evaluation import load_run, evaluate_scores
 from pairgen.train.losses import make_loss
 from pairgen.train.metrics import roc_auc, roc_curve
 from pairgen.train.models import build_head, build_tower, pair_model, triplet_model, triplet_train_model
+from pairgen.train.optimizers import make_optimizer
 
 RUN_FILES = ("model.keras", "embedding.keras", "history.csv", "metrics.json", "config.json",
              "curves.png", "distances.png", "roc.png")
@@ -59,19 +60,6 @@ def _strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def _optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
-    lr: Any = config.learning_rate
-    if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(steps, 1))
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(lr)
-
-
 class _LogLearningRate(keras.callbacks.Callback):
     """Adds the learning rate at the end of each epoch to the logs (before CSVLogger writes them)."""
 
@@ -86,7 +74,7 @@ def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Mo
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = triplet_train_model(tower) if config.loss == "triplet" else pair_model(tower, head)
-    model.compile(optimizer=_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit),
+    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit),
                   steps_per_execution=config.steps_per_execution)
     return tower, head, model
 
