@@ -52,6 +52,29 @@ def test_resnet50_tower_is_l2_normalized_and_needs_a_real_weight_file(tmp_path: 
         build_tower("resnet50", (32, 32, 3), weights=str(tmp_path / "missing.h5"))
 
 
+def test_resnet50_loads_a_local_keras_weight_file_and_freezes_the_early_blocks(tmp_path: Path) -> None:
+    import h5py
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    keras.utils.set_random_seed(7)
+    source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "resnet50_notop.h5"  # the layout of Keras' published no-top ImageNet file
+    with h5py.File(path, "w") as f:
+        save_weights_to_hdf5_group(f, source)
+    keras.utils.set_random_seed(8)  # a different random init, so equality below means "loaded"
+    tower = build_tower("resnet50", (32, 32, 3), width=32, embedding_dim=16, weights=str(path))
+    base = next(layer for layer in tower.layers if layer.name.startswith("resnet50"))
+    for want, got in zip(source.get_weights(), base.get_weights()):
+        np.testing.assert_array_equal(want, got)
+    assert not base.get_layer("conv1_conv").trainable and not base.get_layer("conv3_block4_out").trainable
+    assert base.get_layer("conv4_block1_1_conv").trainable and base.get_layer("conv5_block3_out").trainable
+    other = tmp_path / "lenet.h5"
+    with h5py.File(other, "w") as f:
+        save_weights_to_hdf5_group(f, build_tower("lenet", (28, 28, 1)))
+    with pytest.raises(ConfigError, match="does not fit Keras ResNet50"):
+        build_tower("resnet50", (32, 32, 3), weights=str(other))
+
+
 def test_too_small_images_are_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="needs images of at least 16x16"):
         build_tower("lenet", (12, 12, 1))
