@@ -149,6 +149,13 @@ class ClassIndex:
                 f"{self.where} has only {self.num_classes} class(es){only}; {what} need at least 2 classes. "
                 "Use a source with more classes, change --splits, or ask for no negatives.")
 
+    def require_pairs(self, positives: int, negatives: int) -> None:
+        """Raise unless ``positives`` positive and ``negatives`` negative pairs per anchor can exist."""
+        if positives:
+            self.require_positives("positive pairs")
+        if negatives:
+            self.require_negatives("negative pairs")
+
 
 def check_images(images: pd.DataFrame, *, left_right: bool) -> None:
     """Check that ``images`` has the columns and values a sampler needs.

@@ -125,10 +125,7 @@ class HardPairs(PairSampler):
 
     def sample(self, index: ClassIndex, params: SampleParams, *, rng: np.random.Generator) -> Positions:
         n_pos, n_neg = params.positives_per_image, params.negatives_per_image
-        if n_pos:
-            index.require_positives("positive pairs")
-        if n_neg:
-            index.require_negatives("negative pairs")
+        index.require_pairs(n_pos, n_neg)
         if n_pos + n_neg == 0 or index.n == 0:
             return np.arange(0), np.arange(0), np.arange(0)
         _check_k(params)

@@ -51,10 +51,7 @@ class PerImagePairs(PairSampler):
 
     def sample(self, index: ClassIndex, params: SampleParams, *, rng: np.random.Generator) -> Positions:
         n_pos, n_neg = params.positives_per_image, params.negatives_per_image
-        if n_pos:
-            index.require_positives("positive pairs")
-        if n_neg:
-            index.require_negatives("negative pairs")
+        index.require_pairs(n_pos, n_neg)
         anchors = index.rows
         blocks = [index.other_member(anchors, rng) for _ in range(n_pos)]
         blocks += [index.other_class_image(anchors, rng) for _ in range(n_neg)]
