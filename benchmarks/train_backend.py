@@ -5,8 +5,8 @@ pairgen's towers (:mod:`pairgen.train.models`), layers and losses are written wi
 that on whatever machine it runs (a GPU machine whose image has JAX but no TensorFlow, say)
 and measures it:
 
-1. reads a built pair dataset with pairgen's own TFRecord reader (no TensorFlow), raw
-   encoding, into NumPy arrays;
+1. reads a built pair dataset into NumPy arrays with ``pairgen.load_numpy`` (pairgen's own
+   TFRecord reader, no TensorFlow);
 2. trains a recipe once per seed (``--recipe default``: ``conv-bn`` tower, contrastive margin
    0.5, Adam 2e-3 with cosine decay, batch 64, 8 epochs; ``--recipe keras-io``: the reference
    of ``train_quality.py``), keeping the best val-loss weights as ``pairgen train`` does, with
@@ -40,39 +40,23 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from pairgen.errors import DatasetError  # noqa: E402
-from pairgen.records import decode_example  # noqa: E402
-from pairgen.tfrecord import iter_records  # noqa: E402
+from pairgen.reader import load_numpy, read_card  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.losses import make_loss  # noqa: E402
 from pairgen.train.models import build_head, build_tower, pair_model  # noqa: E402
 from pairgen.train.optimizers import make_optimizer  # noqa: E402
-from pairgen.version import read_card  # noqa: E402
 from train_quality import REFERENCE  # noqa: E402
 
 RECIPES = {"default": TrainConfig().resolve("pairs"), "keras-io": REFERENCE.resolve("pairs")}
 
 
 def read_pairs(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(a, b, label)`` of a raw-encoded pair split, images as float32 in [0, 1], in record order."""
-    card = read_card(root)
-    img = card["image"]
-    if card["kind"] != "pairs" or img["encoding"] != "raw":
-        raise DatasetError(f"'{root}' must be a pair dataset with raw encoding (it is {card['kind']}, "
-                           f"{img['encoding']}); build it with --kind pairs --encoding raw.")
-    shape = (int(img["height"]), int(img["width"]), int(img["channels"]))
-    a, b, y = [], [], []
-    for shard in card["shards"][split]:
-        for data in iter_records(root / shard["path"], compression=card.get("compression", "none")):
-            rec = decode_example(data)
-            a.append(rec["a/image"][0])
-            b.append(rec["b/image"][0])
-            y.append(rec["label"][0])
-
-    def stack(blobs: list[bytes]) -> np.ndarray:
-        return np.frombuffer(b"".join(blobs), np.uint8).reshape((-1, *shape)).astype(np.float32) / 255.0
-
-    return stack(a), stack(b), np.asarray(y, np.float32)
+    """``(a, b, label)`` of a pair split, images as float32 in [0, 1], in record order (no TensorFlow)."""
+    if read_card(root)["kind"] != "pairs":
+        raise DatasetError(f"'{root}' is not a pair dataset; build it with --kind pairs.")
+    arrays = load_numpy(root, split)
+    return arrays["a"], arrays["b"], arrays["label"].astype(np.float32)
 
 
 def _compile(config: TrainConfig, shape: tuple[int, ...], steps: int) -> tuple[keras.Model, keras.Model]:

@@ -9,6 +9,7 @@ never import TensorFlow)::
     pairs = pairgen.sample_pairs(catalog.images, strategy="per-image", rng=np.random.default_rng(1))
     info = pairgen.build(pairgen.BuildConfig.from_toml("pipelines/mnist-demo.toml"), out="build/demo")
     ds = pairgen.load("build/demo", split="train", batch_size=256)
+    arrays = pairgen.load_numpy("build/demo", split="train")   # no TensorFlow
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _EXPORTS = {
     "build": "pairgen.builder",
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
+    "load_numpy": "pairgen.reader",
     "fingerprint": "pairgen.version",
     "read_card": "pairgen.version",
 }

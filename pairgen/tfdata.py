@@ -30,61 +30,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pairgen import version
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
-from pairgen.records import PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS
+from pairgen.reader import SCHEMAS as _SCHEMAS
+from pairgen.reader import array_name, read_card
+from pairgen.reader import image_spec as _image_spec
+from pairgen.reader import shard_files as _shard_files
+
+__all__ = ["feature_spec", "load", "load_arrays", "read_card"]
 
 _PARSE_BATCH = 256  # records parsed together when the caller wants single examples
-_SCHEMAS = {
-    "pairs": (PAIR_IMAGE_KEYS, PAIR_INT_KEYS),
-    "triplets": (TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS),
-}
-
-
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``<path>/dataset.json``.
-
-    Args:
-        path: Dataset directory.
-
-    Returns:
-        The parsed card.
-
-    Raises:
-        DatasetError: If the directory or card is missing, unreadable or incomplete.
-    """
-    card = version.read_card(path)
-    missing = [k for k in ("kind", "image", "shards") if k not in card]
-    if missing or card.get("kind") not in _SCHEMAS:
-        raise DatasetError(f"'{Path(path) / 'dataset.json'}' lacks {', '.join(missing) or 'a valid kind'}; "
-                           "it was not written by pairgen build. Rebuild the dataset.")
-    return card
-
-
-def _image_spec(card: dict[str, Any], where: Path) -> tuple[tuple[int, int, int], str]:
-    image = card["image"]
-    try:
-        shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
-        encoding = str(image["encoding"])
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"'{where}/dataset.json' has an incomplete \"image\" entry "
-                           "(needs height, width, channels, encoding); rebuild the dataset.") from None
-    if encoding not in ("raw", "png", "jpeg"):
-        raise DatasetError(f"'{where}/dataset.json' has image encoding {encoding!r}; expected raw, png or jpeg.")
-    return shape, encoding
-
-
-def _shard_files(card: dict[str, Any], root: Path, split: str) -> list[str]:
-    shards = card["shards"]
-    if split not in shards:
-        have = ", ".join(shards) or "none"
-        raise DatasetError(f"dataset '{root}' has no split {split!r}; it has: {have}.")
-    files = [str(root / entry["path"]) for entry in shards[split]]
-    for f in files:
-        if not os.path.isfile(f):
-            raise DatasetError(f"shard '{f}' listed in dataset.json is missing; run `pairgen verify {root}`.")
-    return files
 
 
 def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
@@ -277,7 +232,7 @@ def load_arrays(path: str | os.PathLike, split: str = "test", limit: int | None 
             parts[key].append(value)
     out = {}
     for key, chunks in parts.items():
-        name = key.replace("/image", "").replace("/", "_")
+        name = array_name(key)
         if chunks:
             out[name] = np.concatenate(chunks)
         elif spec[key].dtype == tf.string:

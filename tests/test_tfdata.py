@@ -216,3 +216,38 @@ def test_unshuffled_order_is_fixed_and_batches_are_full(tmp_path):
 def test_single_shard_split_is_in_manifest_order(tmp_path):
     make_dataset(tmp_path, splits=(("train", 30),), per_shard=0)
     assert _ids(load(tmp_path, "train", batch_size=7, normalize=False)) == list(range(30))
+
+
+@pytest.mark.parametrize("kind, encoding, channels, compression", [
+    ("pairs", "raw", 1, "none"), ("pairs", "png", 3, "gzip"), ("triplets", "png", 1, "none"),
+    ("triplets", "raw", 3, "gzip")])
+def test_load_numpy_equals_load_arrays_without_tensorflow(tmp_path, kind, encoding, channels, compression):
+    from pairgen.reader import load_numpy
+
+    make_dataset(tmp_path, kind=kind, encoding=encoding, channels=channels, compression=compression)
+    for normalize in (True, False):
+        want = load_arrays(tmp_path, "train", normalize=normalize)
+        got = load_numpy(tmp_path, "train", normalize=normalize)
+        assert sorted(got) == sorted(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape, key
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    limited = load_numpy(tmp_path, "train", limit=23)
+    assert list(limited["record_id"]) == list(range(23))
+    empty = load_numpy(tmp_path, "test")
+    assert empty["record_id"].shape == (0,) and empty[next(iter(empty))].shape == (0, H, W, channels)
+    with pytest.raises(DatasetError, match="no split 'nope'"):
+        load_numpy(tmp_path, "nope")
+    with pytest.raises(DatasetError, match="limit must be >= 0"):
+        load_numpy(tmp_path, "train", limit=-1)
+
+
+def test_load_numpy_never_imports_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    make_dataset(tmp_path)
+    code = ("import sys, pairgen; arrays = pairgen.load_numpy(sys.argv[1], 'train'); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; print(len(arrays['label']))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "37"
