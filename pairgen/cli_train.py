@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
-from pairgen.train.config import DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, SCHEDULES, TOWERS, TrainConfig
+from pairgen.train.config import (DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS,
+                                  TrainConfig)
 
 _PATH = click.Path(path_type=Path)
 _D = TrainConfig()  # the CLI shows and uses the library's defaults
@@ -77,6 +78,9 @@ def _print_metrics(m: dict[str, Any]) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=_D.seed, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute with float32 weights (GPU).")
 @click.option("--jit", is_flag=True, help="Compile the training step with XLA.")
+@click.option("--reader", type=click.Choice(READERS), default=_D.reader, show_default=True,
+              help="tfdata streams shards; numpy loads splits into memory without TensorFlow (any Keras "
+                   "backend); auto = tfdata when TensorFlow is installed.")
 @click.option("--steps-per-execution", type=click.IntRange(min=1), default=_D.steps_per_execution,
               show_default=True, help="Training steps per graph call (less per-step overhead, same result).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),

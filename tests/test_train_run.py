@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -195,3 +196,31 @@ def test_steps_per_execution_changes_speed_not_the_model(demo: Path, tmp_path: P
         assert json.loads((tmp_path / f"spe{spe}" / "config.json").read_text())["train"]["steps_per_execution"] == spe
     for one, four in zip(*weights):
         np.testing.assert_allclose(one, four, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_reader_trains_pairs_and_triplets_without_tf_data(demo: Path, digits: Path, tmp_path: Path) -> None:
+    from pairgen.train import TrainConfig, train
+
+    metrics = train(demo, tmp_path / "pairs", TrainConfig(**TINY, reader="numpy"), verbose=0)
+    assert 0.0 <= metrics["pair_accuracy"] <= 1.0
+    assert all((tmp_path / "pairs" / name).is_file() for name in ("model.keras", "embedding.keras", "roc.png"))
+    card = json.loads((tmp_path / "pairs" / "config.json").read_text())
+    assert card["train"]["reader"] == "numpy" and card["environment"]["backend"] == "tensorflow"
+    history = pd.read_csv(tmp_path / "pairs" / "history.csv")
+    assert len(history) == 1 and np.isfinite(history["val_loss"]).all()
+    data = _build(digits, tmp_path / "triplets", kind="triplets")
+    metrics = train(data, tmp_path / "triplets-run", TrainConfig(**TINY, reader="numpy", mining="batch-hard"),
+                    verbose=0)
+    assert 0.0 <= metrics["triplet_accuracy"] <= 1.0
+
+
+def test_evaluate_through_pairgens_reader_matches_tf_data(run: Path, demo: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path taken when TensorFlow is not installed (pairgen.load_numpy) gives the same metrics."""
+    from pairgen.train import evaluation
+
+    want = json.loads((run / "metrics.json").read_text())
+    monkeypatch.setattr(evaluation, "resolve_reader", lambda reader: "numpy")
+    monkeypatch.setitem(sys.modules, "pairgen.tfdata", None)  # any use of the tf.data loader would fail
+    got = json.loads(json.dumps(evaluation.evaluate(run, demo)))
+    assert got == want

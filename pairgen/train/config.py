@@ -21,6 +21,7 @@ DISTANCES = ("l2", "l1")
 MININGS = ("auto", "none", "batch-hard", "batch-semi-hard")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
+READERS = ("auto", "tfdata", "numpy")
 
 # What a head outputs: a distance (small = same) or a probability of "same" (large = same).
 HEAD_OUTPUT = {"distance": "distance", "bn-sigmoid": "distance", "absdiff": "probability",
@@ -75,6 +76,9 @@ class TrainConfig:
         seed: Seeds weight initialization, dropout and the shuffle order.
         mixed_precision: Train in float16 with float32 variables (GPU).
         jit: Compile the training step with XLA.
+        reader: How splits reach ``fit``: ``tfdata`` streams the shards (TensorFlow),
+            ``numpy`` reads them into memory with ``pairgen.load_numpy`` (any Keras backend,
+            no TensorFlow needed), ``auto`` = tfdata when TensorFlow is installed.
         steps_per_execution: Training steps run per call into the compiled graph. Small
             models spend most of a step in Python and dispatch overhead; running several
             steps per call removes most of it. Same steps, same order, same result.
@@ -101,6 +105,7 @@ class TrainConfig:
     mixed_precision: bool = False
     jit: bool = False
     steps_per_execution: int = 32
+    reader: str = "auto"
     weights: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -113,6 +118,7 @@ class TrainConfig:
         _choice(self.mining, MININGS, "--mining")
         _choice(self.optimizer, OPTIMIZERS, "--optimizer")
         _choice(self.schedule, SCHEDULES, "--schedule")
+        _choice(self.reader, READERS, "--reader")
         for name in ("epochs", "batch_size", "steps_per_execution"):
             _positive(getattr(self, name), f"--{name.replace('_', '-')}")
         _positive(self.learning_rate, "--lr")

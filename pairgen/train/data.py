@@ -1,25 +1,35 @@
-"""The trainer's view of a dataset directory: its card, and tf.data pipelines ready for ``fit``.
+"""The trainer's view of a dataset directory: its card, and the data ``fit`` consumes.
 
-Pairs stream straight from :func:`pairgen.tfdata.load` as ``((a, b), label)``. Triplets need
-class ids for online mining, which the loader does not yield: the split is then read in
-manifest order (the loader's unshuffled order) and zipped with the manifest's class columns,
-and shuffled after that.
+Two readers (``TrainConfig.reader``):
+
+* ``tfdata`` streams the shards through :func:`pairgen.tfdata.load`. Pairs come as
+  ``((a, b), label)``. Triplets need class ids for online mining, which the loader does not
+  yield: the split is then read in manifest order (the loader's unshuffled order) and zipped
+  with the manifest's class columns, and shuffled after that.
+* ``numpy`` reads each split into memory with :func:`pairgen.reader.load_numpy` (no
+  TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
+  ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
+
+``auto`` picks ``tfdata`` when TensorFlow can be imported, else ``numpy``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
-from pairgen.tfdata import load, read_card
+from pairgen.reader import load_numpy, read_card
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 _SHUFFLE_BYTES = 1 << 30  # cap on decoded images held in the triplet shuffle buffer
 
@@ -77,8 +87,32 @@ def require_split(info: DatasetInfo, split: str, option: str) -> None:
                            f"pass another {option} or rebuild with --splits.")
 
 
+def resolve_reader(reader: str) -> str:
+    """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata if TensorFlow is installed)."""
+    if reader != "auto":
+        return reader
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["tensorflow"] = None blocks it
+        found = False
+    return "tfdata" if found else "numpy"
+
+
+def fit_arrays(info: DatasetInfo, split: str, *, mining: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(inputs, targets)`` of a split in memory: ``[a, b]`` and float32 labels for pairs,
+    ``[anchor, positive, negative]`` and class ids ``(n, 3)`` (zeros without mining) for triplets."""
+    arrays = load_numpy(info.path, split)
+    if info.kind == "pairs":
+        return [arrays["a"], arrays["b"]], arrays["label"].astype(np.float32)
+    x = [arrays["anchor"], arrays["positive"], arrays["negative"]]
+    classes = np.stack([arrays["anchor_class"], arrays["positive_class"], arrays["negative_class"]], axis=1)
+    return x, (classes.astype(np.int32) if mining != "none" else np.zeros_like(classes, np.int32))
+
+
 def pair_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     """``((a, b), label)`` batches of a pair dataset."""
+    from pairgen.tfdata import load
+
     return load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
@@ -89,6 +123,10 @@ def triplet_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: 
     ``y`` is the class ids ``(batch, 3)`` (anchor, positive = anchor's class, negative) when
     ``with_classes`` (needed by the miners), else zeros.
     """
+    import tensorflow as tf
+
+    from pairgen.tfdata import load
+
     if not with_classes:
         ds = load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed)
         return ds.map(lambda a, p, n: ((a, p, n), tf.zeros((tf.shape(a)[0], 3), tf.int32)))

@@ -3,7 +3,8 @@
 The decision threshold is always chosen on the validation split (``train`` when the dataset
 has no ``val``), never on the split being evaluated unless that split *is* the validation
 split. One-shot trials use the split's distinct images, taken from its records
-(:func:`pairgen.tfdata.load_arrays`, first occurrence of each image id), so they are exactly
+(:func:`pairgen.tfdata.load_arrays`, or :func:`pairgen.load_numpy` without TensorFlow; first
+occurrence of each image id), so they are exactly
 the pixels the model sees; with augmented builds that is the first jittered copy.
 """
 
@@ -13,18 +14,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.tfdata import load, load_arrays
+from pairgen.reader import load_numpy
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
-from pairgen.train.data import DatasetInfo, open_dataset, require_split
+from pairgen.train.data import DatasetInfo, open_dataset, require_split, resolve_reader
 from pairgen.train.models import pair_model, triplet_model
 
 DEFAULT_WAYS = (5, 20)
@@ -78,19 +79,42 @@ class Scores:
     d_an: np.ndarray | None = None
 
 
+def _read_split(info: DatasetInfo, split: str, *, normalize: bool) -> dict[str, np.ndarray]:
+    """A split as arrays in manifest order: through tf.data when TensorFlow is there, else pairgen's reader."""
+    if resolve_reader("auto") == "tfdata":
+        from pairgen.tfdata import load_arrays
+
+        return load_arrays(info.path, split, normalize=normalize)
+    return load_numpy(info.path, split, normalize=normalize)
+
+
+def _pair_batches(info: DatasetInfo, split: str) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:
+    """``([a, b], labels)`` or ``([anchor, positive, negative], None)`` batches of a split."""
+    if resolve_reader("auto") == "tfdata":  # streams: a split never has to fit in memory
+        from pairgen.tfdata import load
+
+        for batch in load(info.path, split, batch_size=_BATCH).as_numpy_iterator():
+            yield (list(batch[0]), batch[1]) if info.kind == "pairs" else (list(batch), None)
+        return
+    arrays = load_numpy(info.path, split)
+    roles = ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
+    for start in range(0, len(arrays["record_id"]), _BATCH):
+        part = slice(start, start + _BATCH)
+        yield [arrays[r][part] for r in roles], (arrays["label"][part] if info.kind == "pairs" else None)
+
+
 def score_split(run: Run, info: DatasetInfo, split: str) -> Scores:
     """Distances of every record of ``split``; a triplet gives a positive (a, p) and a negative (a, n) pair."""
     require_split(info, split, "--split")
-    ds = load(info.path, split, batch_size=_BATCH)
     if info.kind == "pairs":
         scorer = pair_model(run.tower, run.head)
         outs, labels = [], []
-        for (a, b), y in ds:
-            outs.append(run.to_distance(scorer.predict_on_batch([a, b])))
+        for x, y in _pair_batches(info, split):
+            outs.append(run.to_distance(np.asarray(scorer.predict_on_batch(x))))
             labels.append(np.asarray(y))
         return Scores(np.concatenate(outs), np.concatenate(labels).astype(np.int64))
     scorer = triplet_model(run.tower, run.head)
-    both = np.concatenate([np.asarray(scorer.predict_on_batch(list(batch))) for batch in ds])
+    both = np.concatenate([np.asarray(scorer.predict_on_batch(x)) for x, _ in _pair_batches(info, split)])
     d_ap, d_an = run.to_distance(both[:, 0]), run.to_distance(both[:, 1])
     labels = np.r_[np.ones(d_ap.size, np.int64), np.zeros(d_an.size, np.int64)]
     return Scores(np.r_[d_ap, d_an], labels, d_ap, d_an)
@@ -98,7 +122,7 @@ def score_split(run: Run, info: DatasetInfo, split: str) -> Scores:
 
 def _split_images(info: DatasetInfo, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Distinct images (uint8) and their class ids, from the split's records."""
-    arrays = load_arrays(info.path, split, normalize=False)
+    arrays = _read_split(info, split, normalize=False)
     roles = ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
     ids = np.concatenate([arrays[f"{r}_id"] for r in roles])
     classes = np.concatenate([arrays[f"{r}_class"] for r in roles])

@@ -11,7 +11,9 @@ A run folder holds::
     curves.png, distances.png, roc.png
     checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
 
-The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``).
+The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``, TensorFlow
+backend). With ``KERAS_BACKEND=jax`` or ``torch`` and ``reader="numpy"`` (the default when
+TensorFlow is not installed) it trains on one device without TensorFlow.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from typing import Any
 
 import keras
 import pandas as pd
-import tensorflow as tf
 
 import pairgen
 from pairgen.errors import ConfigError
-from pairgen.train import plots
+from pairgen.train import backend, plots
 from pairgen.train.config import TrainConfig
-from pairgen.train.data import DatasetInfo, fit_batches, open_dataset, require_split
+from pairgen.train.data import DatasetInfo, fit_arrays, fit_batches, open_dataset, require_split, resolve_reader
 from pairgen.train.evaluation import load_run, evaluate_scores
 from pairgen.train.losses import make_loss
 from pairgen.train.metrics import roc_auc, roc_curve
@@ -52,12 +53,6 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                               "part of a pairgen run. Choose another --out.")
         shutil.rmtree(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-
-
-def _strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several, else the default (CPU or one GPU)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -97,13 +92,20 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int) -> tup
     """Build, fit and restore the best weights; returns tower, head and the epochs run."""
     has_val = info.records(config.val_split) > 0
     steps = -(-info.records(config.train_split) // config.batch_size) * config.epochs
-    with _strategy().scope():
+    with backend.strategy().scope():
         tower, head, model = _build(config, info, steps)
-    kw = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
-    train_ds = fit_batches(info, config.train_split, shuffle=True, **kw)
-    val_ds = fit_batches(info, config.val_split, shuffle=False, **kw) if has_val else None
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
-                        callbacks=_callbacks(out, has_val, config.patience))
+    callbacks = _callbacks(out, has_val, config.patience)
+    if config.reader == "numpy":
+        x, y = fit_arrays(info, config.train_split, mining=config.mining)
+        val = fit_arrays(info, config.val_split, mining=config.mining) if has_val else None
+        history = model.fit(x, y, batch_size=config.batch_size, validation_data=val, epochs=config.epochs,
+                            verbose=verbose, shuffle=True, callbacks=callbacks)
+    else:
+        kw = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
+        train_ds = fit_batches(info, config.train_split, shuffle=True, **kw)
+        val_ds = fit_batches(info, config.val_split, shuffle=False, **kw) if has_val else None
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
+                            callbacks=callbacks)
     best = out / "checkpoints" / "best.weights.h5"
     if best.is_file():
         model.load_weights(str(best))
@@ -111,8 +113,8 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int) -> tup
 
 
 def _environment(strategy_replicas: int) -> dict[str, Any]:
-    return {"pairgen": pairgen.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "gpus": len(tf.config.list_physical_devices("GPU")), "replicas": strategy_replicas}
+    return {"pairgen": pairgen.__version__, **backend.versions(), "gpus": backend.gpu_count(),
+            "replicas": strategy_replicas}
 
 
 def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfig | None = None, *,
@@ -135,13 +137,14 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
     """
     info = open_dataset(dataset)
     config = (config or TrainConfig()).resolve(info.kind)
+    config = config.replace(reader=resolve_reader(config.reader))
     require_split(info, config.train_split, "--train-split")
     out = Path(out)
     _prepare_out(out, overwrite)
     keras.utils.set_random_seed(config.seed)  # weight init and dropout draw from Keras' global seed
     previous = keras.mixed_precision.global_policy()
     if config.mixed_precision:  # float16 on GPUs; CPUs support bfloat16 far better
-        gpu = bool(tf.config.list_physical_devices("GPU"))
+        gpu = backend.gpu_count() > 0
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     try:
         tower, head, epochs_run = _fit(config, info, out, verbose)
@@ -152,7 +155,7 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
     tower.save(out / "embedding.keras")
     card = {"train": config.to_dict(), "dataset": info.summary(), "input_shape": list(info.shape),
             "embedding_dim": int(tower.output_shape[-1]), "epochs_run": epochs_run,
-            "environment": _environment(_strategy().num_replicas_in_sync)}
+            "environment": _environment(backend.strategy().num_replicas_in_sync)}
     (out / "config.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return _report(out, info)
 
