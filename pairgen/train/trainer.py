@@ -69,7 +69,10 @@ def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Mo
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = triplet_train_model(tower) if config.loss == "triplet" else pair_model(tower, head)
-    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config), jit_compile=bool(config.jit),
+    # --jit asks for XLA. Without it the TensorFlow backend runs a plain tf.function, while
+    # JAX must still jit (its jit_compile=False means op-by-op eager execution).
+    jit: bool | str = True if config.jit else (False if backend.name() == "tensorflow" else "auto")
+    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config), jit_compile=jit,
                   steps_per_execution=config.steps_per_execution)
     return tower, head, model
 
