@@ -41,6 +41,7 @@ import keras  # noqa: E402
 
 from pairgen.errors import DatasetError  # noqa: E402
 from pairgen.reader import load_numpy, read_card  # noqa: E402
+from pairgen.train import backend  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.losses import make_loss  # noqa: E402
@@ -64,17 +65,17 @@ def _compile(config: TrainConfig, shape: tuple[int, ...], steps: int) -> tuple[k
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = pair_model(tower, head)
     model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config),
-                  steps_per_execution=config.steps_per_execution)
+                  steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
     return tower, model
 
 
 def _device() -> str:
-    backend = keras.backend.backend()
-    if backend == "jax":
+    kind = keras.backend.backend()
+    if kind == "jax":
         import jax
 
         return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    if backend == "torch":
+    if kind == "torch":
         import torch
 
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"

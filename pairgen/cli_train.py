@@ -82,7 +82,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
               help="tfdata streams shards; numpy loads splits into memory without TensorFlow (any Keras "
                    "backend); auto = tfdata when TensorFlow is installed.")
 @click.option("--steps-per-execution", type=click.IntRange(min=1), default=_D.steps_per_execution,
-              show_default=True, help="Training steps per graph call (less per-step overhead, same result).")
+              show_default=True, help="Training steps per graph call (less per-step overhead, same result; 1 on PyTorch).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
               help="Local ImageNet weight file for --model resnet50 (nothing is downloaded).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")

@@ -56,6 +56,11 @@ def strategy() -> Any:
     return _OneDevice()
 
 
+def steps_per_execution(requested: int) -> int:
+    """``requested``, or 1 on the PyTorch backend (which runs one step per call)."""
+    return 1 if name() == "torch" else int(requested)
+
+
 def versions() -> dict[str, str]:
     """Versions of Keras and of the backend's framework, for a run's ``config.json``."""
     backend = name()

@@ -140,7 +140,8 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
     """
     info = open_dataset(dataset)
     config = (config or TrainConfig()).resolve(info.kind)
-    config = config.replace(reader=resolve_reader(config.reader))
+    config = config.replace(reader=resolve_reader(config.reader),
+                            steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
     require_split(info, config.train_split, "--train-split")
     out = Path(out)
     _prepare_out(out, overwrite)
