@@ -80,7 +80,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
 @click.option("--jit", is_flag=True, help="Compile the training step with XLA.")
 @click.option("--reader", type=click.Choice(READERS), default=_D.reader, show_default=True,
               help="tfdata streams shards; numpy loads splits into memory without TensorFlow (any Keras "
-                   "backend); auto = tfdata when TensorFlow is installed.")
+                   "backend); auto = tfdata on the TensorFlow backend.")
 @click.option("--steps-per-execution", type=click.IntRange(min=1), default=_D.steps_per_execution,
               show_default=True, help="Training steps per graph call (less per-step overhead, same result; 1 on PyTorch).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),

@@ -78,7 +78,7 @@ class TrainConfig:
         jit: Compile the training step with XLA.
         reader: How splits reach ``fit``: ``tfdata`` streams the shards (TensorFlow),
             ``numpy`` reads them into memory with ``pairgen.load_numpy`` (any Keras backend,
-            no TensorFlow needed), ``auto`` = tfdata when TensorFlow is installed.
+            no TensorFlow needed), ``auto`` = tfdata on Keras' TensorFlow backend.
         steps_per_execution: Training steps run per call into the compiled graph. Small
             models spend most of a step in Python and dispatch overhead; running several
             steps per call removes most of it. Same steps, same order, same result.

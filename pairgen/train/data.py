@@ -10,7 +10,7 @@ Two readers (``TrainConfig.reader``):
   TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
   ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
 
-``auto`` picks ``tfdata`` when TensorFlow can be imported, else ``numpy``.
+``auto`` picks ``tfdata`` on Keras' TensorFlow backend, else ``numpy``.
 """
 
 from __future__ import annotations
@@ -88,14 +88,18 @@ def require_split(info: DatasetInfo, split: str, option: str) -> None:
 
 
 def resolve_reader(reader: str) -> str:
-    """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata if TensorFlow is installed)."""
+    """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata on the TensorFlow backend)."""
     if reader != "auto":
         return reader
     try:
         found = importlib.util.find_spec("tensorflow") is not None
     except (ImportError, ValueError):  # e.g. sys.modules["tensorflow"] = None blocks it
         found = False
-    return "tfdata" if found else "numpy"
+    if not found:
+        return "numpy"
+    import keras
+
+    return "tfdata" if keras.backend.backend() == "tensorflow" else "numpy"
 
 
 def fit_arrays(info: DatasetInfo, split: str, *, mining: str) -> tuple[list[np.ndarray], np.ndarray]:

@@ -12,8 +12,8 @@ A run folder holds::
     checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
 
 The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``, TensorFlow
-backend). With ``KERAS_BACKEND=jax`` or ``torch`` and ``reader="numpy"`` (the default when
-TensorFlow is not installed) it trains on one device without TensorFlow.
+backend). With ``KERAS_BACKEND=jax`` or ``torch`` the reader is ``numpy`` (``auto`` picks it
+on every backend but TensorFlow) and it trains on one device without needing TensorFlow.
 """
 
 from __future__ import annotations
