@@ -1,9 +1,9 @@
-"""The trainer's towers and losses on any Keras 3 backend, without TensorFlow or tf.data.
+"""The trainer's model on any Keras 3 backend, fed from NumPy arrays, several seeds at a time.
 
-pairgen's towers (:mod:`pairgen.train.models`), layers and losses are written with
-``keras.ops`` only, so they run unchanged on the JAX and PyTorch backends. This script checks
-that on whatever machine it runs (a GPU machine whose image has JAX but no TensorFlow, say)
-and measures it:
+pairgen's towers, layers and losses are written with ``keras.ops`` only, so they run unchanged
+on the JAX and PyTorch backends. This script builds the model exactly as ``pairgen train``
+does (:func:`pairgen.train.trainer.build_model`) and measures it on whatever machine it runs
+(a GPU machine whose image has JAX but no TensorFlow, say):
 
 1. reads a built pair dataset into NumPy arrays with ``pairgen.load_numpy`` (pairgen's own
    TFRecord reader, no TensorFlow);
@@ -19,8 +19,8 @@ and measures it:
         --recipe keras-io --seeds 0 1 2 3 4 5 6 7 8 9 --throughput-models
     python benchmarks/train_backend.py --dataset build/mnist-demo     # tensorflow backend
 
-The shipped ``pairgen train`` command uses the TensorFlow backend and streams with tf.data;
-this script is the portable path for the same model code.
+``pairgen train`` itself also runs on these backends (``--reader numpy``); this script skips
+its run folder, plots and one-shot evaluation, to compare recipes over many seeds quickly.
 """
 
 from __future__ import annotations
@@ -41,12 +41,9 @@ import keras  # noqa: E402
 
 from pairgen.errors import DatasetError  # noqa: E402
 from pairgen.reader import load_numpy, read_card  # noqa: E402
-from pairgen.train import backend  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
-from pairgen.train.losses import make_loss  # noqa: E402
-from pairgen.train.models import build_head, build_tower, pair_model  # noqa: E402
-from pairgen.train.optimizers import make_optimizer  # noqa: E402
+from pairgen.train.trainer import build_model  # noqa: E402
 from train_quality import REFERENCE  # noqa: E402
 
 RECIPES = {"default": TrainConfig().resolve("pairs"), "keras-io": REFERENCE.resolve("pairs")}
@@ -58,15 +55,6 @@ def read_pairs(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
         raise DatasetError(f"'{root}' is not a pair dataset; build it with --kind pairs.")
     arrays = load_numpy(root, split)
     return arrays["a"], arrays["b"], arrays["label"].astype(np.float32)
-
-
-def _compile(config: TrainConfig, shape: tuple[int, ...], steps: int) -> tuple[keras.Model, keras.Model]:
-    tower = build_tower(config.model, shape, embedding_dim=config.embedding_dim, width=config.width)
-    head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
-    model = pair_model(tower, head)
-    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config),
-                  steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
-    return tower, model
 
 
 def _device() -> str:
@@ -90,7 +78,7 @@ def quality(data: dict, config: TrainConfig, name: str) -> float:
     (a, b, y), val, test = data["train"], data["val"], data["test"]
     steps = -(-len(y) // config.batch_size) * config.epochs
     keras.utils.set_random_seed(config.seed)
-    _, model = _compile(config, a.shape[1:], steps)
+    _, _, model = build_model(config, a.shape[1:], steps)
     # best val-loss weights, as pairgen train keeps them; patience 0 = never stop early
     stop = keras.callbacks.EarlyStopping(patience=config.patience or config.epochs, restore_best_weights=True)
     start = time.perf_counter()
@@ -115,7 +103,7 @@ def throughput(data: dict, models: list[str], batch_size: int, steps: int) -> No
     for name in models:
         config = TrainConfig(model=name, batch_size=batch_size, epochs=1).resolve("pairs")
         keras.utils.set_random_seed(0)
-        _, model = _compile(config, a.shape[1:], steps * 3)
+        _, _, model = build_model(config, a.shape[1:], steps * 3)
         model.fit([a, b], y, batch_size=batch_size, epochs=1, verbose=0)  # compile + warm up
         start = time.perf_counter()
         model.fit([a, b], y, batch_size=batch_size, epochs=2, verbose=0)

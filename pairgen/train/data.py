@@ -15,7 +15,6 @@ Two readers (``TrainConfig.reader``):
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +90,7 @@ def resolve_reader(reader: str) -> str:
     """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata on the TensorFlow backend)."""
     if reader != "auto":
         return reader
-    try:
-        found = importlib.util.find_spec("tensorflow") is not None
-    except (ImportError, ValueError):  # e.g. sys.modules["tensorflow"] = None blocks it
-        found = False
-    if not found:
-        return "numpy"
-    import keras
+    import keras  # the TensorFlow backend implies TensorFlow is installed
 
     return "tfdata" if keras.backend.backend() == "tensorflow" else "numpy"
 

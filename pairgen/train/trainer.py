@@ -63,9 +63,13 @@ class _LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Model, keras.Model, keras.Model]:
-    """Tower, head and the compiled training model."""
-    tower = build_tower(config.model, info.shape, embedding_dim=config.embedding_dim, width=config.width,
+def build_model(config: TrainConfig, shape: tuple[int, int, int],
+                steps: int) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """Tower, head and the compiled training model of a resolved ``config`` for images of ``shape``.
+
+    ``steps`` is the number of optimizer steps of the whole run (the cosine schedule's length).
+    """
+    tower = build_tower(config.model, shape, embedding_dim=config.embedding_dim, width=config.width,
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     model = triplet_train_model(tower) if config.loss == "triplet" else pair_model(tower, head)
@@ -73,7 +77,7 @@ def _build(config: TrainConfig, info: DatasetInfo, steps: int) -> tuple[keras.Mo
     # JAX must still jit (its jit_compile=False means op-by-op eager execution).
     jit: bool | str = True if config.jit else (False if backend.name() == "tensorflow" else "auto")
     model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config), jit_compile=jit,
-                  steps_per_execution=config.steps_per_execution)
+                  steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
     return tower, head, model
 
 
@@ -91,12 +95,13 @@ def _callbacks(out: Path, has_val: bool, patience: int) -> list[keras.callbacks.
     return cbs
 
 
-def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int) -> tuple[keras.Model, keras.Model, int]:
-    """Build, fit and restore the best weights; returns tower, head and the epochs run."""
+def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
+         strategy: Any) -> tuple[keras.Model, keras.Model, int]:
+    """Build under ``strategy``, fit and restore the best weights; returns tower, head and the epochs run."""
     has_val = info.records(config.val_split) > 0
     steps = -(-info.records(config.train_split) // config.batch_size) * config.epochs
-    with backend.strategy().scope():
-        tower, head, model = _build(config, info, steps)
+    with strategy.scope():
+        tower, head, model = build_model(config, info.shape, steps)
     callbacks = _callbacks(out, has_val, config.patience)
     if config.reader == "numpy":
         x, y = fit_arrays(info, config.train_split, mining=config.mining)
@@ -150,8 +155,9 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
     if config.mixed_precision:  # float16 on GPUs; CPUs support bfloat16 far better
         gpu = backend.gpu_count() > 0
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    strategy = backend.strategy()
     try:
-        tower, head, epochs_run = _fit(config, info, out, verbose)
+        tower, head, epochs_run = _fit(config, info, out, verbose, strategy)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     saved = triplet_model(tower, head) if config.loss == "triplet" else pair_model(tower, head)
@@ -159,7 +165,7 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
     tower.save(out / "embedding.keras")
     card = {"train": config.to_dict(), "dataset": info.summary(), "input_shape": list(info.shape),
             "embedding_dim": int(tower.output_shape[-1]), "epochs_run": epochs_run,
-            "environment": _environment(backend.strategy().num_replicas_in_sync)}
+            "environment": _environment(strategy.num_replicas_in_sync)}
     (out / "config.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return _report(out, info)
 
