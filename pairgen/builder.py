@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pandas as pd
 
 import pairgen
 from pairgen import manifest as mf
+from pairgen import outdir
 from pairgen.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.errors import BuildError
 from pairgen.lineage import install
@@ -59,11 +59,24 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
 
     Raises:
         BuildError: if ``out`` already holds a dataset and ``config.build.overwrite`` is false,
-            or the source cannot be materialized.
+            holds anything that is not a pairgen dataset, overlaps the source, is being built
+            by another process, cannot be written (full disk, read-only), or the source
+            cannot be materialized.
     """
     progress = progress or Progress(enabled=False)
-    out = Path(out)
-    _check_out(out, config)
+    given, out = out, outdir.check_out_path(out, _source_dirs(config))
+    with outdir.OutputLock(out, given):
+        outdir.recover(out)
+        outdir.check_replaceable(out, given, replace=config.build.overwrite or config.build.keep_versions)
+        # Any error from here on removes the temporary folder (after the workers have stopped);
+        # an OSError, in this process or a worker (a full disk, a folder turned read-only),
+        # becomes one line.
+        with outdir.write_phase(out, given) as tmp:
+            return _build_locked(config, out, tmp, progress)
+
+
+def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress) -> dict[str, Any]:
+    """The build proper, holding the output lock: read, sample, write into ``tmp``, install."""
     catalog = _scan(config, progress)
     with Pool(_source(catalog), workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
         catalog = _check_images(catalog, config, pool, progress)
@@ -73,20 +86,13 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
-        tmp = out.parent / f".{out.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         card = _write(config, catalog, manifests, tmp, pool, progress)
-    return install(tmp, out, card, keep_versions=config.build.keep_versions)
+        return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
 
-def _check_out(out: Path, config: BuildConfig) -> None:
-    if out.exists() and not (config.build.overwrite or config.build.keep_versions):
-        if (out / "dataset.json").exists() or any(out.iterdir()):
-            raise BuildError(f"output '{out}' already exists. Pass --overwrite to replace it, --keep-versions "
-                             "to add a new version beside it, or choose another --out.")
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"output '{out}' is a file, not a directory. Choose another --out.")
+def _source_dirs(config: BuildConfig) -> list[str]:
+    """The folders a build reads: the source root and a label table's folder."""
+    return list(outdir.iter_dirs([config.source.path, config.source.table]))
 
 
 def _scan(config: BuildConfig, progress: Progress) -> Catalog:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,10 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     The card in ``tmp`` gets ``parent`` set from the dataset now at ``out`` (if any). With
     ``keep_versions`` the previous dataset moves to ``out/versions/<version>-<fp[:12]>/``
     (unless it has the same fingerprint). Versions kept earlier are always carried over.
-    Every step is a rename on one file system; the old dataset is removed only at the end.
+    Every step is a rename on one file system: the old dataset moves aside to ``.<name>.old``,
+    the new one takes its place, and only then is the old one kept or removed. A crash in
+    between leaves ``.<name>.old``, which the next build puts back or keeps
+    (:func:`pairgen.outdir.recover`).
 
     Args:
         tmp: The finished build directory (holds ``dataset.json``).
@@ -66,6 +68,8 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     Returns:
         The card as installed (with ``parent``).
     """
+    from pairgen.outdir import TEMP_MARKER
+
     tmp, out = Path(tmp), Path(out)
     previous = _read(out) if out.is_dir() else None
     card = dict(card)
@@ -73,35 +77,80 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
         same = previous.get("fingerprint") == card["fingerprint"]
         card["parent"] = previous.get("parent") if same else previous.get("fingerprint")
     write_card(tmp, card)
-    old = None
+    old = out.parent / f".{out.name}.old"
     if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    if old is not None:
-        _carry_versions(old, tmp, previous, card, keep_versions)
-    if (tmp / VERSIONS_DIR).is_dir():
-        (tmp / LATEST_FILE).write_text(version_dir_name(card) + "\n", encoding="utf-8")
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)  # never over an existing .old: the build recovered that before it began
+        try:
+            tmp.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
+    else:
+        tmp.rename(out)
+    (out / TEMP_MARKER).unlink(missing_ok=True)
+    if old.exists():
+        _carry_versions(old, out, previous, card, keep_versions)
+    if (out / VERSIONS_DIR).is_dir():
+        (out / LATEST_FILE).write_text(version_dir_name(card) + "\n", encoding="utf-8")
     return card
 
 
-def _carry_versions(old: Path, tmp: Path, previous: dict[str, Any] | None, card: dict[str, Any],
+def _carry_versions(old: Path, out: Path, previous: dict[str, Any] | None, card: dict[str, Any],
                     keep: bool) -> None:
-    """Move ``old/versions`` and (with ``keep``) ``old`` itself into ``tmp/versions``."""
-    kept = tmp / VERSIONS_DIR
+    """Move ``old/versions`` and (with ``keep``) ``old`` itself into ``out/versions``; drop the rest.
+
+    ``old`` is the replaced dataset, already renamed aside; it is deleted only when it is not
+    kept, and then by :func:`pairgen.outdir.discard`, which marks it first so that an
+    interruption leaves it recognisable.
+    """
+    from pairgen.outdir import discard
+
+    kept = out / VERSIONS_DIR
     if (old / VERSIONS_DIR).is_dir():
         (old / VERSIONS_DIR).rename(kept)
-    if not keep or previous is None or previous.get("fingerprint") == card["fingerprint"]:
-        return
-    target = kept / version_dir_name(previous)
-    if target.exists():  # the same version was kept before: the copy there is identical
-        return
+    if keep and previous is not None and previous.get("fingerprint") != card["fingerprint"]:
+        target = kept / version_dir_name(previous)
+        if not target.exists():  # if it does, the same version was kept before: the copy there is identical
+            kept.mkdir(exist_ok=True)
+            (old / LATEST_FILE).unlink(missing_ok=True)
+            old.rename(target)
+            return
+    discard(old)
+
+
+def adopt(old: Path, out: Path, card: dict[str, Any]) -> Path:
+    """Keep a previous dataset left beside ``out`` by an interrupted install under ``out/versions``.
+
+    Args:
+        old: The leftover dataset folder (``.<name>.old``).
+        out: The dataset now installed.
+        card: ``old``'s card.
+
+    Returns:
+        Where the dataset now is.
+
+    Raises:
+        BuildError: If the same version is already kept (then ``old`` is left for the user).
+    """
+    from pairgen.errors import BuildError
+
+    kept = out / VERSIONS_DIR
+    target = kept / version_dir_name(card)
+    if target.exists() or card.get("fingerprint") == (_read(out) or {}).get("fingerprint"):
+        raise BuildError(f"'{old}', left by an interrupted install, holds a dataset that '{out}' already has; "
+                         f"delete '{old}' yourself after checking it.")
+    if (old / VERSIONS_DIR).is_dir():
+        if kept.exists():
+            raise BuildError(f"'{old}' (left by an interrupted install) and '{out}' both hold kept versions; "
+                             f"move '{old}' away after checking it.")
+        (old / VERSIONS_DIR).rename(kept)
     kept.mkdir(exist_ok=True)
     (old / LATEST_FILE).unlink(missing_ok=True)
     old.rename(target)
+    current = _read(out)
+    if current is not None:
+        (out / LATEST_FILE).write_text(version_dir_name(current) + "\n", encoding="utf-8")
+    return target
 
 
 def list_versions(path: str | os.PathLike) -> list[dict[str, Any]]:
