@@ -65,13 +65,12 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     """
     progress = progress or Progress(enabled=False)
     given, out = out, outdir.check_out_path(out, _source_dirs(config))
-    with outdir.OutputLock(out, given):
+    # An OSError, in this process or a worker (a full disk, a folder turned read-only),
+    # becomes one line; any error removes the temporary folder after the workers have stopped.
+    with outdir.OutputLock(out, given), outdir.os_errors(given):
         outdir.recover(out)
         outdir.check_replaceable(out, given, replace=config.build.overwrite or config.build.keep_versions)
-        # Any error from here on removes the temporary folder (after the workers have stopped);
-        # an OSError, in this process or a worker (a full disk, a folder turned read-only),
-        # becomes one line.
-        with outdir.write_phase(out, given) as tmp:
+        with outdir.write_phase(out) as tmp:
             return _build_locked(config, out, tmp, progress)
 
 

@@ -289,34 +289,31 @@ def os_error_line(exc: OSError, out: str | os.PathLike) -> str:
     return f"building '{out}' failed: {reason}{where}; {fix}. Nothing was installed at '{out}'."
 
 
-def write_phase(out: Path, given: str | os.PathLike) -> "_WritePhase":
-    """Context for writing and installing: yields the marked temporary folder.
+@contextlib.contextmanager
+def os_errors(out: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` (raised here or re-raised from a worker) into a one-line BuildError."""
+    try:
+        yield
+    except OSError as exc:
+        cause = getattr(exc, "cause", None)  # Ray wraps a task's exception; the original is its cause
+        raise BuildError(os_error_line(cause if isinstance(cause, OSError) else exc, out)) from None
 
-    Any error (an ``OSError`` becomes a one-line :class:`BuildError`) removes the temporary
-    folder, so a failed build leaves nothing behind.
+
+@contextlib.contextmanager
+def write_phase(out: Path) -> Iterator[Path]:
+    """Create the marked temporary folder beside ``out``; remove it again if anything fails.
+
+    It is removed on any error or interruption (after the caller's workers have stopped, when
+    the caller nests its worker pool inside), so a failed build leaves nothing behind.
     """
-    return _WritePhase(out, given)
-
-
-class _WritePhase:
-    def __init__(self, out: Path, given: str | os.PathLike):
-        self.out, self.given, self.tmp = out, given, sibling(out, "partial")
-
-    def __enter__(self) -> Path:
-        try:
-            return make_partial(self.out)
-        except OSError as exc:
-            raise BuildError(os_error_line(exc, self.given)) from None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        if kind is None:
-            return False
-        if is_ours(self.tmp):
+    tmp = make_partial(out)
+    try:
+        yield tmp
+    except BaseException:
+        if is_ours(tmp):
             with contextlib.suppress(OSError):
-                discard(self.tmp)
-        if isinstance(exc, OSError):
-            raise BuildError(os_error_line(exc, self.given)) from None
-        return False
+                discard(tmp)
+        raise
 
 
 def iter_dirs(paths: Iterable[str | os.PathLike | None]) -> Iterator[str]:

@@ -154,7 +154,7 @@ def test_two_concurrent_builds_one_succeeds_one_refuses(tmp_path: Path, make_ima
     src = make_image_tree(tmp_path, classes=4, per_class=20, size=64)
     out = tmp_path / "ds"
     args = [sys.executable, "-m", "pairgen", "build", "--src", str(src), "--out", str(out), "--image-size", "64x64",
-            "--encoding", "png", "--augment", "--copies", "30", "--workers", "1", "--quiet", "--overwrite"]
+            "--encoding", "png", "--augment", "--copies", "20", "--workers", "1", "--quiet", "--overwrite"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.pid, *p.communicate(timeout=600), p.returncode) for p in procs]
     codes = sorted(r[3] for r in results)
@@ -249,6 +249,25 @@ def test_injected_write_error_is_one_line_and_removes_the_partial(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_ray_worker_write_error_is_one_line(tmp_path: Path, make_image_tree, monkeypatch) -> None:
+    ray = pytest.importorskip("ray")
+    from ray import cloudpickle
+
+    src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
+    try:
+        monkeypatch.setattr("pairgen.builder.make_chunk", _enospc_in_worker)
+        with pytest.raises(BuildError) as info:
+            build(_config(src, **{"build.workers": 2, "build.executor": "ray"}), tmp_path / "ds")
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert not ray.is_initialized()
+    assert str(info.value) == (f"building '{tmp_path / 'ds'}' failed: No space left on device "
+                               "('/worker/shard-00000.tfrecord'); the disk is full; free space or choose "
+                               f"another --out. Nothing was installed at '{tmp_path / 'ds'}'.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_missing_parents_are_created_and_removed_again_on_failure(tmp_path: Path, make_image_tree) -> None:
     src = make_image_tree(tmp_path, classes=3, per_class=4, size=16)
     res = _cli_build(src, tmp_path / "a" / "b" / "ds", "--manifest-only")
@@ -265,6 +284,9 @@ def test_out_is_a_file_or_the_current_folder(tmp_path: Path, make_image_tree, mo
     (tmp_path / "file.txt").write_text("keep")
     _one_line_error(_cli_build(src, tmp_path / "file.txt", "--overwrite"), "is a file, not a directory")
     assert (tmp_path / "file.txt").read_text() == "keep"
+    (tmp_path / "link").symlink_to(tmp_path / "file.txt")
+    _one_line_error(_cli_build(src, tmp_path / "link", "--overwrite"), "is a symbolic link")
+    assert (tmp_path / "link").is_symlink()
     work = tmp_path / "work"
     work.mkdir()
     (work / "keep.txt").write_text("keep")
