@@ -209,9 +209,8 @@ class OutputLock:
         return self
 
     def _make_parents(self) -> None:
-        missing = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
+        self.created = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.created = missing  # deepest first
 
     def _acquire(self) -> None:
         while True:
@@ -230,10 +229,10 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self.fd = fd
         _HELD_FDS.add(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
 
     def __exit__(self, *exc: Any) -> None:
         if self.fd is not None:
@@ -243,9 +242,10 @@ class OutputLock:
             _HELD_FDS.discard(self.fd)
             os.close(self.fd)
             self.fd = None
-        for folder in self.created:
+        for folder in self.created:  # deepest first; stops at the first one in use
             try:
-                folder.rmdir()
+                if folder.exists():
+                    folder.rmdir()
             except OSError:
                 break
         self.created = []
@@ -273,11 +273,11 @@ if hasattr(os, "register_at_fork"):
 
 
 _FIXES = {
-    errno.ENOSPC: "the disk is full; free space or choose another --out",
-    errno.EDQUOT: "the disk quota is exhausted; free space or choose another --out",
-    errno.EROFS: "the file system is read-only; choose a writable --out",
-    errno.EACCES: "permission denied; check that file's permissions or choose another --out",
-    errno.EPERM: "permission denied; check that file's permissions or choose another --out",
+    errno.ENOSPC: "the disk is full: free space or choose another --out",
+    errno.EDQUOT: "the disk quota is used up: free space or choose another --out",
+    errno.EROFS: "choose a writable --out",
+    errno.EACCES: "check the permissions of that path or choose another --out",
+    errno.EPERM: "check the permissions of that path or choose another --out",
 }
 
 

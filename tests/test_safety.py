@@ -263,7 +263,7 @@ def test_ray_worker_write_error_is_one_line(tmp_path: Path, make_image_tree, mon
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert not ray.is_initialized()
     assert str(info.value) == (f"building '{tmp_path / 'ds'}' failed: No space left on device "
-                               "('/worker/shard-00000.tfrecord'); the disk is full; free space or choose "
+                               "('/worker/shard-00000.tfrecord'); the disk is full: free space or choose "
                                f"another --out. Nothing was installed at '{tmp_path / 'ds'}'.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
