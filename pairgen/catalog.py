@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,18 +398,23 @@ def _table_path(root: Path, path: Any, allow_outside_root: bool) -> tuple[str, s
     p = Path(text)
     rel = Path(os.path.normpath(os.path.relpath(p, root) if p.is_absolute() else p)).as_posix()
     outside = "outside root: the path leaves the table's folder; pass --allow-outside-root to use it"
-    if allow_outside_root:
-        return rel, None
-    if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+    if rel == ".." or rel.startswith("../"):
+        if p.is_absolute():  # shown (and, when allowed, used) as the table wrote it
+            rel = Path(os.path.normpath(text)).as_posix()
+        if not allow_outside_root:
+            return rel, outside
+    elif not allow_outside_root and not _inside(os.path.realpath(root / rel), os.path.realpath(root)):
         return rel, outside
-    if not _inside(os.path.realpath(root / rel), os.path.realpath(root)):
-        return rel, outside
+    return rel, _special_file(root / rel)
+
+
+def _special_file(path: Path) -> str | None:
+    """A reason to skip a path that exists but is not a regular file (a FIFO would block a read)."""
     try:
-        if not os.path.isfile(root / rel) and os.path.exists(root / rel):
-            return rel, "not a regular file"
-    except OSError:
-        pass
-    return rel, None
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # reported when it is read ("file does not exist", "unreadable file")
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def _read_one(root: Path, cand: _Candidate) -> tuple[_Candidate, dict[str, Any] | str]:
