@@ -44,6 +44,7 @@ from pairgen.config import Layout
 from pairgen.errors import ImageError, ScanError
 from pairgen.headers import read_header
 from pairgen.validate import has_control, name_problem
+from pairgen.walk import inside as _inside, walk
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_split", "side",
@@ -91,7 +92,7 @@ class _Candidate(NamedTuple):
 
 def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_depth: int = 0,
          table: str | os.PathLike | None = None, min_per_class: int = 1,
-         max_pixels: int | None = None, allow_outside_root: bool = False,
+         max_pixels: int | None = 89_478_485, allow_outside_root: bool = False,
          progress: bool = False) -> Catalog:
     """Scan a source folder or label table into a :class:`Catalog`.
 
@@ -103,7 +104,8 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
             N > 0 = group by the first N folder levels.
         table: The CSV/Parquet label table (``layout="table"``; implies it when given).
         min_per_class: Classes with fewer used images are skipped, with a reason.
-        max_pixels: Images with more pixels (from the header) are skipped, with a reason.
+        max_pixels: Images with more pixels (from the header) are skipped, with a reason
+            (``None``: no limit).
         allow_outside_root: Follow symlinks and table paths that lead outside the root
             (otherwise they are skipped with reason ``outside root``, never read).
         progress: Show a tqdm bar while reading files.
@@ -124,7 +126,7 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         root, candidates, skipped = _table_candidates(src_path, table, allow_outside_root)
     else:
         root = _check_root(src_path, layout)
-        files, skipped = _walk(root, allow_outside_root=allow_outside_root)
+        files, skipped = walk(root, IMAGE_EXTENSIONS, allow_outside_root=allow_outside_root)
         candidates = _label(files, layout, root, class_depth, skipped)
     rows = _read_all(root, candidates, skipped, progress=progress)
     rows = _drop_oversized(rows, max_pixels, skipped)
@@ -164,91 +166,6 @@ def _check_root(src: Path, layout: Layout) -> Path:
             raise ScanError(f"source '{src}' has no split folders; layout 'split-folders' expects "
                             "root/<split>/<class>/image (e.g. train/, test/).")
     return root
-
-
-def _walk(root: Path, *, allow_outside_root: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
-    """Sorted relative posix paths of image files, and skipped (path, reason) pairs.
-
-    Symlinks that lead outside ``root`` are followed only with ``allow_outside_root``; every
-    real folder is walked at most once (loop protection).
-    """
-    files: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    real_root = os.path.realpath(root)
-    seen = {real_root: "."}  # real folder -> the relative path it was walked as
-    stack = [("", str(root))]
-    while stack:
-        prefix, folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
-        except OSError as exc:
-            skipped.append((prefix.rstrip("/") or ".", f"unreadable folder: {exc.strerror or exc}"))
-            continue
-        subdirs = []
-        for entry in entries:
-            kind, rel, reason = _classify(entry, prefix, real_root, seen, allow_outside_root)
-            if kind == "dir":
-                subdirs.append((rel + "/", entry.path))
-            elif kind == "file":
-                files.append(rel)
-            else:
-                skipped.append((rel, reason))
-        stack.extend(reversed(subdirs))
-    files.sort()
-    return files, skipped
-
-
-def shown_name(name: str) -> str:
-    """A file name as valid UTF-8 text: undecodable bytes become ``\\xNN`` escapes."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _classify(entry: os.DirEntry, prefix: str, real_root: str, seen: dict[str, str],
-              allow_outside_root: bool) -> tuple[str, str, str]:
-    """``("dir" | "file" | "skip", relative path, reason)`` of one folder entry."""
-    rel = prefix + shown_name(entry.name)
-    if rel != prefix + entry.name:
-        return "skip", rel, "undecodable name: not valid UTF-8; rename the file or folder"
-    try:
-        is_dir = entry.is_dir()
-        is_file = not is_dir and entry.is_file()
-    except OSError as exc:
-        return "skip", rel, f"unreadable file: {exc.strerror or exc}"
-    if entry.name.startswith("."):
-        return "skip", rel, "hidden folder" if is_dir else "hidden file"
-    if entry.is_symlink():
-        reason = _symlink_problem(entry, is_dir, real_root, seen, allow_outside_root)
-        if reason:
-            return "skip", rel, reason
-    if is_dir:
-        seen.setdefault(os.path.realpath(entry.path), rel)
-        return "dir", rel, ""
-    if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
-        return "skip", rel, f"not an image: extension '{Path(entry.name).suffix}'"
-    if not is_file:
-        broken = entry.is_symlink() and not os.path.exists(entry.path)
-        return "skip", rel, "broken symlink" if broken else "not a regular file"
-    return "file", rel, ""
-
-
-def _inside(path: str, real_root: str) -> bool:
-    return path == real_root or path.startswith(real_root.rstrip(os.sep) + os.sep)
-
-
-def _symlink_problem(entry: os.DirEntry, is_dir: bool, real_root: str, seen: dict[str, str],
-                     allow_outside_root: bool) -> str | None:
-    target = os.path.realpath(entry.path)
-    inside = _inside(target, real_root)
-    if not inside and not allow_outside_root:
-        return "outside root: a symlink to outside the source; pass --allow-outside-root to follow it"
-    if not is_dir:
-        return None
-    if inside:
-        return ("symlinked folder: it points inside the source, whose images are scanned under "
-                "their own folder")
-    if target in seen or any(_inside(s, target) for s in seen):
-        return f"symlink loop: the folder is already scanned as '{seen.get(target, 'an enclosing folder')}'"
-    return None
 
 
 def _label(files: list[str], layout: Layout, root: Path, class_depth: int,
