@@ -28,6 +28,7 @@ characters). Images over ``max_pixels`` (read from the header) are skipped (``to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
@@ -192,14 +193,16 @@ def _label(files: list[str], layout: Layout, root: Path, class_depth: int,
 
 def _check_names(cand: _Candidate) -> _Candidate | str:
     """The candidate, or the reason its class or split name cannot be used."""
-    problem = name_problem(cand.class_name, nested=True)
+    return _names_problem(cand.class_name, cand.folder_split) or cand
+
+
+@functools.lru_cache(maxsize=4096)  # one check per class, not per file
+def _names_problem(class_name: str, folder_split: str | None) -> str | None:
+    problem = name_problem(class_name, nested=True)
     if problem:
-        return f"invalid class name: {cand.class_name!r}: {problem}"
-    if cand.folder_split is not None:
-        problem = name_problem(cand.folder_split)
-        if problem:
-            return f"invalid split name: {cand.folder_split!r}: {problem}"
-    return cand
+        return f"invalid class name: {class_name!r}: {problem}"
+    problem = None if folder_split is None else name_problem(folder_split)
+    return f"invalid split name: {folder_split!r}: {problem}" if problem else None
 
 
 def _outside(parts: list[str], class_depth: int) -> str:

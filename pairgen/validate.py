@@ -14,7 +14,7 @@ control characters and empty parts before anything is written.
 from __future__ import annotations
 
 import math
-import unicodedata
+import re
 from typing import Any
 
 from pairgen.errors import ConfigError
@@ -110,9 +110,13 @@ def _bounds(lo: int | None, hi: int | None) -> str:
     return f"{'' if lo is None else f'{lo:,}'}..{hi:,}"
 
 
+# Unicode category Cc (C0, DEL, C1), lone surrogates (Cs: undecodable bytes), line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+
+
 def has_control(text: str) -> bool:
     """True if ``text`` holds a control character (or a lone surrogate from an undecodable name)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029" for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def name_problem(name: Any, *, nested: bool = False) -> str | None:

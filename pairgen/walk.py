@@ -38,7 +38,8 @@ def walk(root: Path, extensions: tuple[str, ...], *,
     while stack:
         prefix, folder = stack.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             skipped.append((prefix.rstrip("/") or ".", f"unreadable folder: {exc.strerror or exc}"))
             continue
@@ -64,16 +65,21 @@ def shown_name(name: str) -> str:
 def _classify(entry: os.DirEntry, prefix: str, extensions: tuple[str, ...], real_root: str,
               seen: dict[str, str], allow_outside_root: bool) -> tuple[str, str, str]:
     """``("dir" | "file" | "skip", relative path, reason)`` of one folder entry."""
-    rel = prefix + shown_name(entry.name)
-    if rel != prefix + entry.name:
-        return "skip", rel, "undecodable name: not valid UTF-8; rename the file or folder"
+    name = entry.name
+    rel = prefix + name
+    try:
+        name.encode("utf-8")  # a lone surrogate here is an undecodable byte of the name
+    except UnicodeEncodeError:
+        return "skip", prefix + shown_name(name), "undecodable name: not valid UTF-8; rename the file or folder"
     try:
         is_dir = entry.is_dir()
         is_file = not is_dir and entry.is_file()
     except OSError as exc:
         return "skip", rel, f"unreadable file: {exc.strerror or exc}"
-    if entry.name.startswith("."):
+    if name.startswith("."):
         return "skip", rel, "hidden folder" if is_dir else "hidden file"
+    if not is_dir and is_file and not name.lower().endswith(extensions):
+        return "skip", rel, f"not an image: extension '{Path(name).suffix}'"
     if entry.is_symlink():
         reason = _symlink_problem(entry, is_dir, real_root, seen, allow_outside_root)
         if reason:
@@ -81,8 +87,8 @@ def _classify(entry: os.DirEntry, prefix: str, extensions: tuple[str, ...], real
     if is_dir:
         seen.setdefault(os.path.realpath(entry.path), rel)
         return "dir", rel, ""
-    if not entry.name.lower().endswith(extensions):
-        return "skip", rel, f"not an image: extension '{Path(entry.name).suffix}'"
+    if not name.lower().endswith(extensions):
+        return "skip", rel, f"not an image: extension '{Path(name).suffix}'"
     if not is_file:
         broken = entry.is_symlink() and not os.path.exists(entry.path)
         return "skip", rel, "broken symlink" if broken else "not a regular file"
