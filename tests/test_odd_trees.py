@@ -314,3 +314,28 @@ def test_scan_lists_skipped_files_with_reasons(tmp_path: Path, make_image_tree) 
     as_json = json.loads(CliRunner().invoke(main, ["scan", str(src), "--json"]).output)
     assert as_json["skipped_files"] == [{"path": f"class_00/note_{i}.txt", "reason": "not an image: extension '.txt'"}
                                         for i in range(5)] + [{"path": "class_01/empty.png", "reason": "empty file"}]
+
+
+def test_table_split_names_are_checked_before_use(tmp_path: Path) -> None:
+    folder, _ = _table_tree(tmp_path)
+    rows = ["img_0.png,a,train", "img_1.png,a,train", "img_2.png,b,../../x", "img_3.png,b,train"]
+    (folder / "labels.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    catalog = scan(folder / "labels.csv", layout="table")
+    assert _reasons(catalog) == {"img_2.png": "invalid split name: '../../x': it contains a path separator"}
+
+
+def test_build_allow_outside_root_flag_for_tables(tmp_path: Path) -> None:
+    folder, outside = _table_tree(tmp_path)
+    write_image(tmp_path / "secret2.png", random_image(np.random.default_rng(9)))
+    rows = [f"img_{i}.png,{'ab'[i % 2]}" for i in range(6)] + ["../secret.png,a", "../secret2.png,b"]
+    (folder / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    args = ["build", "--src", str(folder / "labels.csv"), "--layout", "table", "--image-size", "24x24",
+            "--splits", "train=1.0", "--workers", "1", "--quiet"]
+    kept = CliRunner().invoke(main, args + ["--out", str(tmp_path / "inside")])
+    assert kept.exit_code == 0, kept.output
+    card = json.loads((tmp_path / "inside" / "dataset.json").read_text())
+    assert card["source"]["images"] == 6 and card["source"]["skipped_by_reason"] == {"outside root": 2}
+    allowed = CliRunner().invoke(main, args + ["--allow-outside-root", "--out", str(tmp_path / "all")])
+    assert allowed.exit_code == 0, allowed.output
+    card = json.loads((tmp_path / "all" / "dataset.json").read_text())
+    assert card["source"]["images"] == 8 and card["config"]["source"]["allow_outside_root"] is True
