@@ -47,6 +47,13 @@ def received(key: str, value: Any) -> str:
 def check_bool(value: Any, key: str) -> bool:
     """Require a real boolean (TOML ``true``/``false``), never a string or a number.
 
+    Args:
+        value: The value received.
+        key: The dotted config key, for the message.
+
+    Returns:
+        ``value``.
+
     Raises:
         ConfigError: naming ``key``, e.g. for ``"false"``.
     """
@@ -57,6 +64,15 @@ def check_bool(value: Any, key: str) -> bool:
 
 def check_int(value: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
     """Require an integer (not a boolean, not a float) in ``[lo, hi]``.
+
+    Args:
+        value: The value received.
+        key: The dotted config key, for the message.
+        lo: Smallest allowed value (``None``: no bound).
+        hi: Largest allowed value (``None``: no bound).
+
+    Returns:
+        ``value``.
 
     Raises:
         ConfigError: naming ``key``, the bounds and the value.
@@ -71,6 +87,17 @@ def check_int(value: Any, key: str, lo: int | None = None, hi: int | None = None
 def check_number(value: Any, key: str, lo: float | None = None, hi: float | None = None, *,
                  open_lo: bool = False, open_hi: bool = False) -> float:
     """Require a finite int or float (not a boolean) in the given range.
+
+    Args:
+        value: The value received.
+        key: The dotted config key, for the message.
+        lo: Lower bound (``None``: none); excluded with ``open_lo``.
+        hi: Upper bound (``None``: none); excluded with ``open_hi``.
+        open_lo: Exclude ``lo`` itself.
+        open_hi: Exclude ``hi`` itself.
+
+    Returns:
+        ``value``, unchanged (an int stays an int, so fingerprints do not move).
 
     Raises:
         ConfigError: naming ``key``, the range and the value.
@@ -90,7 +117,15 @@ def check_number(value: Any, key: str, lo: float | None = None, hi: float | None
 
 
 def check_str(value: Any, key: str, *, optional: bool = False) -> str | None:
-    """Require a string (or ``None`` when ``optional``).
+    """Require a string without NUL (or ``None`` when ``optional``).
+
+    Args:
+        value: The value received.
+        key: The dotted config key, for the message.
+        optional: Accept ``None``.
+
+    Returns:
+        ``value``.
 
     Raises:
         ConfigError: naming ``key``.
