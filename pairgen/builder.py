@@ -26,7 +26,7 @@ from pairgen.errors import BuildError
 from pairgen.lineage import install
 from pairgen.materialize import Pool, Render, Source, check_chunk, chunks, make_chunk
 from pairgen.progress import Progress
-from pairgen.catalog import Catalog, reason_kind, scan
+from pairgen.catalog import Catalog, label_conflicts, reason_kind, scan
 from pairgen.splits import leakage_report, split
 from pairgen.version import FORMAT_VERSION, fingerprint, write_card
 
@@ -64,6 +64,8 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
             cannot be materialized.
     """
     progress = progress or Progress(enabled=False)
+    config.augment.check_active()
+    _check_memory(config)
     given, out = out, outdir.check_out_path(out, _source_dirs(config))
     # An OSError, in this process or a worker (a full disk, a folder turned read-only),
     # becomes one line; any error removes the temporary folder after the workers have stopped.
@@ -82,6 +84,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
                         rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
+        _check_memory(config)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
@@ -98,7 +101,25 @@ def _scan(config: BuildConfig, progress: Progress) -> Catalog:
     src = config.source
     with progress.stage("scan", unit="files"):
         return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
-                    min_per_class=src.min_per_class)
+                    min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
+                    allow_outside_root=src.allow_outside_root)
+
+
+def _check_memory(config: BuildConfig) -> None:
+    """Fail before any record is rendered if the records held at once would not fit in memory."""
+    from pairgen.materialize import CHUNK_RECORDS
+    from pairgen.validate import check_record_memory
+
+    if config.image.size is None or config.build.manifest_only:
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): nothing to compare with
+        return
+    chunks_held = 2 * config.build.resolved_workers() + 1  # the ordered window, plus the one being written
+    check_record_memory(size=config.image.size, channels=config.image.channels,
+                        images_per_record=2 if config.kind is Kind.PAIRS else 3,
+                        records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
 
 
 def _check_images(catalog: Catalog, config: BuildConfig, pool: Pool, progress: Progress) -> Catalog:
@@ -283,6 +304,7 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
             "root": catalog.root, "layout": catalog.layout.value,
             "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
             "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
+            "label_conflicts": label_conflicts(catalog.images),
         },
         "image": {"height": h, "width": w, "channels": config.image.channels,
                   "encoding": config.image.encoding.value},

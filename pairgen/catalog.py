@@ -14,14 +14,25 @@ Layouts:
 * ``split-folders``: ``root/<split>/<class>/...``; the first level is ``folder_split``.
 * ``table``: a CSV or Parquet file with ``path,label`` columns (and optionally ``split``);
   paths are relative to the table's folder.
+
+Odd trees: a name that is not valid UTF-8 is skipped (``undecodable name``); a symlink that
+leads outside the root is skipped (``outside root``) unless ``allow_outside_root``, and then
+followed with loop protection; a symlinked folder that points inside the root is skipped
+(its images are scanned under their real folder); special files (FIFOs, devices) are skipped,
+never opened. A table row whose path leaves the table's folder is skipped (``outside root``)
+without touching the file; a path listed with two different labels is skipped on every row
+(``conflicting labels``). Class and split names are validated as data (no ``..``, no control
+characters). Images over ``max_pixels`` (read from the header) are skipped (``too large``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +44,8 @@ import pandas as pd
 from pairgen.config import Layout
 from pairgen.errors import ImageError, ScanError
 from pairgen.headers import read_header
+from pairgen.validate import has_control, name_problem
+from pairgen.walk import inside as _inside, walk
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_split", "side",
@@ -80,6 +93,7 @@ class _Candidate(NamedTuple):
 
 def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_depth: int = 0,
          table: str | os.PathLike | None = None, min_per_class: int = 1,
+         max_pixels: int | None = 89_478_485, allow_outside_root: bool = False,
          progress: bool = False) -> Catalog:
     """Scan a source folder or label table into a :class:`Catalog`.
 
@@ -91,6 +105,10 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
             N > 0 = group by the first N folder levels.
         table: The CSV/Parquet label table (``layout="table"``; implies it when given).
         min_per_class: Classes with fewer used images are skipped, with a reason.
+        max_pixels: Images with more pixels (from the header) are skipped, with a reason
+            (``None``: no limit).
+        allow_outside_root: Follow symlinks and table paths that lead outside the root
+            (otherwise they are skipped with reason ``outside root``, never read).
         progress: Show a tqdm bar while reading files.
 
     Returns:
@@ -106,12 +124,13 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
     _check_args(class_depth, min_per_class)
     src_path = Path(src).expanduser()
     if layout is Layout.TABLE:
-        root, candidates, skipped = _table_candidates(src_path, table)
+        root, candidates, skipped = _table_candidates(src_path, table, allow_outside_root)
     else:
         root = _check_root(src_path, layout)
-        files, skipped = _walk(root)
+        files, skipped = walk(root, IMAGE_EXTENSIONS, allow_outside_root=allow_outside_root)
         candidates = _label(files, layout, root, class_depth, skipped)
     rows = _read_all(root, candidates, skipped, progress=progress)
+    rows = _drop_oversized(rows, max_pixels, skipped)
     if layout is Layout.LEFT_RIGHT:
         rows = _pair_sides(rows, skipped)
     rows = _drop_small_classes(rows, min_per_class, skipped)
@@ -150,27 +169,6 @@ def _check_root(src: Path, layout: Layout) -> Path:
     return root
 
 
-def _walk(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """Sorted relative posix paths of image files, and skipped (path, reason) pairs."""
-    files: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in [d for d in dirnames if d.startswith(".")]:
-            skipped.append((prefix + name, "hidden folder"))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                skipped.append((prefix + name, "hidden file"))
-            elif not name.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append((prefix + name, f"not an image: extension '{Path(name).suffix}'"))
-            else:
-                files.append(prefix + name)
-    files.sort()
-    return files, skipped
-
-
 def _label(files: list[str], layout: Layout, root: Path, class_depth: int,
            skipped: list[tuple[str, str]]) -> list[_Candidate]:
     out: list[_Candidate] = []
@@ -185,10 +183,26 @@ def _label(files: list[str], layout: Layout, root: Path, class_depth: int,
         else:
             cand = _side_candidate(rel, parts, seen_keys)
         if isinstance(cand, _Candidate):
+            cand = _check_names(cand)
+        if isinstance(cand, _Candidate):
             out.append(cand)
         else:
             skipped.append((rel, cand))
     return out
+
+
+def _check_names(cand: _Candidate) -> _Candidate | str:
+    """The candidate, or the reason its class or split name cannot be used."""
+    return _names_problem(cand.class_name, cand.folder_split) or cand
+
+
+@functools.lru_cache(maxsize=4096)  # one check per class, not per file
+def _names_problem(class_name: str, folder_split: str | None) -> str | None:
+    problem = name_problem(class_name, nested=True)
+    if problem:
+        return f"invalid class name: {class_name!r}: {problem}"
+    problem = None if folder_split is None else name_problem(folder_split)
+    return f"invalid split name: {folder_split!r}: {problem}" if problem else None
 
 
 def _outside(parts: list[str], class_depth: int) -> str:
@@ -226,7 +240,7 @@ def _side_candidate(rel: str, parts: list[str],
     return _Candidate(rel, key, side=parts[0], key=key)
 
 
-def _table_candidates(src: Path, table: str | os.PathLike | None
+def _table_candidates(src: Path, table: str | os.PathLike | None, allow_outside_root: bool = False,
                       ) -> tuple[Path, list[_Candidate], list[tuple[str, str]]]:
     table_path = Path(table).expanduser() if table is not None else src
     if not table_path.is_file():
@@ -239,17 +253,44 @@ def _table_candidates(src: Path, table: str | os.PathLike | None
                         f"it needs path,label columns (found: {', '.join(map(str, frame.columns))}).")
     root = table_path.resolve().parent
     splits = frame["split"] if "split" in frame.columns else [None] * len(frame)
-    out: dict[str, _Candidate] = {}
+    rows: dict[str, list[_Candidate]] = {}
     skipped: list[tuple[str, str]] = []
     for path, label, split in zip(frame["path"], frame["label"], splits):
-        rel = _table_rel(root, str(path))
-        if rel in out:
-            skipped.append((rel, "listed twice in the table"))
-        elif pd.isna(label) or str(label) == "":
-            skipped.append((rel, "missing label in the table"))
+        rel, reason = _table_path(root, path, allow_outside_root)
+        if reason is None:
+            cand = _table_candidate(rel, label, split)
+            reason = cand if isinstance(cand, str) else None
+        if reason is not None:
+            skipped.append((rel, reason))
         else:
-            out[rel] = _Candidate(rel, str(label), None if pd.isna(split) else str(split))
-    return root, [out[k] for k in sorted(out)], skipped
+            rows.setdefault(rel, []).append(cand)
+    return root, _one_label_each(rows, skipped), skipped
+
+
+def _table_candidate(rel: str, label: Any, split: Any) -> _Candidate | str:
+    if _missing(label):
+        return "missing label in the table"
+    cand = _Candidate(rel, str(label), None if _missing(split) else str(split))
+    return _check_names(cand)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value))) or str(value) == ""
+
+
+def _one_label_each(rows: dict[str, list[_Candidate]], skipped: list[tuple[str, str]]) -> list[_Candidate]:
+    """One candidate per path; a path listed with two different labels is skipped on every row."""
+    out = []
+    for rel in sorted(rows):
+        cands = rows[rel]
+        labels = sorted({(c.class_name, c.folder_split or "") for c in cands})
+        if len(labels) > 1:
+            shown = ", ".join(repr(c) if not s else f"{c!r} ({s})" for c, s in labels)
+            skipped.extend((rel, f"conflicting labels in the table: {shown}") for _ in cands)
+            continue
+        out.append(cands[0])
+        skipped.extend((rel, "listed twice in the table") for _ in cands[1:])
+    return out
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -262,11 +303,38 @@ def _read_table(path: Path) -> pd.DataFrame:
                         "with path,label columns.") from None
 
 
-def _table_rel(root: Path, path: str) -> str:
-    p = Path(path.replace("\\", "/"))
-    if p.is_absolute():
-        p = Path(os.path.relpath(p, root))
-    return Path(os.path.normpath(p)).as_posix()
+def _table_path(root: Path, path: Any, allow_outside_root: bool) -> tuple[str, str | None]:
+    """(relative posix path, reason to skip or None) of one table row's path.
+
+    The check is lexical first: a path that climbs out of ``root`` (``../``, absolute) is
+    refused without any file-system call, so nothing is learnt about files outside the root.
+    A path inside the root is then resolved, so a symlink out of the root is refused too.
+    """
+    if _missing(path):
+        return "", "missing path in the table"
+    text = str(path).replace("\\", "/")
+    if has_control(text):
+        return repr(text)[1:-1], "invalid path: it contains a control character"
+    p = Path(text)
+    rel = Path(os.path.normpath(os.path.relpath(p, root) if p.is_absolute() else p)).as_posix()
+    outside = "outside root: the path leaves the table's folder; pass --allow-outside-root to use it"
+    if rel == ".." or rel.startswith("../"):
+        if p.is_absolute():  # shown (and, when allowed, used) as the table wrote it
+            rel = Path(os.path.normpath(text)).as_posix()
+        if not allow_outside_root:
+            return rel, outside
+    elif not allow_outside_root and not _inside(os.path.realpath(root / rel), os.path.realpath(root)):
+        return rel, outside
+    return rel, _special_file(root / rel)
+
+
+def _special_file(path: Path) -> str | None:
+    """A reason to skip a path that exists but is not a regular file (a FIFO would block a read)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # reported when it is read ("file does not exist", "unreadable file")
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def _read_one(root: Path, cand: _Candidate) -> tuple[_Candidate, dict[str, Any] | str]:
@@ -317,6 +385,22 @@ def _pair_sides(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> l
         else:
             other = "right" if row["side"] == "left" else "left"
             skipped.append((row["path"], f"one-sided identity: no usable {other}/{row['key']}.* image"))
+    return kept
+
+
+def _drop_oversized(rows: list[dict[str, Any]], max_pixels: int | None,
+                    skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Skip images whose header declares more than ``max_pixels`` pixels (never decoded)."""
+    if max_pixels is None:
+        return rows
+    kept = []
+    for row in rows:
+        pixels = int(row["width"]) * int(row["height"])
+        if pixels > max_pixels:
+            skipped.append((row["path"], f"too large: {row['width']}x{row['height']} = {pixels:,} pixels, over "
+                                         f"image.max_pixels ({max_pixels:,}); raise it if the file is trusted"))
+        else:
+            kept.append(row)
     return kept
 
 
@@ -401,9 +485,10 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
 
     Returns:
         ``root``, ``layout``, ``classes``, ``images``, ``per_class`` (min/median/max images),
-        ``skipped``, ``skipped_by_reason`` (count per :func:`reason_kind`), ``duplicates``
-        (``groups`` and ``images`` with identical content, up to 5 ``examples`` path lists),
-        and ``splits`` (images per split, when split).
+        ``skipped``, ``skipped_by_reason`` (count per :func:`reason_kind`), ``skipped_files``
+        (every skipped ``path`` and ``reason``), ``duplicates`` (``groups`` and ``images``
+        with identical content, up to 5 ``examples`` path lists), ``label_conflicts`` (see
+        :func:`label_conflicts`) and ``splits`` (images per split, when split).
     """
     images = catalog.images
     per_class = images.groupby("class_id").size()
@@ -423,6 +508,27 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
                       "max": int(per_class.max())},
         "skipped": int(len(catalog.skipped)),
         "skipped_by_reason": {str(k): int(v) for k, v in sorted(kinds.items())},
+        "skipped_files": catalog.skipped[["path", "reason"]].to_dict("records"),
+        "label_conflicts": label_conflicts(images),
         "duplicates": {"groups": len(groups), "images": int(len(dup)), "examples": groups[:5]},
         "splits": {str(k): int(v) for k, v in sorted(splits.value_counts().items())},
     }
+
+
+def label_conflicts(images: pd.DataFrame) -> dict[str, Any]:
+    """Identical content (same sha256) under more than one class: such an image would make
+    negative pairs of itself. Reported, not dropped; the labels are the user's to fix.
+
+    Args:
+        images: A catalog's images frame.
+
+    Returns:
+        ``groups`` (sha256 groups spanning >1 class), ``images`` (images in them) and
+        ``examples`` (up to 5 lists of ``"path (class)"``, sorted).
+    """
+    spans = images.groupby("sha256", sort=False)["class_name"].nunique()
+    hit = images[images["sha256"].isin(spans.index[spans > 1])].sort_values("path", kind="stable")
+    groups = [[f"{p} ({c})" for p, c in zip(g["path"], g["class_name"])]
+              for _, g in hit.groupby("sha256", sort=False)]
+    groups.sort(key=lambda paths: paths[0])
+    return {"groups": len(groups), "images": int(len(hit)), "examples": groups[:5]}

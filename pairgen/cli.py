@@ -40,11 +40,17 @@ def main() -> None:
               help="Group classes by the first N folder levels (0 = the image's own folder).")
 @click.option("--min-per-class", type=click.IntRange(min=0), default=1, show_default=True,
               help="Skip classes with fewer images (reported).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
+              help="Skip images with more pixels than this (read from the header, never decoded).")
+@click.option("--allow-outside-root", is_flag=True, help="Follow symlinks and table paths that leave SRC.")
+@click.option("--show-skipped", type=click.IntRange(min=0), default=20, show_default=True,
+              help="List this many skipped files with their reasons (--json lists all).")
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Write the catalog to this Parquet file.")
 @json_option
 @handle_errors
-def scan(src: Path, layout: str, class_depth: int, min_per_class: int, out: Path | None, as_json: bool) -> None:
-    """Scan SRC and summarize its classes, images, skipped files and duplicates.
+def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixels: int, allow_outside_root: bool,
+         show_skipped: int, out: Path | None, as_json: bool) -> None:
+    """Scan SRC and summarize its classes, images, skipped files (with reasons) and duplicates.
 
     \b
     Example:
@@ -56,7 +62,8 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, out: Path
     from pairgen.catalog import scan as do_scan, summarize
 
     table = src if layout == "table" else None
-    catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class)
+    catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class,
+                      max_pixels=max_pixels, allow_outside_root=allow_outside_root)
     summary = summarize(catalog)
     if out is not None:
         mf.write_table(catalog.images, out, mf.CATALOG_COLUMNS)
@@ -64,10 +71,17 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, out: Path
     if as_json:
         echo_json(summary)
     else:
-        click.echo(_format_scan(summary))
+        click.echo(_format_scan(summary, show_skipped))
 
 
-def _format_scan(s: dict[str, Any]) -> str:
+def _printable(text: str) -> str:
+    """Text safe to print on one line: control characters become escapes."""
+    from pairgen.validate import has_control
+
+    return repr(text)[1:-1] if has_control(text) else text
+
+
+def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
     pc = s.get("per_class", {})
     lines = [
         f"root:     {s.get('root')}",
@@ -78,6 +92,16 @@ def _format_scan(s: dict[str, Any]) -> str:
     ]
     for reason, count in sorted(s.get("skipped_by_reason", {}).items()):
         lines.append(f"  {count:>7,}  {reason}")
+    files = s.get("skipped_files", [])
+    for row in files[:show_skipped]:
+        lines.append(f"  {_printable(row['path'])}: {_printable(row['reason'])}")
+    if len(files) > show_skipped:
+        lines.append(f"  ... and {len(files) - show_skipped:,} more (--show-skipped N, or --json for all)")
+    conflicts = s.get("label_conflicts", {})
+    lines.append(f"label conflicts: {conflicts.get('groups', 0):,} identical-content group(s) under "
+                 f"more than one class ({conflicts.get('images', 0):,} images)")
+    for group in conflicts.get("examples", [])[:5]:
+        lines.append("  " + "  ==  ".join(_printable(p) for p in group))
     dup = s.get("duplicates", {})
     lines.append(f"duplicate-content groups: {dup.get('groups', 0):,}")
     for group in dup.get("examples", [])[:5]:
@@ -93,6 +117,9 @@ def _format_scan(s: dict[str, Any]) -> str:
 @click.option("--src", help="Source folder (or label table); overrides [source] path.")
 @click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]))
 @click.option("--class-depth", type=click.IntRange(min=0))
+@click.option("--min-per-class", type=click.IntRange(min=0), help="Skip classes with fewer images (reported).")
+@click.option("--allow-outside-root", is_flag=True, default=None,
+              help="Follow symlinks and table paths that leave the source folder.")
 @click.option("--name", help="Dataset name (default: the pipeline's).")
 @click.option("--kind", type=click.Choice(["pairs", "triplets"]))
 @click.option("--strategy", help="Sampling strategy: per-image, balanced, per-class, exhaustive, left-right, hard.")
@@ -149,12 +176,17 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
         click.echo(f"  {name:<6} {c['records']:>9,} records from {c['images']:,} images in {c['classes']:,} classes{extra}")
     if card["source"]["skipped"]:
         click.echo(f"  skipped {card['source']['skipped']:,} source files (see {out}/skipped.parquet)")
+    conflicts = card["source"].get("label_conflicts", {})
+    if conflicts.get("groups"):
+        click.echo(f"  label conflicts: {conflicts['images']:,} images with identical content under more than "
+                   f"one class ({conflicts['groups']:,} groups; see pairgen inspect)")
 
 
 def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """Map CLI flags onto dotted config keys."""
     keys = {
         "src": "source.path", "layout": "source.layout", "class_depth": "source.class_depth",
+        "min_per_class": "source.min_per_class", "allow_outside_root": "source.allow_outside_root",
         "name": "name", "kind": "kind", "seed": "seed", "strategy": "sample.strategy",
         "num_records": "sample.num_records", "positives_per_image": "sample.positives_per_image",
         "negatives_per_image": "sample.negatives_per_image", "unique": "sample.unique",

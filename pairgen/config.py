@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pairgen.errors import ConfigError
+from pairgen.validate import (check_bool, check_int, check_number, check_size, check_split_name, check_str,
+                              received)
 
 
 class _Choice(str, enum.Enum):
@@ -57,6 +59,9 @@ class _Choice(str, enum.Enum):
     def from_value(cls, value: Any, option: str) -> "_Choice":
         if isinstance(value, cls):
             return value
+        if not isinstance(value, str):
+            allowed = ", ".join(repr(m.value) for m in cls)
+            raise ConfigError(f"{option} must be a string, one of {allowed}; {received(option, value)}.")
         try:
             return cls(str(value))
         except ValueError:
@@ -124,8 +129,11 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _pair(value: Any, option: str) -> tuple[int, int] | None:
-    """Parse ``[h, w]``, ``"HxW"`` or ``N`` into ``(h, w)``; ``None`` stays ``None``."""
-    if value is None or value == [] or value == "":
+    """Parse ``[h, w]``, ``"HxW"`` or ``N`` into ``(h, w)``; ``None`` stays ``None``.
+
+    Each side must be an integer in ``1..MAX_SIDE`` (a float, boolean or string side is an error).
+    """
+    if value is None or value == [] or value == () or value == "":
         return None
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
@@ -133,14 +141,17 @@ def _pair(value: Any, option: str) -> tuple[int, int] | None:
             nums = [int(p) for p in parts]
         except ValueError:
             raise ConfigError(f"{option} must look like 'HxW' (e.g. 28x28); received: {value!r}.") from None
-    elif isinstance(value, int):
+    elif isinstance(value, int) and not isinstance(value, bool):
         nums = [value, value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        nums = list(value)
     else:
-        nums = [int(v) for v in value]
+        raise ConfigError(f"{option} must be two integers [h, w] or 'HxW'; {received(option, value)}.")
     if len(nums) == 1:
         nums = nums * 2
     _check(len(nums) == 2 and all(n > 0 for n in nums),
            f"{option} must be two positive integers [h, w]; received: {value!r}.")
+    check_size((nums[0], nums[1]), option)
     return (nums[0], nums[1])
 
 
@@ -153,11 +164,15 @@ class SourceConfig:
     class_depth: int = 0
     table: str | None = None
     min_per_class: int = 1
+    allow_outside_root: bool = False
 
     def __post_init__(self) -> None:
+        check_str(self.path, "source.path")
         object.__setattr__(self, "layout", Layout.from_value(self.layout, "source.layout"))
-        _check(self.class_depth >= 0, f"source.class_depth must be >= 0; received: {self.class_depth}.")
-        _check(self.min_per_class >= 0, f"source.min_per_class must be >= 0; received: {self.min_per_class}.")
+        check_int(self.class_depth, "source.class_depth", 0, 256)
+        check_str(self.table, "source.table", optional=True)
+        check_int(self.min_per_class, "source.min_per_class", 0, 10**9)
+        check_bool(self.allow_outside_root, "source.allow_outside_root")
 
 
 @dataclass(frozen=True)
@@ -170,13 +185,8 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by", SplitBy.from_value(self.by, "split.by"))
-        fr = self.fractions
-        if isinstance(fr, str):
-            fr = parse_fractions(fr)
-        elif isinstance(fr, Mapping):
-            fr = tuple((str(k), float(v)) for k, v in fr.items())
-        else:
-            fr = tuple((str(k), float(v)) for k, v in fr)
+        check_bool(self.dedupe, "split.dedupe")
+        fr = _fractions(self.fractions)
         object.__setattr__(self, "fractions", fr)
         if self.by is not SplitBy.FOLDERS:
             _check(len(fr) > 0, "split.fractions must name at least one split, e.g. train=0.8,val=0.1,test=0.1.")
@@ -190,6 +200,23 @@ class SplitConfig:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.fractions)
+
+
+def _fractions(value: Any) -> tuple[tuple[str, float], ...]:
+    """``{name = fraction}``, ``[[name, fraction], ...]`` or ``"a=0.8,b=0.2"``, strictly typed."""
+    if isinstance(value, str):
+        items = list(parse_fractions(value))
+    elif isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
+        items = [tuple(v) for v in value]
+    else:
+        raise ConfigError("split.fractions must be a table like { train = 0.8, val = 0.1, test = 0.1 }; "
+                          f"{received('split.fractions', value)}.")
+    for name, fraction in items:
+        check_split_name(name)
+        check_number(fraction, f"split.fractions.{name}", 0, 1)
+    return tuple((name, float(fraction)) for name, fraction in items)
 
 
 def parse_fractions(text: str) -> tuple[tuple[str, float], ...]:
@@ -227,14 +254,16 @@ class SampleConfig:
     embeddings: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.positives_per_image >= 0, "sample.positives_per_image must be >= 0.")
-        _check(self.negatives_per_image >= 0, "sample.negatives_per_image must be >= 0.")
-        _check(self.num_records > 0, f"sample.num_records must be > 0; received: {self.num_records}.")
-        _check(0.0 <= self.positive_fraction <= 1.0,
-               f"sample.positive_fraction must be in [0, 1]; received: {self.positive_fraction}.")
-        _check(self.per_class > 0, f"sample.per_class must be > 0; received: {self.per_class}.")
-        _check(self.max_pairs_per_class > 0, "sample.max_pairs_per_class must be > 0.")
-        _check(self.hard_k > 0, f"sample.hard_k must be > 0; received: {self.hard_k}.")
+        check_str(self.strategy, "sample.strategy")
+        check_int(self.positives_per_image, "sample.positives_per_image", 0, 100_000)
+        check_int(self.negatives_per_image, "sample.negatives_per_image", 0, 100_000)
+        check_int(self.num_records, "sample.num_records", 1, 10**9)
+        check_number(self.positive_fraction, "sample.positive_fraction", 0, 1)
+        check_int(self.per_class, "sample.per_class", 1, 10**9)
+        check_int(self.max_pairs_per_class, "sample.max_pairs_per_class", 1, 10**9)
+        check_bool(self.unique, "sample.unique")
+        check_int(self.hard_k, "sample.hard_k", 1, 100_000)
+        check_str(self.embeddings, "sample.embeddings", optional=True)
 
     def check_kind(self, kind: "Kind") -> None:
         allowed = PAIR_STRATEGIES if kind is Kind.PAIRS else TRIPLET_STRATEGIES
@@ -256,9 +285,11 @@ class ImageConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _pair(self.size, "image.size"))
         object.__setattr__(self, "encoding", Encoding.from_value(self.encoding, "image.encoding"))
+        check_int(self.channels, "image.channels")
         _check(self.channels in (1, 3), f"image.channels must be 1 or 3; received: {self.channels}.")
-        _check(1 <= self.jpeg_quality <= 100, f"image.jpeg_quality must be in 1..100; received: {self.jpeg_quality}.")
-        _check(self.max_pixels > 0, "image.max_pixels must be > 0.")
+        check_int(self.jpeg_quality, "image.jpeg_quality", 1, 100)
+        check_int(self.max_pixels, "image.max_pixels", 1, 1 << 40)
+        check_size(self.size, "image.size", self.channels)
 
 
 @dataclass(frozen=True)
@@ -284,17 +315,43 @@ class AugmentConfig:
         object.__setattr__(self, "crop", _pair(self.crop, "augment.crop"))
         object.__setattr__(self, "interpolation",
                            Interpolation.from_value(self.interpolation, "augment.interpolation"))
+        for key in ("enabled", "shared", "flip"):
+            check_bool(getattr(self, key), f"augment.{key}")
+        check_int(self.copies, "augment.copies", 1, 1000)
+        _check(isinstance(self.scale, (list, tuple)) and len(self.scale) == 2,
+               f"augment.scale must be [min, max]; {received('augment.scale', self.scale)}.")
+        for s in self.scale:
+            check_number(s, "augment.scale", 0, 100, open_lo=True)
         object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
-        _check(self.copies >= 1, f"augment.copies must be >= 1; received: {self.copies}.")
-        _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1],
+        _check(self.scale[0] <= self.scale[1],
                f"augment.scale must be [min, max] with 0 < min <= max; received: {list(self.scale)}.")
-        _check(self.rotation >= 0 and self.shear >= 0, "augment.rotation and augment.shear must be >= 0 (degrees).")
-        _check(0 <= self.translate < 1, f"augment.translate must be in [0, 1); received: {self.translate}.")
-        _check(0 <= self.brightness < 1 and 0 <= self.contrast < 1,
-               "augment.brightness and augment.contrast must be in [0, 1).")
+        check_number(self.rotation, "augment.rotation", 0, 360)
+        check_number(self.shear, "augment.shear", 0, 90, open_hi=True)
+        for key in ("translate", "brightness", "contrast"):
+            check_number(getattr(self, key), f"augment.{key}", 0, 1, open_hi=True)
         if self.resize and self.crop:
             _check(self.crop[0] <= self.resize[0] and self.crop[1] <= self.resize[1],
                    f"augment.crop {list(self.crop)} must fit inside augment.resize {list(self.resize)}.")
+
+    def check_active(self) -> None:
+        """Refuse ``enabled`` with nothing random to do (it would write every record unchanged).
+
+        Checked when a build starts, not when a config is read, so the card of an older dataset
+        still loads.
+
+        Raises:
+            ConfigError: naming the ``[augment]`` keys to set.
+        """
+        _check(not self.enabled or self.is_random(),
+               "augment.enabled is true (--augment) but no random transform is set, so every record "
+               "would be written unchanged. Set at least one of [augment] crop, flip, rotation, shear, "
+               "scale, translate, brightness, contrast (the Omniglot jitter: resize = [130, 130], "
+               "crop = [105, 105], flip = true), or drop --augment / enabled = true.")
+
+    def is_random(self) -> bool:
+        """True if some transform draws random values (a resize alone does not)."""
+        return bool(self.crop or self.flip or self.rotation or self.shear or self.translate
+                    or self.brightness or self.contrast or tuple(self.scale) != (1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -307,8 +364,8 @@ class ShardConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compression", Compression.from_value(self.compression, "shards.compression"))
-        _check(self.shard_mb > 0, f"shards.shard_mb must be > 0; received: {self.shard_mb}.")
-        _check(self.records_per_shard >= 0, "shards.records_per_shard must be >= 0.")
+        check_number(self.shard_mb, "shards.shard_mb", 0, 1_000_000, open_lo=True)
+        check_int(self.records_per_shard, "shards.records_per_shard", 0, 10**9)
 
 
 @dataclass(frozen=True)
@@ -326,7 +383,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "executor", Executor.from_value(self.executor, "build.executor"))
         object.__setattr__(self, "on_error", OnError.from_value(self.on_error, "build.on_error"))
-        _check(self.workers >= 0, f"--workers must be >= 0 (0 = all cores); received: {self.workers}.")
+        check_int(self.workers, "build.workers", 0, 1024)
+        for key in ("manifest_only", "overwrite", "keep_versions", "quiet"):
+            check_bool(getattr(self, key), f"build.{key}")
 
     def resolved_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)
@@ -350,6 +409,9 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Kind.from_value(self.kind, "kind"))
+        check_str(self.name, "name")
+        check_str(self.version, "version")
+        check_size(self.augment.resize, "augment.resize", self.image.channels)
         _check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
                f"seed must be a non-negative integer; received: seed={self.seed!r}.")
         parts = str(self.version).split(".")
@@ -371,6 +433,7 @@ class BuildConfig:
             out.pop("build")
             out["source"].pop("path")
             out["source"].pop("table")
+            out["source"].pop("allow_outside_root")  # which files were used is hashed with the catalog
             if self.sample.embeddings:  # hash what the embeddings are, not where they are
                 out["sample"]["embeddings"] = _file_sha256(self.sample.embeddings)
         return out
@@ -415,8 +478,14 @@ class BuildConfig:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"pipeline file '{p}' does not exist. Check the path.") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"pipeline file '{p}' is not UTF-8 text (byte {exc.start}); "
+                              "save it as UTF-8 TOML.") from None
+        except OSError as exc:
+            raise ConfigError(f"pipeline file '{p}' cannot be read: {exc.strerror or exc}.") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"pipeline file '{p}' is not valid TOML: {exc}.") from None
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"pipeline file '{p}' is not valid TOML: {detail}.") from None
         try:
             return cls.from_dict(data, base_dir=p.parent)
         except ConfigError as exc:

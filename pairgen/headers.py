@@ -2,16 +2,18 @@
 
 Scanning a source reads every file once (for its content hash); :func:`read_header` parses
 the same bytes for ``(width, height, channels)`` so that scanning 100k files never pays for a
-decode. PNG, JPEG, BMP, GIF, TIFF and WebP are parsed by hand; anything else falls back to
-``cv2.imdecode``.
+decode. PNG, JPEG, BMP, GIF, TIFF and WebP are parsed by hand; anything else (JPEG 2000,
+OpenEXR, a JPEG whose height comes after its first scan, ...) is refused as "not a supported
+image" without decoding, so ``image.max_pixels`` can always be checked before any pixel is.
 
 ``channels`` is what ``cv2.imdecode(..., cv2.IMREAD_UNCHANGED)`` returns for the file, so the
 catalog agrees with what the build will later decode (e.g. a palette PNG is 3 channels, or 4
 with a transparency chunk; a CMYK JPEG decodes to 3). GIF reports the first frame: 3
 channels, or 4 when that frame declares a transparent colour (as OpenCV decodes it).
 
-Validation is at header level only (magic, sizes, required chunks): a file whose header is
-fine but whose pixel data is damaged is caught later, when the build decodes it.
+Validation is at header level only (magic, sizes, required chunks, and an end marker for PNG
+and JPEG, so a truncated file is reported as truncated): a file whose header is fine but whose
+pixel data is damaged is caught later, when the build decodes it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
 
 
+SUPPORTED_FORMATS = "png, jpg, bmp, gif, tif or webp"
+
+
 class _Bad(Exception):
     """Internal: the header is malformed (turned into ImageError with the file name)."""
+
+
+class _Unsupported(_Bad):
+    """Internal: not a format whose size can be read from its header."""
 
 
 def read_header(path_or_bytes: str | os.PathLike | bytes, *, name: str | None = None) -> Header:
@@ -62,6 +71,9 @@ def read_header(path_or_bytes: str | os.PathLike | bytes, *, name: str | None = 
     parser = _parser_for(data)
     try:
         width, height, channels = parser(data)
+    except _Unsupported as exc:
+        raise ImageError(f"image '{label}' is corrupt or not a supported image ({exc}). "
+                         "Convert it to png or jpg, or remove it.") from None
     except (_Bad, struct.error, IndexError) as exc:
         detail = str(exc) or "truncated header"
         raise ImageError(f"image '{label}' is corrupt ({detail}). Remove or replace the file.") from None
@@ -84,7 +96,11 @@ def _parser_for(data: bytes) -> Callable[[bytes], Header]:
         return _tiff
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return _webp
-    return _decode
+    return _unknown
+
+
+def _unknown(data: bytes) -> Header:
+    raise _Unsupported(f"its header is not {SUPPORTED_FORMATS}")
 
 
 def _png(data: bytes) -> Header:
@@ -116,26 +132,43 @@ def _png_has_trns(data: bytes) -> bool:
 
 def _jpeg(data: bytes) -> Header:
     pos, n = 2, len(data)
+    header: Header | None = None
     while pos < n:
         if data[pos] != 0xFF:
             raise _Bad(f"JPEG marker expected at byte {pos}")
         while pos < n and data[pos] == 0xFF:  # fill bytes
             pos += 1
+        if pos >= n:
+            break
         marker = data[pos]
         pos += 1
         if marker in _STANDALONE:
             continue
         if marker in (0xD9, 0xDA):
-            raise _Bad("JPEG has no frame header before its scan data")
+            return _jpeg_scan(data, pos, header, marker)
         (length,) = struct.unpack(">H", data[pos:pos + 2])
-        if marker in _SOF_MARKERS:
+        if marker in _SOF_MARKERS and header is None:
             _precision, height, width, comps = struct.unpack(">BHHB", data[pos + 2:pos + 8])
-            if height == 0:  # height given later in a DNL marker: let OpenCV work it out
-                return _decode(data)
-            # CMYK/YCCK (4 components) decodes to BGR.
-            return width, height, 3 if comps == 4 else comps
+            if height == 0:
+                raise _Unsupported("a JPEG whose height follows its first scan (DNL marker): "
+                                   "its size cannot be read from the header")
+            header = (width, height, 3 if comps == 4 else comps)  # CMYK/YCCK decodes to BGR
         pos += length
+    if header is not None:
+        raise _Bad("JPEG is truncated: the file ends before its scan data")
     raise _Bad("JPEG has no frame header")
+
+
+def _jpeg_scan(data: bytes, pos: int, header: Header | None, marker: int) -> Header:
+    """At the first scan (or end) marker: the frame header must exist, and an end marker follow."""
+    if header is None:
+        raise _Bad("JPEG has no frame header before its scan data")
+    if marker == 0xD9:
+        raise _Bad("JPEG is truncated: it ends before its scan data")
+    # Scan data escapes every 0xFF byte, so FFD9 after the scan header is the end marker.
+    if data.rfind(b"\xff\xd9") < pos:
+        raise _Bad("JPEG is truncated: no end-of-image marker after its scan data")
+    return header
 
 
 def _bmp(data: bytes) -> Header:
@@ -237,15 +270,3 @@ def _webp(data: bytes) -> Header:
         height = int.from_bytes(data[27:30], "little") + 1
         return width, height, 4 if flags & 0x10 else 3
     raise _Bad(f"WebP chunk {kind!r} is unknown")
-
-
-def _decode(data: bytes) -> Header:
-    """Last resort for formats without a parser here: a full OpenCV decode."""
-    import cv2
-    import numpy as np
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise _Bad("not a recognised image format")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    return image.shape[1], image.shape[0], channels

@@ -147,7 +147,9 @@ def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: 
     except cv2.error:
         img = None
     if img is None or img.size == 0:
-        raise _undecodable(source)
+        # The header parsed, so the format is supported: the pixel data is damaged or cut short.
+        raise ImageError(f"cannot decode {_name(source)}: its pixel data is damaged or truncated "
+                         f"({width}x{height} header). Replace or remove the file.")
     return convert_channels(_to_uint8(img, source), channels)
 
 

@@ -53,7 +53,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns:
         ``name``, ``version``, ``fingerprint``, ``parent``, ``kind``, ``created_at``,
-        ``source`` (root, layout, images, classes, skipped, skipped_by_reason), ``image``
+        ``source`` (root, layout, images, classes, skipped, skipped_by_reason,
+        label_conflicts: identical content under more than one class), ``image``
         (height, width, channels, encoding), ``splits`` (per split: records, positives,
         negatives, positive_fraction, images, classes, class_names), ``shards`` (count,
         bytes, per split), ``leakage`` (identical content across splits, and classes shared
@@ -125,6 +126,10 @@ def format_inspect(info: dict[str, Any]) -> str:
         lines.append(f"  {'':<8}{s.get('images', 0):>10,} images in {s.get('classes', 0):,} classes: {names}")
     lines.append(f"skipped      {src['skipped']:,} source files")
     lines += [f"  {n:>8,}  {reason}" for reason, n in sorted(src.get("skipped_by_reason", {}).items())]
+    conflicts = src.get("label_conflicts", {})
+    lines.append(f"label conflicts {conflicts.get('groups', 0):,} identical-content group(s) under more than "
+                 f"one class ({conflicts.get('images', 0):,} images)")
+    lines += ["  " + "  ==  ".join(group) for group in conflicts.get("examples", [])]
     leak = info["leakage"]
     lines.append(f"leakage      {leak.get('groups', 0):,} identical-content group(s) across splits "
                  f"({leak.get('images', 0):,} images)")
