@@ -275,10 +275,10 @@ def _table_rel(root: Path, path: str) -> str:
     return Path(os.path.normpath(p)).as_posix()
 
 
-def _read_one(root: Path, cand: _Candidate, check: ImageConfig | None = None
+def _read_one(root: Path | str, cand: _Candidate, check: ImageConfig | None = None
               ) -> tuple[_Candidate, dict[str, Any] | str]:
     try:
-        data = sourceio.read_source(str(root / cand.path))
+        data = sourceio.read_source(os.path.join(root, cand.path))
     except FileNotFoundError:
         return cand, "file does not exist"
     except OSError as exc:
@@ -309,7 +309,7 @@ def _decode_problem(data: bytes, rel: str, check: ImageConfig) -> str | None:
 def read_block(task: tuple[str, list[_Candidate], ImageConfig | None]) -> list[tuple[_Candidate, dict[str, Any] | str]]:
     """Read, hash and parse the header of each file of one block (a worker task)."""
     root, block, check = task
-    return [_read_one(Path(root), c, check) for c in block]
+    return [_read_one(root, c, check) for c in block]
 
 
 def _read_all(root: Path, candidates: list[_Candidate], skipped: list[tuple[str, str]], *,
