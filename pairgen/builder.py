@@ -66,7 +66,7 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     out = Path(out)
     _check_out(out, config)
     run = config.build
-    shared = (str(Path(config.source.table or config.source.path).resolve()), str(out.resolve().parent))
+    shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
     with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
               shared_paths=shared, note=progress.note) as pool:
         undecodable: dict[str, str] = {}
@@ -83,6 +83,14 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
         tmp.mkdir(parents=True)
         card = _write(config, catalog, manifests, tmp, pool, progress)
     return install(tmp, out, card, keep_versions=config.build.keep_versions)
+
+
+def _existing_parent(out: Path) -> Path:
+    """The nearest folder above ``out`` that exists (what cluster nodes must see to write it)."""
+    parent = out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def _check_out(out: Path, config: BuildConfig) -> None:

@@ -93,12 +93,20 @@ class Pool:
     def __enter__(self) -> "Pool":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(abort=exc_type is not None)
 
-    def close(self) -> None:
-        """Stop the workers (and a private Ray); a connected cluster is only disconnected."""
+    def close(self, *, abort: bool = False) -> None:
+        """Stop the workers (and a private Ray); a connected cluster is only disconnected.
+
+        Args:
+            abort: The build failed or was interrupted: stop the workers at once instead of
+                letting their current tasks finish.
+        """
         if self._pool is not None:
+            if abort:
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             cv2.setNumThreads(self._cv2_threads)

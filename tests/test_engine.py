@@ -150,3 +150,23 @@ def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tre
     time.sleep(5)
     assert [w for w in workers if _alive(w)] == []
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_interrupt_stops_the_build_and_its_workers(tmp_path: Path, make_image_tree) -> None:
+    src = make_image_tree(tmp_path, classes=10, per_class=60, size=64)
+    cmd = [sys.executable, "-m", "pairgen", "build", "--src", str(src), "--out", str(tmp_path / "ds"),
+           "--workers", "2", "--image-size", "64x64", "--encoding", "png", "--augment", "--copies", "20",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    while len(workers) < 2 and proc.poll() is None:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)  # the main process only, as a supervisor would send it
+    _, err = proc.communicate(timeout=60)  # never waits for the workers' whole tasks to finish
+    assert proc.returncode != 0
+    assert [w for w in workers if _alive(w)] == []
+    assert not (tmp_path / "ds").exists()
