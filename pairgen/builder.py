@@ -239,12 +239,15 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     id_columns = mf.image_columns(config.kind)
     gzipped = config.shards.compression.value == "gzip"
     total = sum(len(t) for t in manifests.values())
-    per_part = part_records(total, pool.parallelism)
-    jobs, specs = [], []
+    plans = []
     for name, table in manifests.items():
         columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
-        for spec in plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns),
-                                config=config.shards):
+        specs = plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns), config=config.shards)
+        plans.append((columns, specs))
+    per_part = part_records(total, pool.parallelism, sum(len(specs) for _, specs in plans))
+    jobs, specs = [], []
+    for columns, split_specs in plans:
+        for spec in split_specs:
             jobs.append(shard_job(spec, columns, out_dir=str(tmp), render=render, source=source,
                                   id_columns=id_columns, gzipped=gzipped, per_part=per_part))
             specs.append(spec)

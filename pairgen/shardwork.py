@@ -153,9 +153,10 @@ def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
     return {"path": task.path, "records": task.records, "bytes": out.size, "sha256": sha}
 
 
-def part_records(total: int, parallelism: int) -> int:
-    """Rows per task: whole shards for one worker, else about two tasks per worker."""
-    if parallelism <= 1:
+def part_records(total: int, parallelism: int, shards: int) -> int:
+    """Rows per task: whole shards when there are at least two per worker, else about two
+    tasks per worker (each part re-reads the images it uses, and parts are joined by a copy)."""
+    if parallelism <= 1 or shards >= 2 * parallelism:
         return max(total, 1)
     return max(MIN_PART_RECORDS, math.ceil(total / (2 * parallelism)))
 
