@@ -24,7 +24,8 @@ from pairgen import outdir
 from pairgen.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.errors import BuildError
 from pairgen.lineage import install
-from pairgen.materialize import Pool, Render, Source, check_chunk, chunks, make_chunk
+from pairgen.materialize import Render, Source, make_chunk
+from pairgen.pool import Pool
 from pairgen.progress import Progress
 from pairgen.catalog import Catalog, label_conflicts, reason_kind, scan
 from pairgen.splits import leakage_report, split
@@ -78,9 +79,13 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
 
 def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress) -> dict[str, Any]:
     """The build proper, holding the output lock: read, sample, write into ``tmp``, install."""
-    catalog = _scan(config, progress)
-    with Pool(_source(catalog), workers=config.build.resolved_workers(), executor=config.build.executor) as pool:
-        catalog = _check_images(catalog, config, pool, progress)
+    run = config.build
+    shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
+    with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
+              shared_paths=shared, note=progress.note) as pool:
+        undecodable: dict[str, str] = {}
+        catalog = _scan(config, progress, pool, undecodable)
+        catalog = _check_images(catalog, config, undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
                         rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
@@ -97,12 +102,23 @@ def _source_dirs(config: BuildConfig) -> list[str]:
     return list(outdir.iter_dirs([config.source.path, config.source.table]))
 
 
-def _scan(config: BuildConfig, progress: Progress) -> Catalog:
+def _existing_parent(out: Path) -> Path:
+    """The nearest folder above ``out`` that exists (what cluster nodes must see to write it)."""
+    parent = out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _scan(config: BuildConfig, progress: Progress, pool: Pool, undecodable: dict[str, str]) -> Catalog:
+    """Scan in the build's workers; unless manifest-only, decode each image in the same read."""
     src = config.source
+    check = None if config.build.manifest_only else config.image
     with progress.stage("scan", unit="files"):
         return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
                     min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
-                    allow_outside_root=src.allow_outside_root)
+                    allow_outside_root=src.allow_outside_root, pool=pool, check=check,
+                    undecodable=undecodable)
 
 
 def _check_memory(config: BuildConfig) -> None:
@@ -122,8 +138,8 @@ def _check_memory(config: BuildConfig) -> None:
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
 
 
-def _check_images(catalog: Catalog, config: BuildConfig, pool: Pool, progress: Progress) -> Catalog:
-    """Decode every catalog image once, so no record can reference an undecodable file."""
+def _check_images(catalog: Catalog, config: BuildConfig, undecodable: dict[str, str]) -> Catalog:
+    """Drop (or fail on) catalog images that the scan could not decode, so no record uses one."""
     if config.build.on_error is OnError.FAIL:
         corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
         if len(corrupt):
@@ -131,13 +147,8 @@ def _check_images(catalog: Catalog, config: BuildConfig, pool: Pool, progress: P
                              "Fix or remove the file, or pass --on-error skip.")
     if config.build.manifest_only:
         return catalog
-    ids = catalog.images["image_id"].to_numpy()
-    bad: list[tuple[int, str]] = []
-    with progress.stage("check", total=len(ids), unit="img") as bar:
-        tasks = ((config.image, ids[i:i + 2048]) for i in range(0, len(ids), 2048))
-        for part in pool.imap(check_chunk, tasks):
-            bad.extend(part)
-            bar.update(2048)
+    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"], catalog.images["path"])
+           if p in undecodable]
     if not bad:
         return catalog
     paths = catalog.images.set_index("image_id")["path"]
@@ -218,10 +229,13 @@ def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
 
 
 def _source(catalog: Catalog) -> Source:
-    paths = [""] * (int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0)
-    for i, p in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist()):
-        paths[i] = p
-    return Source(root=catalog.root, paths=tuple(paths))
+    """Every catalog image's path and scan hash, indexed by ``image_id``."""
+    n = int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0
+    paths, sha = [""] * n, [""] * n
+    for i, p, h in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist(),
+                       catalog.images["sha256"].tolist()):
+        paths[i], sha[i] = p, h
+    return Source(root=catalog.root, paths=tuple(paths), sha256=tuple(sha))
 
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
@@ -235,33 +249,47 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
             table, tmp / "manifests" / f"{name}.parquet", mf.manifest_columns(config.kind))
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
-        shards = _write_shards(config, manifests, tmp, pool, progress)
+        shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
     card = _card(config, catalog, manifests, files, shards)
     write_card(tmp, card)
     return card
 
 
-def _write_shards(config: BuildConfig, manifests: dict[str, pd.DataFrame], tmp: Path, pool: Pool,
-                  progress: Progress) -> dict[str, list[dict]]:
-    from pairgen.shards import ShardWriter, plan_shards
+def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+                  pool: Pool, progress: Progress) -> dict[str, list[dict]]:
+    """Plan every split's shards, then let the workers render and write them (see shardwork)."""
+    from pairgen.shardwork import part_records, remove_leftovers, shard_job
+    from pairgen.shards import plan_shards
 
+    source = _source(catalog)
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
+    id_columns = mf.image_columns(config.kind)
+    gzipped = config.shards.compression.value == "gzip"
     total = sum(len(t) for t in manifests.values())
-    out: dict[str, list[dict]] = {}
-    started, written = time.perf_counter(), 0
+    plans = []
+    for name, table in manifests.items():
+        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
+        specs = plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns), config=config.shards)
+        plans.append((columns, specs))
+    per_part = part_records(total, pool.parallelism, sum(len(specs) for _, specs in plans))
+    jobs, specs = [], []
+    for columns, split_specs in plans:
+        for spec in split_specs:
+            jobs.append(shard_job(spec, columns, out_dir=str(tmp), render=render, source=source,
+                                  id_columns=id_columns, gzipped=gzipped, per_part=per_part))
+            specs.append(spec)
+    results: dict[int, dict] = {}
+    started = time.perf_counter()
     with progress.stage("write", total=total, unit="rec") as bar:
-        for name, table in manifests.items():
-            columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
-            specs = plan_shards(name, len(table), record_bytes=_record_bytes(pool.source, render, columns),
-                                config=config.shards)
-            with ShardWriter(tmp, specs, compression=config.shards.compression) as writer:
-                for recs in pool.imap(make_chunk, ((render, c) for c in chunks(columns))):
-                    for rec in recs:
-                        writer.write(rec)
-                    written += sum(len(r) for r in recs)
-                    bar.update(len(recs))
-                    bar.set_postfix_str(f"{written / 1e6 / (time.perf_counter() - started + 1e-9):.1f} MB/s")
-                out[name] = writer.close()
+        for kind, value in pool.run_jobs(jobs):
+            if kind == "part":
+                bar.update(value["records"])
+            else:
+                results[value[0]] = value[1]
+    remove_leftovers(tmp)
+    out: dict[str, list[dict]] = {name: [] for name in manifests}
+    for i, spec in enumerate(specs):
+        out[spec.split].append(results[i])
     progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
     return out
 

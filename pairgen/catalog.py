@@ -33,7 +33,6 @@ import hashlib
 import itertools
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -41,11 +40,12 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from pairgen.config import Layout
-from pairgen.errors import ImageError, ScanError
+from pairgen.config import ImageConfig, Layout
+from pairgen.errors import ImageError, PairgenError, ScanError
 from pairgen.headers import read_header
 from pairgen.validate import has_control, name_problem
 from pairgen.walk import inside as _inside, walk
+from pairgen import sourceio
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_split", "side",
@@ -53,8 +53,7 @@ IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_
 SKIPPED_COLUMNS = ("path", "reason")
 _INT_COLUMNS = ("image_id", "class_id", "bytes", "width", "height", "channels")
 _OBJECT_COLUMNS = ("split", "folder_split", "side", "key")
-_READ_THREADS = 8  # file reads release the GIL; more threads only help on network disks
-_READ_BLOCK = 256
+_READ_BLOCK = 512  # files per task: one task per file costs more than reading a small image
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +93,8 @@ class _Candidate(NamedTuple):
 def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_depth: int = 0,
          table: str | os.PathLike | None = None, min_per_class: int = 1,
          max_pixels: int | None = 89_478_485, allow_outside_root: bool = False,
-         progress: bool = False) -> Catalog:
+         progress: bool = False, pool: Any = None, check: ImageConfig | None = None,
+         undecodable: dict[str, str] | None = None) -> Catalog:
     """Scan a source folder or label table into a :class:`Catalog`.
 
     Args:
@@ -110,6 +110,11 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         allow_outside_root: Follow symlinks and table paths that lead outside the root
             (otherwise they are skipped with reason ``outside root``, never read).
         progress: Show a tqdm bar while reading files.
+        pool: A :class:`pairgen.pool.Pool` to read and hash files with; ``None`` starts one
+            process per core for large sources.
+        check: Also decode every image with this image config (channels, pixel limit), in the
+            same read, and record the ones that fail in ``undecodable``.
+        undecodable: Filled with relative path -> reason for images that ``check`` cannot decode.
 
     Returns:
         The catalog; ``images.split`` is all None until :func:`pairgen.splits.split`.
@@ -129,7 +134,8 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         root = _check_root(src_path, layout)
         files, skipped = walk(root, IMAGE_EXTENSIONS, allow_outside_root=allow_outside_root)
         candidates = _label(files, layout, root, class_depth, skipped)
-    rows = _read_all(root, candidates, skipped, progress=progress)
+    rows = _read_all(root, candidates, skipped, progress=progress, pool=pool, check=check,
+                     undecodable=undecodable)
     rows = _drop_oversized(rows, max_pixels, skipped)
     if layout is Layout.LEFT_RIGHT:
         rows = _pair_sides(rows, skipped)
@@ -337,9 +343,10 @@ def _special_file(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def _read_one(root: Path, cand: _Candidate) -> tuple[_Candidate, dict[str, Any] | str]:
+def _read_one(root: Path | str, cand: _Candidate, check: ImageConfig | None = None
+              ) -> tuple[_Candidate, dict[str, Any] | str]:
     try:
-        data = (root / cand.path).read_bytes()
+        data = sourceio.read_source(os.path.join(root, cand.path))
     except FileNotFoundError:
         return cand, "file does not exist"
     except OSError as exc:
@@ -350,27 +357,56 @@ def _read_one(root: Path, cand: _Candidate) -> tuple[_Candidate, dict[str, Any] 
         width, height, channels = read_header(data, name=cand.path)
     except ImageError as exc:
         return cand, f"corrupt image: {exc}"
-    return cand, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                  "width": width, "height": height, "channels": channels}
+    info = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "width": width, "height": height, "channels": channels}
+    if check is not None:
+        info["undecodable"] = _decode_problem(data, cand.path, check)
+    return cand, info
+
+
+def _decode_problem(data: bytes, rel: str, check: ImageConfig) -> str | None:
+    from pairgen.imageio import decode
+
+    try:
+        decode(data, channels=check.channels, max_pixels=check.max_pixels, source=rel)
+    except PairgenError as exc:
+        return str(exc)
+    return None
+
+
+def read_block(task: tuple[str, list[_Candidate], ImageConfig | None]) -> list[tuple[_Candidate, dict[str, Any] | str]]:
+    """Read, hash and parse the header of each file of one block (a worker task)."""
+    root, block, check = task
+    return [_read_one(root, c, check) for c in block]
 
 
 def _read_all(root: Path, candidates: list[_Candidate], skipped: list[tuple[str, str]], *,
-              progress: bool) -> list[dict[str, Any]]:
-    """Hash and parse every candidate; results keep the candidates' (sorted) order."""
+              progress: bool, pool: Any = None, check: ImageConfig | None = None,
+              undecodable: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Hash and parse every candidate in worker processes; results keep the candidates' order."""
+    from pairgen.pool import Pool
+
+    tasks = ((str(root), candidates[i:i + _READ_BLOCK], check) for i in range(0, len(candidates), _READ_BLOCK))
+    own = pool is None
+    if own:
+        pool = Pool(workers=min(os.cpu_count() or 1, -(-len(candidates) // _READ_BLOCK)))
     rows: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        # One task per block of files: a future per file costs more than reading a small image.
-        blocks = [candidates[i:i + _READ_BLOCK] for i in range(0, len(candidates), _READ_BLOCK)]
-        results: Iterable = itertools.chain.from_iterable(
-            pool.map(lambda block: [_read_one(root, c) for c in block], blocks))
+    try:
+        results: Iterable = itertools.chain.from_iterable(pool.imap(read_block, tasks))
         if progress:
             from tqdm import tqdm
             results = tqdm(results, total=len(candidates), desc="scan", unit="img")
         for cand, info in results:
             if isinstance(info, str):
                 skipped.append((cand.path, info))
-            else:
-                rows.append({**cand._asdict(), **info})
+                continue
+            problem = info.pop("undecodable", None)
+            if problem is not None and undecodable is not None:
+                undecodable[cand.path] = problem
+            rows.append({**cand._asdict(), **info})
+    finally:
+        if own:
+            pool.close()
     return rows
 
 

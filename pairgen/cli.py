@@ -139,6 +139,7 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
 @click.option("--compression", type=click.Choice(["none", "gzip"]))
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes (0 = all cores).")
 @click.option("--executor", type=click.Choice(["local", "ray"]))
+@click.option("--ray-address", help="Run on this existing Ray cluster (host:port or auto); implies --executor ray.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), help="Undecodable images: skip (reported) or fail.")
 @click.option("--manifest-only", is_flag=True, default=None, help="Write catalog and manifests, no shards.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing dataset at --out.")
@@ -193,7 +194,7 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
         "split_by": "split.by", "splits": "split.fractions", "dedupe": "split.dedupe",
         "image_size": "image.size", "encoding": "image.encoding", "augment": "augment.enabled",
         "copies": "augment.copies", "compression": "shards.compression", "workers": "build.workers",
-        "executor": "build.executor", "on_error": "build.on_error", "manifest_only": "build.manifest_only",
+        "executor": "build.executor", "ray_address": "build.ray_address", "on_error": "build.on_error", "manifest_only": "build.manifest_only",
         "overwrite": "build.overwrite", "keep_versions": "build.keep_versions",
     }
     out = {keys[k]: v for k, v in flags.items() if k in keys and v is not None}
@@ -207,6 +208,8 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
         from pairgen.config import parse_fractions
 
         out["split.fractions"] = dict(parse_fractions(flags["splits"]))
+    if flags.get("ray_address") and not flags.get("executor"):
+        out["build.executor"] = "ray"
     out["build.quiet"] = quiet
     return out
 

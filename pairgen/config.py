@@ -374,6 +374,7 @@ class RunConfig:
 
     workers: int = 0
     executor: Executor = Executor.LOCAL
+    ray_address: str | None = None  # an existing Ray cluster (else RAY_ADDRESS, else a private local Ray)
     on_error: OnError = OnError.SKIP
     manifest_only: bool = False
     overwrite: bool = False

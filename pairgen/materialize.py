@@ -1,29 +1,25 @@
-"""Turn manifest rows into serialized ``tf.train.Example`` records, in parallel, in order.
+"""Turn manifest rows into serialized ``tf.train.Example`` records.
 
 Workers never import TensorFlow: they decode with OpenCV, jitter with NumPy, and encode the
-Example protobuf in pure Python (:mod:`pairgen.records`). Results come back in task order
-through a bounded window, so the shard writer sees the same byte stream whatever the worker
-count or executor, and no more than a few chunks of pixels exist at any time.
+Example protobuf in pure Python (:mod:`pairgen.records`). Every source image read here is
+hashed and compared with the catalog's sha256, so a file that changed after the scan fails
+the build instead of putting new pixels under an old label. The files that workers write
+are in :mod:`pairgen.shardwork`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import hashlib
 import os
-import sys
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Iterator, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from pairgen import augment as _augment
-from pairgen import imageio, records
-from pairgen.config import AugmentConfig, Executor, ImageConfig, Kind
-from pairgen.errors import BuildError, PairgenError
+from pairgen import imageio, records, sourceio
+from pairgen.config import AugmentConfig, ImageConfig, Kind
+from pairgen.errors import BuildError
 
 CHUNK_RECORDS = 512
 
@@ -33,7 +29,8 @@ class Source:
     """Where the source images are; sent to each worker once."""
 
     root: str
-    paths: tuple[str, ...]  # indexed by image_id ("" for ids not in the catalog)
+    paths: Sequence[str] | Mapping[int, str]  # indexed by image_id
+    sha256: Sequence[str] | Mapping[int, str] | None = None  # the scan's hashes; None: unchecked
 
 
 @dataclass(frozen=True)
@@ -45,41 +42,18 @@ class Render:
     augment: AugmentConfig
 
 
-_SOURCE: Source | None = None
-
-
-def _start_method() -> str:
-    """``fork`` where the OS has it: fast, and safe from unguarded scripts.
-
-    ``spawn`` re-imports the ``__main__`` module in every worker, which breaks (or hangs) a
-    script without the ``if __name__ == "__main__":`` idiom. Forking a process that has
-    TensorFlow loaded is safe here because workers never call TensorFlow: they only decode,
-    jitter and encode with OpenCV and NumPy.
-    """
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _init_worker(source: Source) -> None:
-    global _SOURCE
-    _SOURCE = source
-
-
-def _source(source: Source | None) -> Source:
-    source = source or _SOURCE
-    if source is None:
-        raise BuildError("worker started without a build source")
-    return source
-
-
 def _read(source: Source, image_id: int, image: ImageConfig) -> np.ndarray:
     rel = source.paths[image_id]
     path = os.path.join(source.root, rel)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = sourceio.read_source(path)
     except OSError as exc:
         raise BuildError(f"cannot read source image '{path}': {exc.strerror}. "
                          "Was the source changed during the build?") from None
+    if source.sha256 is not None and hashlib.sha256(data).hexdigest() != source.sha256[image_id]:
+        raise BuildError(f"source image '{path}' changed during the build (its content no longer matches "
+                         "the sha256 taken by the scan); nothing was written to --out. Rebuild once the "
+                         "source is stable.")
     return imageio.decode(data, channels=image.channels, max_pixels=image.max_pixels, source=rel)
 
 
@@ -118,11 +92,19 @@ def render_record(source: Source, render: Render, ids: tuple[int, ...], aug_seed
     return [imageio.encode(p, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality) for p in pixels]
 
 
-def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source | None = None) -> list[bytes]:
-    """Serialize one chunk of manifest rows (column name -> array) into Example bytes."""
+def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source, cache: dict | None = None) -> list[bytes]:
+    """Serialize one chunk of manifest rows (column name -> array) into Example bytes.
+
+    Args:
+        task: The render settings and the rows (column name -> equal-length arrays).
+        source: Where the images are (and their scan hashes).
+        cache: Decoded images kept between chunks (each image is read once while it holds).
+
+    Returns:
+        One serialized ``tf.train.Example`` per row, in row order.
+    """
     render, chunk = task
-    source = _source(source)
-    cache: dict = {}
+    cache = {} if cache is None else cache
     out = []
     pairs = render.kind is Kind.PAIRS
     id_cols = ("a_id", "b_id") if pairs else ("anchor_id", "positive_id", "negative_id")
@@ -143,107 +125,8 @@ def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source | None
     return out
 
 
-def check_chunk(task: tuple[ImageConfig, np.ndarray], source: Source | None = None) -> list[tuple[int, str]]:
-    """Decode each image once; return ``(image_id, reason)`` for those that fail."""
-    image, ids = task
-    source = _source(source)
-    bad = []
-    for i in ids:
-        try:
-            _read(source, int(i), image)
-        except PairgenError as exc:
-            bad.append((int(i), str(exc)))
-    return bad
-
-
 def chunks(columns: dict[str, np.ndarray], size: int = CHUNK_RECORDS) -> Iterator[dict[str, np.ndarray]]:
     """Slice equal-length column arrays into consecutive chunks of ``size`` rows."""
     n = len(next(iter(columns.values()))) if columns else 0
     for start in range(0, n, size):
         yield {k: v[start:start + size] for k, v in columns.items()}
-
-
-class Pool:
-    """Runs a function over tasks with ``workers`` processes (or Ray), yielding results in order.
-
-    ``workers == 1`` with the local executor runs in this process, with the same code path.
-    """
-
-    def __init__(self, source: Source, *, workers: int, executor: Executor = Executor.LOCAL):
-        self.source, self.workers, self.executor = source, max(1, workers), Executor(executor)
-        self._pool: Any = None
-        self._ray_source: Any = None
-        self._owns_ray = False
-        self._cv2_threads = 0
-
-    def __enter__(self) -> "Pool":
-        return self
-
-    def _start(self) -> None:
-        """Start workers on first use, so a build that needs none starts none."""
-        if self.executor is Executor.RAY:
-            if self._ray_source is None:
-                self._start_ray()
-        elif self.workers > 1 and self._pool is None:
-            # OpenCV's thread pool does not survive fork: a child that touches it hangs. With one
-            # thread in the parent while the workers exist, children inherit no pool at all (and
-            # one process per core already uses every core).
-            self._cv2_threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()),
-                                             initializer=_init_worker, initargs=(self.source,))
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            cv2.setNumThreads(self._cv2_threads)
-        if self._owns_ray:
-            import ray
-
-            ray.shutdown()
-            self._owns_ray = False
-
-    def _start_ray(self) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise BuildError("--executor ray needs Ray: pip install 'pairgen[ray]'.") from None
-        if not ray.is_initialized():
-            self._owns_ray = True
-            ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-        self._ray_source = ray.put(self.source)
-
-    def imap(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
-        """Apply ``fn(task, source)`` to each task; yield results in task order."""
-        self._start()
-        if self.executor is Executor.RAY:
-            yield from self._imap_ray(fn, tasks)
-        elif self._pool is None:
-            for task in tasks:
-                yield fn(task, self.source)
-        else:
-            try:
-                yield from self._imap_window(lambda t: self._pool.submit(fn, t), lambda f: f.result(), tasks)
-            except BrokenProcessPool:
-                raise BuildError(
-                    "a build worker process died (out of memory, or a script that calls pairgen.build "
-                    "without the `if __name__ == \"__main__\":` guard while TensorFlow is imported). "
-                    "Guard the script, or pass --workers 1.") from None
-
-    def _imap_ray(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
-        import ray
-
-        remote = ray.remote(num_cpus=1)(fn)
-        yield from self._imap_window(lambda t: remote.remote(t, self._ray_source), ray.get, tasks)
-
-    def _imap_window(self, submit: Callable, fetch: Callable, tasks: Iterable[Any]) -> Iterator[Any]:
-        window: deque = deque()
-        limit = 2 * self.workers
-        for task in tasks:
-            window.append(submit(task))
-            if len(window) >= limit:
-                yield fetch(window.popleft())
-        while window:
-            yield fetch(window.popleft())

@@ -1,0 +1,138 @@
+"""How a build scales with workers, stage by stage, on a 70,000-image MNIST-shaped tree.
+
+1. Writes (once, cached under build/bench-scaling-src) 70,000 synthetic 28x28 gray PNG digits as
+   split folders: train/ (56,000), val/ (7,000), test/ (7,000), 10 classes each.
+2. Times a serial read + sha256 loop over the same files (the scan's floor; page cache warm).
+3. Builds per-image pairs (1 positive + 1 negative per image: 140,000 raw 28x28 records) with
+   workers 1, 2 and all cores, timing each stage: scan (read, hash, header and the decode check
+   in one read per file), sample (split, sampling, manifests, shard plan), render+write, card.
+4. Times ``pairgen scan``'s path (catalog.scan: read, hash, header; no decode) with N workers.
+
+Prints per N: the stage seconds, ``scan_vs_read_floor`` (build scan / floor),
+``scan_only_vs_read_floor`` (pairgen scan / floor) and ``scaling_efficiency`` (t1 / (tN x N)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pairgen.builder import build  # noqa: E402
+from pairgen.catalog import scan  # noqa: E402
+from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.pool import Pool  # noqa: E402
+from pairgen.progress import Progress  # noqa: E402
+
+SPLITS = {"train": 5600, "val": 700, "test": 700}  # per class; 10 classes -> 70,000 images
+
+
+def make_tree(root: Path) -> Path:
+    """Write the synthetic digits once; reuse them when already complete."""
+    if (root / ".complete").exists():
+        return root
+    rng = np.random.default_rng(0)
+    for split, per_class in SPLITS.items():
+        for c in range(10):
+            folder = root / split / str(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                img = rng.integers(0, 40, (28, 28), dtype=np.uint8)
+                org = (int(rng.integers(2, 10)), int(rng.integers(20, 27)))
+                cv2.putText(img, str(c), org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.7, 0.9)), 255, 2)
+                cv2.imwrite(str(folder / f"{i:05d}.png"), img)
+    (root / ".complete").touch()
+    return root
+
+
+def read_floor(root: Path) -> tuple[float, int]:
+    """Seconds of one plain serial loop reading and sha256-hashing every image."""
+    files = sorted(str(p) for p in root.rglob("*.png"))
+    for path in files[:2000]:  # warm up the interpreter paths; the page cache is warm already
+        with open(path, "rb") as f:
+            hashlib.sha256(f.read())
+    start = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f:
+            hashlib.sha256(f.read()).hexdigest()
+    return time.perf_counter() - start, len(files)
+
+
+class StageClock(Progress):
+    """Records when each build stage starts and ends."""
+
+    def __init__(self) -> None:
+        super().__init__(enabled=False)
+        self.marks: dict[str, tuple[float, float]] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, **kwargs):
+        start = time.perf_counter()
+        with super().stage(name, **kwargs) as bar:
+            yield bar
+        self.marks[name] = (start, time.perf_counter())
+
+
+def timed_build(src: Path, out: Path, workers: int) -> dict[str, float]:
+    cfg = BuildConfig().override({
+        "source.path": str(src), "source.layout": "split-folders", "split.by": "folders",
+        "sample.strategy": "per-image", "image.size": [28, 28], "image.channels": 1, "image.encoding": "raw",
+        "build.workers": workers, "build.overwrite": True})
+    clock = StageClock()
+    start = time.perf_counter()
+    card = build(cfg, out, progress=clock)
+    end = time.perf_counter()
+    (s0, s1), (w0, w1) = clock.marks["scan"], clock.marks["write"]
+    records = sum(s["records"] for s in card["splits"].values())
+    return {"total": end - start, "scan": s1 - s0, "check": 0.0, "sample": w0 - s1, "render_write": w1 - w0,
+            "card": end - w1, "records": records}
+
+
+def timed_scan(src: Path, workers: int) -> float:
+    with Pool(workers=workers) as pool:
+        start = time.perf_counter()
+        scan(src, layout="split-folders", pool=pool)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="", help="comma-separated worker counts (default: 1,2,all cores)")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    counts = sorted({int(w) for w in args.workers.split(",") if w} or {1, 2, cores})
+    print(f"machine_cores={cores} load_average_1m={os.getloadavg()[0]:.2f}")
+    src = make_tree(ROOT / "build" / "bench-scaling-src")
+    floor, files = read_floor(src)
+    print(f"files={files} read_floor_seconds={floor:.2f} (serial read + sha256, warm page cache)")
+    out = ROOT / "build" / "bench-scaling-out"
+    times: dict[int, float] = {}
+    for n in counts:
+        t = timed_build(src, out, n)
+        scan_only = timed_scan(src, n)
+        times[n] = t["total"]
+        print(f"workers={n} records={t['records']} total_s={t['total']:.2f} scan_s={t['scan']:.2f} "
+              f"check_s={t['check']:.2f} (in scan) sample_s={t['sample']:.2f} render_write_s={t['render_write']:.2f} "
+              f"card_s={t['card']:.2f} records_per_s={t['records'] / t['total']:,.0f}")
+        print(f"workers={n} scan_vs_read_floor={t['scan'] / floor:.2f} "
+              f"scan_only_vs_read_floor={scan_only / floor:.2f} (pairgen scan path: {scan_only:.2f} s)")
+    shutil.rmtree(out, ignore_errors=True)
+    for n in counts:
+        if n > 1 and 1 in times:
+            print(f"workers={n} scaling_efficiency={times[1] / (times[n] * n):.2f}")
+    print(f"load_average_1m_end={os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
