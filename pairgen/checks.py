@@ -9,8 +9,9 @@ Before a split is read, :func:`check_split` makes sure that:
   can only be told from the card itself;
 * every shard has the byte size the card lists; when it does not, its records are counted
   so the error says how many it holds (:func:`check_shard_sizes`);
-* the first record of every shard has the image features the card describes: the byte
-  count for ``raw``, the decoded shape for ``png``/``jpeg`` (:func:`check_first_records`).
+* the first record of every shard has the image features the card describes (the byte
+  count for ``raw``, the decoded shape for ``png``/``jpeg``) and the ``record_id`` at which
+  the card places the shard (:func:`check_first_records`).
 
 While a split is read, each shard's record count is compared with the card when the shard
 ends: :func:`checked_records` for the pure-Python reader, and an assertion inside the
@@ -164,23 +165,37 @@ def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: di
 
 
 def check_first_records(card: dict[str, Any], root: Path, split: str, image_keys: tuple[str, ...]) -> None:
-    """Decode the first record of every shard of ``split`` and check its images.
+    """Decode the first record of every shard of ``split`` and check its images and place.
+
+    A shard's first ``record_id`` must be the number of records the card lists before it,
+    so shards listed in another order than they were written are caught too.
 
     Raises:
-        DatasetError: If a record's images do not match the card's image spec.
+        DatasetError: If a record's images do not match the card's image spec, or a shard
+            starts at another record than the card says.
     """
     compression = str(card.get("compression", "none"))
+    start = 0
     for entry in card["shards"].get(split, []):
         path = str(root / entry["path"])
-        if not int(entry.get("records", 1)) or not os.path.isfile(path):
-            continue
-        try:
-            first = read_records_at(path, [0], compression=compression).get(0)
-            record = decode_example(first) if first is not None else None
-        except PairgenError as exc:
-            raise DatasetError(f"shard '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
-        if record is not None:
-            record_images(record, image_keys, card, path, 0, root)
+        records = int(entry.get("records", 1))
+        if records and os.path.isfile(path):
+            try:
+                first = read_records_at(path, [0], compression=compression).get(0)
+                record = decode_example(first) if first is not None else None
+            except PairgenError as exc:
+                raise DatasetError(f"shard '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
+            if record is not None:
+                record_images(record, image_keys, card, path, 0, root)
+                _check_start(record, start, path, root)
+        start += records
+
+
+def _check_start(record: dict[str, list], start: int, path: str, root: str | os.PathLike) -> None:
+    first = (record.get("record_id") or [start])[0]
+    if first != start:
+        raise DatasetError(f"shard '{path}' starts with record_id {first} but dataset.json lists it at "
+                           f"record {start}: the shard list is out of order; run `pairgen verify {root}`.")
 
 
 def check_split(card: dict[str, Any], root: Path, split: str, image_keys: tuple[str, ...]) -> None:
