@@ -41,7 +41,7 @@ from pairgen.reader import shard_files as _shard_files
 __all__ = ["feature_spec", "load", "load_arrays", "read_card"]
 
 _PARSE_BATCH = 256  # records parsed together when the caller wants single examples
-_CHECK_BATCH = 64  # records counted together when a shuffled read checks shard counts
+_CHECK_BATCH = 1024  # records counted together when a shuffled read checks shard counts
 
 
 def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
