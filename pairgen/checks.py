@@ -14,16 +14,17 @@ Before a split is read, :func:`check_split` makes sure that:
   the card places the shard (:func:`check_first_records`).
 
 While a split is read, each shard's record count is compared with the card when the shard
-ends: :func:`checked_records` for the pure-Python reader, and an assertion inside the
-tf.data pipeline whose message is :func:`count_message` (:func:`raise_dataset_errors` turns
-that TensorFlow error back into a :class:`DatasetError`). ``pairgen verify`` does the full
-check of every record.
+ends: :func:`checked_records` for the pure-Python reader, and ``assert_cardinality`` on each
+shard inside the tf.data pipeline, whose TensorFlow error :func:`dataset_errors` (and
+:func:`raise_dataset_errors`) turn into the :class:`DatasetError` naming the shard.
+``pairgen verify`` does the full check of every record.
 
 Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -39,7 +40,7 @@ from pairgen.tfrecord import TFRecordError, iter_records, read_records_at
 from pairgen.version import FORMAT_VERSION
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_COUNT_RE = re.compile(r"shard '[^']*' holds \d+ records?, dataset\.json says \d+; run `pairgen verify [^`]*`\.")
+_CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")
 
 
 def check_format(card: dict[str, Any], where: str | os.PathLike) -> None:
@@ -194,8 +195,9 @@ def check_first_records(card: dict[str, Any], root: Path, split: str, image_keys
 def _check_start(record: dict[str, list], start: int, path: str, root: str | os.PathLike) -> None:
     first = (record.get("record_id") or [start])[0]
     if first != start:
-        raise DatasetError(f"shard '{path}' starts with record_id {first} but dataset.json lists it at "
-                           f"record {start}: the shard list is out of order; run `pairgen verify {root}`.")
+        raise DatasetError(f"shard '{path}' starts with record_id {first} but the shard list in dataset.json "
+                           f"places it at record {start}: the list's order or counts were changed; "
+                           f"run `pairgen verify {root}`.")
 
 
 def check_split(card: dict[str, Any], root: Path, split: str, image_keys: tuple[str, ...]) -> None:
@@ -221,26 +223,65 @@ def checked_records(path: str, entry: dict[str, Any], *, compression: str,
         raise DatasetError(count_message(path, count, int(entry["records"]), root))
 
 
-def dataset_error_of(exc: BaseException) -> DatasetError | None:
-    """The :class:`DatasetError` a TensorFlow error stands for, if it carries a shard check."""
-    if not type(exc).__module__.startswith("tensorflow"):
-        return None
-    match = _COUNT_RE.search(str(exc).replace("\\'", "'"))  # TensorFlow escapes quotes
-    return DatasetError(match.group(0)) if match else None
+def diagnose_counts(root: str | os.PathLike) -> DatasetError:
+    """Count the records of every shard of a dataset and name the first that differs from the card.
+
+    Called only after a cardinality check failed inside TensorFlow, whose error carries the
+    counts but not the shard.
+    """
+    from pairgen.reader import read_card
+
+    root = Path(root)
+    card = read_card(root)
+    compression = str(card.get("compression", "none"))
+    for entries in card["shards"].values():
+        for entry in entries:
+            path = str(root / entry["path"])
+            try:
+                count = _count(path, compression)
+            except PairgenError as exc:
+                return DatasetError(f"shard '{path}' is damaged ({exc}); run `pairgen verify {root}`.")
+            if "records" in entry and count != int(entry["records"]):
+                return DatasetError(count_message(path, count, int(entry["records"]), root))
+    return DatasetError(f"the records read from '{root}' differ from what dataset.json lists; "
+                        f"run `pairgen verify {root}`.")
+
+
+def _is_count_failure(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("tensorflow") and bool(_CARDINALITY_RE.search(str(exc)))
+
+
+@contextlib.contextmanager
+def dataset_errors(root: str | os.PathLike) -> Iterator[None]:
+    """Around a loop over ``pairgen.load(root, ...)``: a shard count check that fails inside
+    TensorFlow is raised as the one-line :class:`DatasetError` naming the shard.
+
+    Example::
+
+        with pairgen.checks.dataset_errors("build/mnist-demo"):
+            for (a, b), label in pairgen.load("build/mnist-demo", "train", batch_size=256):
+                ...
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
+        if not _is_count_failure(exc):
+            raise
+        raise diagnose_counts(root) from None
 
 
 def raise_dataset_errors(func: _F) -> _F:
-    """Decorate a function that iterates ``pairgen.load`` datasets: a failed shard check inside
-    TensorFlow is re-raised as the one-line :class:`DatasetError` it carries."""
+    """Like :func:`dataset_errors` for a function that takes a dataset's ``DatasetInfo``
+    (anything with ``path`` and ``card``) among its arguments."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - only TensorFlow's shard checks are translated
-            error = dataset_error_of(exc)
-            if error is None:
+        except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
+            infos = [a for a in (*args, *kwargs.values()) if hasattr(a, "card") and hasattr(a, "path")]
+            if not infos or not _is_count_failure(exc):
                 raise
-            raise error from None
+            raise diagnose_counts(infos[0].path) from None
 
     return wrapper  # type: ignore[return-value]
