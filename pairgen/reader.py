@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from pairgen import version
+from pairgen.checks import check_split, checked_records, record_images
 from pairgen.errors import DatasetError
-from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
 from pairgen.records import (PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS,
                              decode_example)
-from pairgen.tfrecord import iter_records
 
 SCHEMAS = {
     "pairs": (PAIR_IMAGE_KEYS, PAIR_INT_KEYS),
@@ -103,27 +102,29 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
         ``anchor_class``, ``positive_class``, ``negative_class``, ``record_id``.
 
     Raises:
-        DatasetError: If the dataset or split is missing, a shard is damaged, or ``limit`` is
-            negative.
+        DatasetError: If the dataset or split is missing, ``limit`` is negative, or a shard
+            is damaged, holds another number of records than the card says, or holds images
+            that do not match the card's image spec (see :mod:`pairgen.checks`).
     """
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
     root = resolve(path)
     card = read_card(root)
-    shape, encoding = image_spec(card, root)
+    shape, _ = image_spec(card, root)
     files = shard_files(card, root, split)
     image_keys, int_keys = SCHEMAS[card["kind"]]
+    check_split(card, root, split, image_keys)
     compression = str(card.get("compression", "none"))
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     ints: dict[str, list[int]] = {k: [] for k in int_keys}
     count = 0
-    for f in files:
+    for f, entry in zip(files, card["shards"][split]):
         if limit is not None and count >= limit:
             break
-        for data in iter_records(f, compression=compression):
+        for index, data in enumerate(checked_records(f, entry, compression=compression, root=root)):
             rec = decode_example(data)
-            for key in image_keys:
-                images[key].append(decode_record_image(rec[key][0], encoding, shape))
+            for key, pixels in zip(image_keys, record_images(rec, image_keys, card, f, index, root)):
+                images[key].append(pixels)
             for key in int_keys:
                 ints[key].append(int(rec[key][0]))
             count += 1

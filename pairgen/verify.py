@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen import manifest as mf
+from pairgen.checks import check_format, check_image_spec, image_mismatch
 from pairgen.config import BuildConfig
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.lineage import resolve
@@ -108,8 +109,10 @@ def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = N
     if missing:
         raise DatasetError(f"'{root}/dataset.json' lacks {', '.join(missing)}; it was not written by "
                            "pairgen build. Rebuild the dataset.")
+    check_format(card, root)
     report = VerifyReport(str(path), str(card["name"]), str(card["version"]), str(card["fingerprint"]))
     problems = report.problems
+    problems += _check_image_spec(card, root)
     for rel, meta in sorted(card["files"].items()):
         problems += _check_file(root, rel, meta)
         report.files += 1
@@ -128,6 +131,15 @@ def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = N
     if rebuild_src is not None:
         problems += rebuild_check(root, card, rebuild_src)
     return report
+
+
+def _check_image_spec(card: dict[str, Any], root: Path) -> list[Problem]:
+    """The card's image spec against its build config (records are checked in ``_check_shard``)."""
+    try:
+        check_image_spec(card, root)
+    except DatasetError as exc:
+        return [Problem("dataset.json", "invalid", str(exc))]
+    return []
 
 
 def _check_file(root: Path, rel: str, meta: dict[str, Any]) -> list[Problem]:
@@ -272,6 +284,10 @@ _INT_FEATURES = {
 }
 
 
+_IMAGE_FEATURES = {"pairs": ("a/image", "b/image"),
+                   "triplets": ("anchor/image", "positive/image", "negative/image")}
+
+
 class _RecordComparer:
     """Compares decoded shard records with the manifest rows they were made from."""
 
@@ -279,9 +295,8 @@ class _RecordComparer:
         self.fields = _INT_FEATURES[card["kind"]]
         self.columns = {c: manifest[c].to_numpy() for c in set(self.fields.values()) if c in manifest}
         self.start, self.rows = start, len(manifest)
-        image = card.get("image", {})
-        raw = image.get("encoding") == "raw"
-        self.image_bytes = int(image["height"]) * int(image["width"]) * int(image["channels"]) if raw else None
+        self.card = card
+        self.image_keys = _IMAGE_FEATURES[card["kind"]]
 
     def check(self, index: int, data: bytes | None) -> str | None:
         from pairgen.records import decode_example
@@ -298,10 +313,9 @@ class _RecordComparer:
             want = int(self.columns[column][row]) if column in self.columns else None
             if got[0] != want:
                 return f"record {index} has {key}={got[0]}, manifest row {row} says {column}={want}"
-        if self.image_bytes is not None:
-            for key, values in features.items():
-                if key.endswith("/image") and (len(values) != 1 or len(values[0]) != self.image_bytes):
-                    return f"record {index} has a {key} of the wrong size (expected {self.image_bytes} bytes)"
+        _, problem = image_mismatch(features, self.image_keys, self.card)
+        if problem is not None:
+            return f"record {index} does not match the image spec of dataset.json ({problem})"
         return None
 
 

@@ -3,9 +3,9 @@
 Two readers (``TrainConfig.reader``):
 
 * ``tfdata`` streams the shards through :func:`pairgen.tfdata.load`. Pairs come as
-  ``((a, b), label)``. Triplets need class ids for online mining, which the loader does not
-  yield: the split is then read in manifest order (the loader's unshuffled order) and zipped
-  with the manifest's class columns, and shuffled after that.
+  ``((a, b), label)``. Triplets need class ids for online mining: they come with each record
+  (``load(..., with_ids=True)``), never from the manifest, so they belong to their images
+  whatever order the shards are read in.
 * ``numpy`` reads each split into memory with :func:`pairgen.reader.load_numpy` (no
   TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
   ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
@@ -29,9 +28,6 @@ from pairgen.reader import load_numpy, read_card
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-_SHUFFLE_BYTES = 1 << 30  # cap on decoded images held in the triplet shuffle buffer
-
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -117,45 +113,28 @@ def triplet_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: 
                     with_classes: bool) -> tf.data.Dataset:
     """``((anchor, positive, negative), y)`` batches of a triplet dataset.
 
-    ``y`` is the class ids ``(batch, 3)`` (anchor, positive = anchor's class, negative) when
-    ``with_classes`` (needed by the miners), else zeros.
+    ``y`` is the class ids ``(batch, 3)`` of the anchor, positive and negative, read from
+    each record itself (``load(..., with_ids=True)``), when ``with_classes`` (needed by the
+    miners), else zeros.
     """
-    import tensorflow as tf
-
     from pairgen.tfdata import load
 
-    if not with_classes:
-        ds = load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed)
-        return ds.map(lambda a, p, n: ((a, p, n), tf.zeros((tf.shape(a)[0], 3), tf.int32)))
-    classes = triplet_classes(info, split)
-    images = load(info.path, split, batch_size=None, shuffle=False, normalize=False)
-    ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(classes)))
-    if shuffle:
-        per_record = 3 * int(np.prod(info.shape))
-        buffer = int(min(max(_SHUFFLE_BYTES // per_record, 256), 10_000))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def to_float(imgs: tuple, y: tf.Tensor) -> tuple:
-        return tuple(tf.cast(x, tf.float32) * (1.0 / 255.0) for x in imgs), y
-
-    ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.apply(tf.data.experimental.assert_cardinality(-(-len(classes) // batch_size))).prefetch(
-        tf.data.AUTOTUNE)
+    ds = load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed, with_ids=with_classes)
+    return ds.map(_classes_target if with_classes else _zeros_target)
 
 
-def triplet_classes(info: DatasetInfo, split: str) -> np.ndarray:
-    """Class ids ``(records, 3)`` of a triplet split in manifest (= loader) order."""
-    path = info.path / "manifests" / f"{split}.parquet"
-    try:
-        frame = pd.read_parquet(path, columns=["record_id", "anchor_class", "negative_class"])
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read manifest '{path}' ({exc}); run `pairgen verify {info.path}`.") from None
-    if len(frame) != info.records(split):
-        raise DatasetError(f"manifest '{path}' has {len(frame)} rows but the shards hold {info.records(split)} "
-                           f"records; run `pairgen verify {info.path}`.")
-    frame = frame.sort_values("record_id", kind="stable")
-    anchor = frame["anchor_class"].to_numpy(np.int32)
-    return np.stack([anchor, anchor, frame["negative_class"].to_numpy(np.int32)], axis=1)
+def _classes_target(anchor: tf.Tensor, positive: tf.Tensor, negative: tf.Tensor, ids: dict) -> tuple:
+    """A triplet batch with the records' own class ids ``(batch, 3)`` as the target."""
+    import tensorflow as tf
+
+    roles = ("anchor/class", "positive/class", "negative/class")
+    return (anchor, positive, negative), tf.cast(tf.stack([ids[r] for r in roles], axis=1), tf.int32)
+
+
+def _zeros_target(anchor: tf.Tensor, positive: tf.Tensor, negative: tf.Tensor) -> tuple:
+    import tensorflow as tf
+
+    return (anchor, positive, negative), tf.zeros((tf.shape(anchor)[0], 3), tf.int32)
 
 
 def fit_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int,

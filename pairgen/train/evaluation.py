@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import ConfigError, DatasetError
+from pairgen.checks import raise_dataset_errors
 from pairgen.reader import load_numpy
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
@@ -103,6 +104,7 @@ def _pair_batches(info: DatasetInfo, split: str) -> Iterator[tuple[list[np.ndarr
         yield [arrays[r][part] for r in roles], (arrays["label"][part] if info.kind == "pairs" else None)
 
 
+@raise_dataset_errors
 def score_split(run: Run, info: DatasetInfo, split: str) -> Scores:
     """Distances of every record of ``split``; a triplet gives a positive (a, p) and a negative (a, n) pair."""
     require_split(info, split, "--split")

@@ -28,6 +28,7 @@ import keras
 import pandas as pd
 
 import pairgen
+from pairgen.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
 from pairgen.train import backend, plots
 from pairgen.train.config import TrainConfig
@@ -95,6 +96,7 @@ def _callbacks(out: Path, has_val: bool, patience: int) -> list[keras.callbacks.
     return cbs
 
 
+@raise_dataset_errors
 def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
          strategy: Any) -> tuple[keras.Model, keras.Model, int]:
     """Build under ``strategy``, fit and restore the best weights; returns tower, head and the epochs run."""

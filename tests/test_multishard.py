@@ -1,0 +1,301 @@
+"""Every read path on splits of several shards, of even and uneven sizes, each larger than any
+block the readers use internally (256 records for tf.data's unbatched parse, 256 for evaluate).
+
+The source images are unique 28x28 gray PNGs and the records hold them unchanged (raw, no
+augmentation), so every image a reader yields can be traced back to its source image: the
+tests assert that the ids, classes, labels and images of each record belong to each other.
+
+``uneven`` datasets are the built ones with the train split rewritten into shards of about
+42%, 35% and 23% of its records (the card updated to match), as a dataset built with other
+shard settings would hold them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import image_tree
+
+from pairgen.builder import build
+from pairgen.config import BuildConfig
+from pairgen.imageio import decode
+from pairgen.reader import load_numpy
+from pairgen.records import decode_example
+from pairgen.shards import ShardSpec, ShardWriter, shard_path
+from pairgen.tfrecord import iter_records
+from pairgen.version import read_card, write_card
+
+tf = pytest.importorskip("tensorflow")
+
+from pairgen.tfdata import load, load_arrays  # noqa: E402
+
+ROLES = {"pairs": ("a", "b"), "triplets": ("anchor", "positive", "negative")}
+TINY = {"epochs": 1, "width": 4, "embedding_dim": 8, "batch_size": 32}
+
+
+def _config(src: Path, kind: str) -> BuildConfig:
+    return BuildConfig().override({
+        "source.path": str(src), "kind": kind, "image.size": [28, 28], "image.channels": 1,
+        "sample.positives_per_image": 4 if kind == "triplets" else 2,
+        "sample.negatives_per_image": 2, "shards.records_per_shard": 520,
+        "build.workers": 1, "build.quiet": True})
+
+
+def reshard(src: Path, dst: Path, split: str, fractions: tuple[float, ...]) -> Path:
+    """Copy a dataset and rewrite ``split`` into shards of the given fractions of its records."""
+    shutil.copytree(src, dst)
+    card = read_card(dst)
+    records = [data for entry in card["shards"][split] for data in iter_records(src / entry["path"])]
+    for entry in card["shards"][split]:
+        (dst / entry["path"]).unlink()
+    edges = np.r_[0, np.cumsum([int(f * len(records)) for f in fractions[:-1]]), len(records)]
+    n = len(fractions)
+    specs = [ShardSpec(split, i, n, int(a), int(b), shard_path(split, i, n, "none"))
+             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    with ShardWriter(dst, specs, compression="none") as writer:
+        for data in records:
+            writer.write(data)
+    card["shards"][split] = writer.close()
+    write_card(dst, card)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    base = tmp_path_factory.mktemp("multishard")
+    src = image_tree(base, classes=12, per_class=40, size=28, channels=1)
+    out: dict[str, object] = {"src": src}
+    for kind in ("pairs", "triplets"):
+        build(_config(src, kind), base / kind)
+        out[kind] = base / kind
+        out[f"{kind}-uneven"] = reshard(base / kind, base / f"{kind}-uneven", "train", (0.42, 0.35, 0.23))
+    catalog = pd.read_parquet(base / "pairs" / "catalog.parquet").sort_values("image_id")
+    pixels = np.stack([decode((src / p).read_bytes(), channels=1) for p in catalog["path"]])
+    out["pixels"], out["classes"] = pixels, catalog["class_id"].to_numpy()
+    out["lookup"] = {img.tobytes(): i for i, img in enumerate(pixels)}
+    assert len(out["lookup"]) == len(pixels)  # every source image is unique
+    return out
+
+
+DATASETS = ["pairs", "pairs-uneven", "triplets", "triplets-uneven"]
+
+
+def _ids_of(data: dict, images: np.ndarray) -> np.ndarray:
+    """The source image id of every image (uint8 or float in [0, 1]); fails on an unknown image."""
+    if images.dtype != np.uint8:
+        images = np.rint(images * 255.0).astype(np.uint8)
+    return np.array([data["lookup"][img.tobytes()] for img in images])
+
+
+def _shard_sizes(path: Path, split: str = "train") -> list[int]:
+    return [int(e["records"]) for e in read_card(path)["shards"][split]]
+
+
+def test_fixture_splits_have_several_shards_larger_than_the_blocks(data) -> None:
+    for name in DATASETS:
+        sizes = _shard_sizes(data[name])
+        assert len(sizes) == 3 and min(sizes) > 256, (name, sizes)
+    assert len(set(_shard_sizes(data["pairs-uneven"]))) == 3
+
+
+def _check_records(data: dict, kind: str, manifest: pd.DataFrame, images: dict[str, np.ndarray],
+                   ids: dict[str, np.ndarray]) -> None:
+    """Images, ids, classes and labels of records (any order) belong to each other and to the manifest."""
+    rid = ids["record_id"]
+    assert sorted(rid.tolist()) == list(range(len(manifest)))
+    rows = manifest.set_index("record_id").loc[rid]
+    for role in ROLES[kind]:
+        assert (_ids_of(data, images[role]) == ids[f"{role}/id"]).all(), role
+        assert (ids[f"{role}/id"] == rows[f"{role}_id"].to_numpy()).all(), role
+        assert (ids[f"{role}/class"] == data["classes"][ids[f"{role}/id"]]).all(), role
+    if kind == "pairs":
+        same = ids["a/class"] == ids["b/class"]
+        assert (ids["label"] == same).all() and (rows["label"].to_numpy() == ids["label"]).all()
+    else:
+        assert (ids["anchor/class"] == ids["positive/class"]).all()
+        assert (ids["anchor/class"] != ids["negative/class"]).all()
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("shuffle, batch_size", [(False, None), (False, 100), (True, None), (True, 64)])
+def test_load_with_ids_keeps_ids_with_their_images(data, name: str, shuffle: bool, batch_size) -> None:
+    kind = name.split("-")[0]
+    ds = load(data[name], "train", batch_size=batch_size, shuffle=shuffle, seed=5, normalize=False, with_ids=True)
+    if batch_size is None:
+        ds = ds.batch(1000)
+    images: dict[str, list] = {r: [] for r in ROLES[kind]}
+    ids: dict[str, list] = {}
+    for element in ds.as_numpy_iterator():
+        pictures = element[0] if kind == "pairs" else element[:3]
+        for role, batch in zip(ROLES[kind], pictures):
+            images[role].append(batch)
+        for key, value in element[-1].items():
+            ids.setdefault(key, []).append(value)
+        if kind == "pairs":
+            assert (element[1] == element[-1]["label"]).all()
+    manifest = pd.read_parquet(data[name] / "manifests" / "train.parquet")
+    _check_records(data, kind, manifest, {k: np.concatenate(v) for k, v in images.items()},
+                   {k: np.concatenate(v) for k, v in ids.items()})
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_load_labels_and_images_belong_together(data, name: str, shuffle: bool) -> None:
+    kind = name.split("-")[0]
+    seen = 0
+    for element in load(data[name], "train", batch_size=128, shuffle=shuffle, seed=1).as_numpy_iterator():
+        if kind == "pairs":
+            (a, b), label = element
+            same = data["classes"][_ids_of(data, a)] == data["classes"][_ids_of(data, b)]
+            assert (label == same).all()
+        else:
+            cls = [data["classes"][_ids_of(data, x)] for x in element]
+            assert (cls[0] == cls[1]).all() and (cls[0] != cls[2]).all()
+        seen += len(element[1])
+    assert seen == sum(_shard_sizes(data[name]))
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("reader", ["load_numpy", "load_arrays"])
+def test_array_readers_return_manifest_order(data, name: str, reader: str) -> None:
+    kind = name.split("-")[0]
+    arrays = (load_numpy if reader == "load_numpy" else load_arrays)(data[name], "train", normalize=False)
+    manifest = pd.read_parquet(data[name] / "manifests" / "train.parquet")
+    assert (arrays["record_id"] == np.arange(len(manifest))).all()
+    ids = {k if k in ("record_id", "label") else "/".join(k.rsplit("_", 1)): v
+           for k, v in arrays.items() if k not in ROLES[kind]}
+    _check_records(data, kind, manifest, {r: arrays[r] for r in ROLES[kind]}, ids)
+
+
+@pytest.mark.parametrize("name", ["triplets", "triplets-uneven"])
+@pytest.mark.parametrize("mining", ["batch-hard", "batch-semi-hard", "none"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_trainer_mining_classes_belong_to_their_images(data, name: str, mining: str, shuffle: bool) -> None:
+    from pairgen.train.data import fit_batches, open_dataset
+
+    info = open_dataset(data[name])
+    seen = 0
+    for (anchor, positive, negative), y in fit_batches(info, "train", batch_size=64, shuffle=shuffle, seed=0,
+                                                         mining=mining).as_numpy_iterator():
+        truth = np.stack([data["classes"][_ids_of(data, x)] for x in (anchor, positive, negative)], axis=1)
+        assert (truth[:, 0] == truth[:, 1]).all() and (truth[:, 0] != truth[:, 2]).all()
+        assert (y == (truth if mining != "none" else 0)).all()
+        seen += len(y)
+    assert seen == info.records("train")
+
+
+@pytest.mark.parametrize("name", ["triplets-uneven", "pairs-uneven"])
+@pytest.mark.parametrize("mining", ["batch-hard", "batch-semi-hard", "none"])
+def test_numpy_reader_targets_belong_to_their_images(data, name: str, mining: str) -> None:
+    from pairgen.train.data import fit_arrays, fit_batches, open_dataset
+
+    info = open_dataset(data[name])
+    x, y = fit_arrays(info, "train", mining=mining)
+    truth = np.stack([data["classes"][_ids_of(data, images)] for images in x], axis=1)
+    if info.kind == "pairs":
+        assert (y == (truth[:, 0] == truth[:, 1])).all()
+        (a, b), label = next(fit_batches(info, "train", batch_size=len(y), shuffle=True, seed=0,
+                                         mining=mining).as_numpy_iterator())
+        assert (label == (data["classes"][_ids_of(data, a)] == data["classes"][_ids_of(data, b)])).all()
+    else:
+        assert (y == (truth if mining != "none" else 0)).all()
+
+
+def test_preview_reads_each_record_with_its_ids(data, tmp_path: Path) -> None:
+    from pairgen.preview import make_layout, pick_indices, preview, read_records
+
+    path = data["triplets-uneven"]
+    card = read_card(path)
+    sizes = _shard_sizes(path)
+    edges = [sizes[0] - 1, sizes[0], sizes[0] + sizes[1] - 1, sizes[0] + sizes[1], sum(sizes) - 1]
+    indices = sorted(set(pick_indices(sum(sizes), 12)) | set(edges))
+    for index, rec in zip(indices, read_records(path, card, "train", indices)):
+        assert rec["record_id"] == [index]
+        for role in ROLES["triplets"]:
+            image = np.frombuffer(rec[f"{role}/image"][0], np.uint8).reshape(28, 28, 1)
+            assert (data["pixels"][rec[f"{role}/id"][0]] == image).all()
+    out = preview(path, split="train", count=24, out=tmp_path / "p.png")
+    montage = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+    picked = pick_indices(sum(sizes), 24)
+    layout = make_layout("triplets", len(picked), (28, 28))
+    th, tw = layout.tile
+    for i, rec in enumerate(read_records(path, card, "train", picked)):
+        for s, role in enumerate(ROLES["triplets"]):
+            y, x = layout.image_origin(i, s)
+            want = cv2.resize(data["pixels"][rec[f"{role}/id"][0]], (tw, th), interpolation=cv2.INTER_NEAREST)
+            assert (montage[y:y + th, x:x + tw] == want).all()
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_verify_checks_every_record_of_every_shard(data, name: str, tmp_path: Path) -> None:
+    from pairgen.verify import verify
+
+    assert verify(data[name]).ok
+    swapped = tmp_path / "swapped"
+    shutil.copytree(data[name], swapped)
+    card = read_card(swapped)
+    entries = card["shards"]["train"]
+    entries[0], entries[1] = entries[1], entries[0]
+    write_card(swapped, card)
+    problems = verify(swapped).problems
+    assert any(p.kind == "mismatch" and p.file == entries[0]["path"] for p in problems)
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from pairgen.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, config in (("pairs-uneven", TrainConfig(**TINY)),
+                         ("triplets-uneven", TrainConfig(**TINY, mining="batch-semi-hard"))):
+        train(data[name], base / name, config, verbose=0)
+        out[name] = base / name
+    return out
+
+
+@pytest.mark.parametrize("name", ["pairs-uneven", "triplets-uneven"])
+def test_evaluate_scores_each_record_with_its_own_images(data, runs, name: str) -> None:
+    from pairgen.train.data import open_dataset
+    from pairgen.train.evaluation import _split_images, load_run, score_split
+    from pairgen.train.models import pair_model, triplet_model
+
+    run, info = load_run(runs[name]), open_dataset(data[name])
+    scores = score_split(run, info, "train")
+    arrays = load_numpy(data[name], "train")
+    x = [arrays[r] for r in ROLES[info.kind]]
+    if info.kind == "pairs":
+        dist = run.to_distance(np.asarray(pair_model(run.tower, run.head).predict(x, verbose=0)))
+        for label in (0, 1):
+            np.testing.assert_allclose(np.sort(scores.dist[scores.labels == label]),
+                                       np.sort(dist[arrays["label"] == label]), atol=1e-5)
+    else:
+        both = np.asarray(triplet_model(run.tower, run.head).predict(x, verbose=0))
+        np.testing.assert_allclose(np.sort(scores.d_ap), np.sort(run.to_distance(both[:, 0])), atol=1e-5)
+        np.testing.assert_allclose(np.sort(scores.d_an), np.sort(run.to_distance(both[:, 1])), atol=1e-5)
+    images, classes = _split_images(info, "train")
+    assert (data["classes"][_ids_of(data, images)] == classes).all()
+
+
+def test_embed_rows_match_the_records_images(data, runs, tmp_path: Path) -> None:
+    from pairgen.train.embedding import embed
+
+    name = "triplets-uneven"
+    frame = embed(runs[name], data[name], tmp_path / "e.parquet").set_index("image_id")
+    tower = load_model_tower(runs[name])
+    arrays = load_numpy(data[name], "train")
+    picks = np.r_[0:20, len(arrays["record_id"]) - 20:len(arrays["record_id"])]
+    for role in ROLES["triplets"]:
+        want = np.stack(frame.loc[arrays[f"{role}_id"][picks], "embedding"].to_numpy())
+        np.testing.assert_allclose(tower.predict(arrays[role][picks], verbose=0), want, atol=1e-5)
+
+
+def load_model_tower(run: Path):
+    import keras
+
+    return keras.models.load_model(run / "embedding.keras", compile=False)
