@@ -33,6 +33,7 @@ _EXPORTS = {
     "ImageError": "pairgen.errors",
     "BuildError": "pairgen.errors",
     "DatasetError": "pairgen.errors",
+    "MissingDependencyError": "pairgen.errors",
     "BuildConfig": "pairgen.config",
     "Catalog": "pairgen.catalog",
     "scan": "pairgen.catalog",

@@ -38,3 +38,10 @@ class BuildError(PairgenError):
 
 class DatasetError(PairgenError):
     """A dataset directory is missing, incomplete or inconsistent."""
+
+
+class MissingDependencyError(PairgenError, ImportError):
+    """An optional package (TensorFlow, Keras, matplotlib) is needed but not installed.
+
+    The message names the ``pairgen[...]`` extra that installs it.
+    """

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
+from pairgen._optional import require
 from pairgen.checks import check_split, dataset_errors
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
@@ -37,6 +37,9 @@ from pairgen.reader import SCHEMAS as _SCHEMAS
 from pairgen.reader import array_name, read_card
 from pairgen.reader import image_spec as _image_spec
 from pairgen.reader import shard_files as _shard_files
+
+tf = require("tensorflow", extra="tf", feature="pairgen.load (tf.data)",
+             instead="read without TensorFlow: pairgen.load_numpy, pairgen train --reader numpy")
 
 __all__ = ["feature_spec", "load", "load_arrays", "read_card"]
 

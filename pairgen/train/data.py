@@ -83,7 +83,13 @@ def require_split(info: DatasetInfo, split: str, option: str) -> None:
 
 
 def resolve_reader(reader: str) -> str:
-    """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata on the TensorFlow backend)."""
+    """``tfdata`` or ``numpy`` for a ``TrainConfig.reader`` value (``auto``: tfdata on the TensorFlow backend).
+
+    Raises:
+        MissingDependencyError: For ``tfdata`` without TensorFlow (before any run folder is made).
+    """
+    if reader == "tfdata":
+        import pairgen.tfdata  # noqa: F401  (names the pairgen[tf] extra when TensorFlow is missing)
     if reader != "auto":
         return reader
     import keras  # the TensorFlow backend implies TensorFlow is installed

@@ -19,7 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import keras
+from pairgen._optional import require_keras
+
+require_keras("pairgen embed")  # Keras or its backend missing: one line naming the extra, no traceback
+import keras  # noqa: E402
 import numpy as np
 import pandas as pd
 import pyarrow as pa

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import keras
+from pairgen._optional import require_keras
+
+require_keras("pairgen evaluate")  # Keras or its backend missing: one line naming the extra, no traceback
+import keras  # noqa: E402
 import numpy as np
 import pandas as pd
 

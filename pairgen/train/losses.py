@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
+from pairgen._optional import require_keras
+
+require_keras("pairgen.train")  # Keras or its backend missing: one line naming the extra, no traceback
+import keras  # noqa: E402
 from keras import ops
 
 from pairgen.errors import ConfigError

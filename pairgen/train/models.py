@@ -24,7 +24,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-import keras
+from pairgen._optional import require_keras
+
+require_keras("pairgen.train")  # Keras or its backend missing: one line naming the extra, no traceback
+import keras  # noqa: E402
 from keras import layers
 
 from pairgen.errors import ConfigError

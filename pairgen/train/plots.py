@@ -10,8 +10,12 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from pairgen._optional import require
+
+require("matplotlib", extra="keras", feature="pairgen train (its curves.png, distances.png, roc.png)")
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 _DPI = 110
 

@@ -24,7 +24,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import keras
+from pairgen._optional import require_keras
+
+require_keras("pairgen train")  # Keras or its backend missing: one line naming the extra, no traceback
+import keras  # noqa: E402
 import pandas as pd
 
 import pairgen
