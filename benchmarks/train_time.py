@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -62,14 +63,15 @@ def synthetic_tree(out: Path, images: int, seed: int = 0) -> Path:
     """``images`` 28x28 digits in ``out/<digit>/``, jittered copies of the shipped 5,000."""
     import cv2
 
-    done = out / ".complete"
+    done = out.parent / f"{out.name}.complete"  # beside the tree: a scan would report it as a skipped file
     if done.is_file():
         return out
     src = ROOT / "datasets" / "mnist-5k"
-    files = sorted(p for p in src.rglob("*.png"))
+    by_class = [sorted(d.glob("*.png")) for d in sorted(src.iterdir()) if d.is_dir()]
     rng = np.random.default_rng(seed)
-    for k in range(images):
-        f = files[k % len(files)]
+    for k in range(images):  # classes in turn, each cycling through its digits
+        files = by_class[k % len(by_class)]
+        f = files[(k // len(by_class)) % len(files)]
         img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
         angle, scale = rng.uniform(-12, 12), rng.uniform(0.9, 1.1)
         m = cv2.getRotationMatrix2D((13.5, 13.5), angle, scale)
@@ -104,14 +106,22 @@ def machine() -> str:
     return f"machine_cores={os.cpu_count()} load_average_1m={load:.2f} cpu={cpu!r}"
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_train(dataset: Path, out: Path, extra: list[str]) -> tuple[float, float, float]:
-    """Run the command; returns (spawn time, exit time, wall seconds)."""
+    """Run the command; returns (spawn time, exit time, wall seconds) and prints its CPU seconds."""
     cmd = [sys.executable, "-m", "pairgen", "train", str(dataset), "--out", str(out), "--overwrite", "--quiet", *extra]
     print("command=" + " ".join(cmd[1:]), flush=True)
+    cpu = _children_cpu()
     spawned = time.time()
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    # CPU seconds (user + system, all threads) depend less on what else runs than wall time does
+    print(f"command_cpu_seconds={_children_cpu() - cpu:.1f}")
     return spawned, time.time(), wall
 
 

@@ -38,7 +38,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pairgen.imageio import decode_record_image
 
-_HEADER = struct.Struct("<QI")  # record length and its masked CRC-32C
 _LEN = struct.Struct("<Q")
 _MASK_DELTA = 0xA282EAD8
 _DECODE_CHUNK = 256  # encoded images per thread-pool task

@@ -6,6 +6,10 @@ split. One-shot trials use the split's distinct images, taken from its records
 (:func:`pairgen.tfdata.load_arrays`, or :func:`pairgen.load_numpy` without TensorFlow; first
 occurrence of each image id), so they are exactly
 the pixels the model sees; with augmented builds that is the first jittered copy.
+
+Each split is read into memory once (uint8) and serves both the pair scores and the one-shot
+images; every model call gets exactly the same batch shape (the last batch zero-padded), so
+each function is traced or compiled once.
 """
 
 from __future__ import annotations
