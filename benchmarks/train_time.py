@@ -130,7 +130,8 @@ def report(out: Path, spawned: float, ended: float, wall: float) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     env, train = config["environment"], config["train"]
     print(f"backend={env.get('backend')} gpus={env.get('gpus')} keras={env.get('keras')} reader={train['reader']} "
-          f"batch_size={train['batch_size']} learning_rate={train['learning_rate']:g} epochs_run={config['epochs_run']}")
+          f"batch_size={train['batch_size']} learning_rate={train['learning_rate']:g} "
+          f"epochs_run={config['epochs_run']}")
     splits = config["dataset"]["splits"]
     print("records " + " ".join(f"{k}={v}" for k, v in splits.items()))
     timings_file = out / "timings.json"

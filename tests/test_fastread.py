@@ -44,7 +44,8 @@ def _dataset(root: Path, records_per_shard: list[list[bytes]], *, kind: str = "p
     (root / "shards").mkdir(parents=True)
     entries = []
     for n, records in enumerate(records_per_shard):
-        path = f"shards/train-{n:05d}-of-{len(records_per_shard):05d}.tfrecord" + (".gz" if compression == "gzip" else "")
+        suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+        path = f"shards/train-{n:05d}-of-{len(records_per_shard):05d}{suffix}"
         writer = Writer(root / path, gzip_compressed=compression == "gzip")
         for rec in records:
             writer.write(rec)

@@ -203,7 +203,8 @@ def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], tr
             rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
             trial = M.one_shot_trials(classes, ways=n, trials=trials, rng=rng)
             if trial is None:
-                out[f"{n}-way"] = {"skipped": f"split '{split}' has {n_classes} classes (needs {n}, one with 2+ images)"}
+                reason = f"split '{split}' has {n_classes} classes (needs {n}, one with 2+ images)"
+                out[f"{n}-way"] = {"skipped": reason}
                 continue
             query, cands, target = trial
             q = np.repeat(emb[query], n, axis=0)
