@@ -14,7 +14,7 @@ Before a split is read, :func:`check_split` makes sure that:
   the card places the shard (:func:`check_first_records`).
 
 While a split is read, each shard's record count is compared with the card when the shard
-ends: :func:`checked_records` for the pure-Python reader, and ``assert_cardinality`` on each
+ends: by :func:`pairgen.load_numpy` for the NumPy reader, and ``assert_cardinality`` on each
 shard inside the tf.data pipeline, whose TensorFlow error :func:`dataset_errors` (and
 :func:`raise_dataset_errors`) turn into the :class:`DatasetError` naming the shard.
 ``pairgen verify`` does the full check of every record.
@@ -206,21 +206,6 @@ def check_split(card: dict[str, Any], root: Path, split: str, image_keys: tuple[
     check_image_spec(card, root)
     check_shard_sizes(card, root, split)
     check_first_records(card, root, split, image_keys)
-
-
-def checked_records(path: str, entry: dict[str, Any], *, compression: str,
-                    root: str | os.PathLike) -> Iterator[bytes | None]:
-    """:func:`iter_records` of one shard, raising at its end if the count differs from the card.
-
-    Raises:
-        DatasetError: If the shard holds fewer or more records than ``entry["records"]``.
-    """
-    count = 0
-    for data in iter_records(path, compression=compression):
-        yield data
-        count += 1
-    if "records" in entry and count != int(entry["records"]):
-        raise DatasetError(count_message(path, count, int(entry["records"]), root))
 
 
 def diagnose_counts(root: str | os.PathLike) -> DatasetError:

@@ -2,9 +2,11 @@
 
 For trainers on other frameworks (PyTorch, JAX) and for tools that must not pay for
 ``import tensorflow``: the split's shards are read with pairgen's own TFRecord reader (every
-length and record CRC checked), records are decoded with the pure-Python ``tf.train.Example``
-parser and images with OpenCV (``png``/``jpeg``) or ``np.frombuffer`` (``raw``). The arrays
-are the same, key for key and byte for byte, as :func:`pairgen.tfdata.load_arrays` returns.
+length and record CRC checked). Shards in pairgen's fixed record layout are parsed column-wise
+with NumPy (:mod:`pairgen.fastread`, PNG/JPEG decoded by OpenCV on a thread pool); anything
+else goes through the per-record pure-Python ``tf.train.Example`` parser (:func:`read_records`).
+The arrays are the same, key for key and byte for byte, as :func:`pairgen.tfdata.load_arrays`
+returns.
 
 Example::
 
@@ -26,12 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from pairgen import version
-from pairgen.checks import check_split, checked_records, record_images
+from pairgen import fastread, version
+from pairgen.checks import check_split, count_message
 from pairgen.errors import DatasetError
+from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
 from pairgen.records import (PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS,
                              decode_example)
+from pairgen.tfrecord import iter_records
 
 SCHEMAS = {
     "pairs": (PAIR_IMAGE_KEYS, PAIR_INT_KEYS),
@@ -110,30 +114,62 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
     root = resolve(path)
     card = read_card(root)
-    shape, _ = image_spec(card, root)
+    shape, encoding = image_spec(card, root)
     files = shard_files(card, root, split)
     image_keys, int_keys = SCHEMAS[card["kind"]]
     check_split(card, root, split, image_keys)
     compression = str(card.get("compression", "none"))
+    expected = {str(root / e["path"]): e.get("records") for e in card["shards"][split]}
+
+    def check_count(shard: str, count: int, whole: bool) -> None:
+        if whole and expected.get(shard) is not None and count != int(expected[shard]):
+            raise DatasetError(count_message(shard, count, int(expected[shard]), root))
+
+    arrays = fastread.read_split(files, image_keys, int_keys, shape, encoding, compression=compression,
+                                 limit=limit, fallback=read_records, on_shard=check_count)
+    out: dict[str, np.ndarray] = {}
+    for key in image_keys:
+        pixels = arrays[key]
+        if normalize:
+            pixels = pixels.astype(np.float32)
+            pixels *= np.float32(1.0 / 255.0)
+        out[array_name(key)] = pixels
+    for key in int_keys:
+        out[array_name(key)] = arrays[key]
+    return out
+
+
+def read_records(files: list[str], image_keys: tuple[str, ...], int_keys: tuple[str, ...],
+                 shape: tuple[int, int, int], encoding: str, *, compression: str = "none",
+                 limit: int | None = None) -> dict[str, np.ndarray]:
+    """Read shards record by record: any valid ``tf.train.Example`` layout, every checksum checked.
+
+    The general reader behind :func:`load_numpy` (which reads pairgen's own fixed record layout
+    column-wise with :mod:`pairgen.fastread` and comes here for anything else); it names the
+    record of a damaged shard exactly.
+
+    Returns:
+        Feature name to array: images ``uint8 [n, h, w, c]``, ints ``int64 [n]``.
+
+    Raises:
+        DatasetError: If a shard is missing or damaged.
+        ImageError: If an image does not decode to ``shape``.
+    """
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     ints: dict[str, list[int]] = {k: [] for k in int_keys}
     count = 0
-    for f, entry in zip(files, card["shards"][split]):
+    for f in files:
         if limit is not None and count >= limit:
             break
-        for index, data in enumerate(checked_records(f, entry, compression=compression, root=root)):
+        for data in iter_records(f, compression=compression):
             rec = decode_example(data)
-            for key, pixels in zip(image_keys, record_images(rec, image_keys, card, f, index, root)):
-                images[key].append(pixels)
+            for key in image_keys:
+                images[key].append(decode_record_image(rec[key][0], encoding, shape))
             for key in int_keys:
                 ints[key].append(int(rec[key][0]))
             count += 1
             if limit is not None and count >= limit:
                 break
-    out: dict[str, np.ndarray] = {}
-    for key, pixels in images.items():
-        stacked = np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8)
-        out[array_name(key)] = stacked.astype(np.float32) * np.float32(1.0 / 255.0) if normalize else stacked
-    for key, values in ints.items():
-        out[array_name(key)] = np.asarray(values, np.int64)
+    out = {key: np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8) for key, pixels in images.items()}
+    out.update({key: np.asarray(values, np.int64) for key, values in ints.items()})
     return out

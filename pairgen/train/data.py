@@ -100,7 +100,12 @@ def resolve_reader(reader: str) -> str:
 def fit_arrays(info: DatasetInfo, split: str, *, mining: str) -> tuple[list[np.ndarray], np.ndarray]:
     """``(inputs, targets)`` of a split in memory: ``[a, b]`` and float32 labels for pairs,
     ``[anchor, positive, negative]`` and class ids ``(n, 3)`` (zeros without mining) for triplets."""
-    arrays = load_numpy(info.path, split)
+    return fit_inputs(info, load_numpy(info.path, split), mining=mining)
+
+
+def fit_inputs(info: DatasetInfo, arrays: dict[str, np.ndarray], *,
+               mining: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`fit_arrays` of a split already read with :func:`pairgen.load_numpy`."""
     if info.kind == "pairs":
         return [arrays["a"], arrays["b"]], arrays["label"].astype(np.float32)
     x = [arrays["anchor"], arrays["positive"], arrays["negative"]]

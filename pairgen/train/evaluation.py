@@ -6,6 +6,10 @@ split. One-shot trials use the split's distinct images, taken from its records
 (:func:`pairgen.tfdata.load_arrays`, or :func:`pairgen.load_numpy` without TensorFlow; first
 occurrence of each image id), so they are exactly
 the pixels the model sees; with augmented builds that is the first jittered copy.
+
+Each split is read into memory once (uint8) and serves both the pair scores and the one-shot
+images; every model call gets exactly the same batch shape (the last batch zero-padded), so
+each function is traced or compiled once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from pairgen._optional import require_keras
 
@@ -31,10 +35,12 @@ from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
 from pairgen.train.data import DatasetInfo, open_dataset, require_split, resolve_reader
 from pairgen.train.models import pair_model, triplet_model
+from pairgen.train.timing import NO_TIMER, PhaseTimer
 
 DEFAULT_WAYS = (5, 20)
 DEFAULT_TRIALS = 400
-_BATCH = 256
+_BATCH = 256  # rows per scoring call (one fixed shape)
+_HEAD_BATCH = 4096  # embedding pairs per one-shot head call
 
 
 @dataclass(frozen=True)
@@ -92,53 +98,99 @@ def _read_split(info: DatasetInfo, split: str, *, normalize: bool) -> dict[str, 
     return load_numpy(info.path, split, normalize=normalize)
 
 
-def _pair_batches(info: DatasetInfo, split: str) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:
-    """``([a, b], labels)`` or ``([anchor, positive, negative], None)`` batches of a split."""
-    if resolve_reader("auto") == "tfdata":  # streams: a split never has to fit in memory
-        from pairgen.tfdata import load
+def split_arrays(info: DatasetInfo, split: str, cache: dict[str, dict[str, np.ndarray]] | None = None, *,
+                 timer: PhaseTimer = NO_TIMER) -> dict[str, np.ndarray]:
+    """A split's arrays (uint8 images), read once: ``cache`` holds the splits already in memory.
 
-        for batch in load(info.path, split, batch_size=_BATCH).as_numpy_iterator():
-            yield (list(batch[0]), batch[1]) if info.kind == "pairs" else (list(batch), None)
-        return
-    arrays = load_numpy(info.path, split)
-    roles = ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
-    for start in range(0, len(arrays["record_id"]), _BATCH):
-        part = slice(start, start + _BATCH)
-        yield [arrays[r][part] for r in roles], (arrays["label"][part] if info.kind == "pairs" else None)
+    A cached split may hold float32 images in [0, 1] instead (the arrays a trainer fitted on);
+    scoring treats both alike.
+    """
+    if cache is not None and split in cache:
+        return cache[split]
+    with timer.phase(f"read_{split}" if split in ("train", "val", "test") else "read_other"):
+        arrays = _read_split(info, split, normalize=False)
+    if cache is not None:
+        cache[split] = arrays
+    return arrays
+
+
+def _as_float(images: np.ndarray) -> np.ndarray:
+    """Model input: uint8 pixels scaled to [0, 1] exactly as the loaders scale them; floats as they are."""
+    if images.dtype != np.uint8:
+        return images
+    out = images.astype(np.float32)
+    out *= np.float32(1.0 / 255.0)
+    return out
+
+
+def predict_fixed(model: keras.Model, inputs: Sequence[np.ndarray], batch: int) -> np.ndarray:
+    """``model`` outputs for all rows of ``inputs``, always in batches of exactly ``batch`` rows.
+
+    The last batch is padded with zeros (and its padding dropped from the output), so one
+    compiled function of one input shape serves every call: no retracing, no recompiling.
+    """
+    n = len(inputs[0])
+    outs = []
+    for start in range(0, n, batch):
+        part = [_as_float(x[start:start + batch]) for x in inputs]
+        real = len(part[0])
+        if real < batch:
+            part = [np.concatenate([p, np.zeros((batch - real, *p.shape[1:]), p.dtype)]) for p in part]
+        out = model.predict_on_batch(part if len(part) > 1 else part[0])
+        outs.append(np.asarray(keras.ops.convert_to_numpy(out))[:real])
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def _roles(info: DatasetInfo) -> tuple[str, ...]:
+    return ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
 
 
 @raise_dataset_errors
-def score_split(run: Run, info: DatasetInfo, split: str) -> Scores:
-    """Distances of every record of ``split``; a triplet gives a positive (a, p) and a negative (a, n) pair."""
+def score_split(run: Run, info: DatasetInfo, split: str, *, arrays: dict[str, np.ndarray] | None = None,
+                scorer: keras.Model | None = None) -> Scores:
+    """Distances of every record of ``split``; a triplet gives a positive (a, p) and a negative (a, n) pair.
+
+    Args:
+        run: The loaded run.
+        info: The dataset.
+        split: Split to score.
+        arrays: The split's arrays if already in memory (else it is read).
+        scorer: The run's pair or triplet scoring model, to reuse one compiled function.
+    """
     require_split(info, split, "--split")
+    arrays = split_arrays(info, split) if arrays is None else arrays
+    scorer = scorer or _scorer(run, info)
+    out = predict_fixed(scorer, [arrays[r] for r in _roles(info)], _BATCH)
     if info.kind == "pairs":
-        scorer = pair_model(run.tower, run.head)
-        outs, labels = [], []
-        for x, y in _pair_batches(info, split):
-            outs.append(run.to_distance(np.asarray(scorer.predict_on_batch(x))))
-            labels.append(np.asarray(y))
-        return Scores(np.concatenate(outs), np.concatenate(labels).astype(np.int64))
-    scorer = triplet_model(run.tower, run.head)
-    both = np.concatenate([np.asarray(scorer.predict_on_batch(x)) for x, _ in _pair_batches(info, split)])
-    d_ap, d_an = run.to_distance(both[:, 0]), run.to_distance(both[:, 1])
+        return Scores(run.to_distance(out), arrays["label"].astype(np.int64))
+    d_ap, d_an = run.to_distance(out[:, 0]), run.to_distance(out[:, 1])
     labels = np.r_[np.ones(d_ap.size, np.int64), np.zeros(d_an.size, np.int64)]
     return Scores(np.r_[d_ap, d_an], labels, d_ap, d_an)
 
 
-def _split_images(info: DatasetInfo, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct images (uint8) and their class ids, from the split's records."""
-    arrays = _read_split(info, split, normalize=False)
-    roles = ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
+def _scorer(run: Run, info: DatasetInfo) -> keras.Model:
+    return pair_model(run.tower, run.head) if info.kind == "pairs" else triplet_model(run.tower, run.head)
+
+
+def _split_images(info: DatasetInfo, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct images and their class ids, from the split's records (first occurrence of each id)."""
+    roles = _roles(info)
     ids = np.concatenate([arrays[f"{r}_id"] for r in roles])
     classes = np.concatenate([arrays[f"{r}_class"] for r in roles])
     first = np.unique(ids, return_index=True)[1]
-    images = np.concatenate([arrays[r] for r in roles])
-    return images[first], classes[first]
+    n = len(arrays["record_id"])
+    role, row = first // n, first % n  # ids are concatenated role by role
+    images = np.empty((len(first), *arrays[roles[0]].shape[1:]), arrays[roles[0]].dtype)
+    for i, r in enumerate(roles):
+        images[role == i] = arrays[r][row[role == i]]
+    return images, classes[first]
 
 
-def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], trials: int,
-             seed: int) -> dict[str, Any]:
+def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], trials: int, seed: int,
+             arrays: dict[str, np.ndarray] | None = None, timer: PhaseTimer = NO_TIMER) -> dict[str, Any]:
     """N-way one-shot accuracy for each N in ``ways`` (Koch et al.'s protocol).
+
+    ``arrays`` are the split's arrays if already in memory (else the split is read).
 
     Returns:
         ``{"5-way": {"accuracy", "trials"}, ...}``; an N that the split cannot support is
@@ -147,19 +199,22 @@ def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], tr
     out: dict[str, Any] = {}
     if not ways:
         return out
-    images, classes = _split_images(info, split)
-    emb = run.tower.predict(images.astype(np.float32) / 255.0, batch_size=_BATCH, verbose=0)
+    images, classes = _split_images(info, split_arrays(info, split) if arrays is None else arrays)
+    with timer.phase("embedding"):
+        emb = predict_fixed(run.tower, [images], _BATCH)
     n_classes = int(np.unique(classes).size)
-    for n in ways:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
-        trial = M.one_shot_trials(classes, ways=n, trials=trials, rng=rng)
-        if trial is None:
-            out[f"{n}-way"] = {"skipped": f"split '{split}' has {n_classes} classes (needs {n}, one with 2+ images)"}
-            continue
-        query, cands, target = trial
-        q = np.repeat(emb[query], n, axis=0)
-        dist = run.to_distance(run.head.predict([q, emb[cands.ravel()]], batch_size=4096, verbose=0))
-        out[f"{n}-way"] = {"accuracy": M.one_shot_accuracy(dist.reshape(-1, n), target), "trials": int(trials)}
+    with timer.phase("one_shot"):
+        for n in ways:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
+            trial = M.one_shot_trials(classes, ways=n, trials=trials, rng=rng)
+            if trial is None:
+                reason = f"split '{split}' has {n_classes} classes (needs {n}, one with 2+ images)"
+                out[f"{n}-way"] = {"skipped": reason}
+                continue
+            query, cands, target = trial
+            q = np.repeat(emb[query], n, axis=0)
+            dist = run.to_distance(predict_fixed(run.head, [q, emb[cands.ravel()]], _HEAD_BATCH))
+            out[f"{n}-way"] = {"accuracy": M.one_shot_accuracy(dist.reshape(-1, n), target), "trials": int(trials)}
     return out
 
 
@@ -178,20 +233,13 @@ def _summary(scores: Scores, threshold: float) -> dict[str, Any]:
     return out
 
 
-def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int] = DEFAULT_WAYS,
-                    trials: int = DEFAULT_TRIALS, seed: int = 0) -> tuple[dict[str, Any], dict[str, Scores]]:
-    """:func:`evaluate` on a loaded run, also returning the scores (for plots)."""
-    thr_split = "val" if info.records("val") else "train"
-    scores = {thr_split: score_split(run, info, thr_split)}
-    if split not in scores:
-        scores[split] = score_split(run, info, split)
+def _metrics(run: Run, info: DatasetInfo, split: str, thr_split: str, scores: dict[str, Scores]) -> dict[str, Any]:
+    """Pair metrics of ``split`` at the threshold chosen on ``thr_split``, and the dataset's identity."""
     threshold = M.choose_threshold(scores[thr_split].dist, scores[thr_split].labels)
     result = _summary(scores[split], threshold)
     result["pair_accuracy"] = result.pop("accuracy")
     val = _summary(scores[thr_split], threshold)
-    trained = set()
-    if info.records("train"):
-        trained = _classes(info, "train")
+    trained = _classes(info, "train") if info.records("train") else set()
     result.update({
         "split": split, "threshold": threshold, "threshold_split": thr_split,
         "score": "distance" if run.output == "distance" else "1 - p(same)",
@@ -200,8 +248,30 @@ def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[i
         "trained_on": run.config.get("dataset", {}).get("fingerprint"),
         "threshold_split_metrics": {k: val[k] for k in ("accuracy", "roc_auc", "eer", "pairs")},
         "class_disjoint": bool(trained) and not (_classes(info, split) & trained),
-        "one_shot": one_shot(run, info, split, ways=ways, trials=trials, seed=seed),
     })
+    return result
+
+
+def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int] = DEFAULT_WAYS,
+                    trials: int = DEFAULT_TRIALS, seed: int = 0,
+                    arrays: dict[str, dict[str, np.ndarray]] | None = None,
+                    timer: PhaseTimer = NO_TIMER) -> tuple[dict[str, Any], dict[str, Scores]]:
+    """:func:`evaluate` on a loaded run, also returning the scores (for plots).
+
+    ``arrays`` maps split names to arrays already in memory (e.g. the ones a trainer fitted
+    on); every other split is read once and added to it.
+    """
+    arrays = {} if arrays is None else arrays
+    thr_split = "val" if info.records("val") else "train"
+    require_split(info, thr_split, "--split")
+    require_split(info, split, "--split")
+    data = {s: split_arrays(info, s, arrays, timer=timer) for s in dict.fromkeys((thr_split, split))}
+    with timer.phase("evaluation"):
+        scorer = _scorer(run, info)
+        scores = {s: score_split(run, info, s, arrays=a, scorer=scorer) for s, a in data.items()}
+        result = _metrics(run, info, split, thr_split, scores)
+    result["one_shot"] = one_shot(run, info, split, ways=ways, trials=trials, seed=seed, arrays=data[split],
+                                  timer=timer)
     return result, scores
 
 

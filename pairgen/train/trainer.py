@@ -9,6 +9,7 @@ A run folder holds::
     metrics.json      what ``pairgen evaluate RUN DATASET --json`` prints for the test split
     config.json       the resolved training settings, the dataset's fingerprint, versions
     curves.png, distances.png, roc.png
+    timings.json      seconds per phase (reading, compiling, training, evaluation, plots, ...)
     checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
 
 The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``, TensorFlow
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from pairgen._optional import require_keras
 
 require_keras("pairgen train")  # Keras or its backend missing: one line naming the extra, no traceback
 import keras  # noqa: E402
+import numpy as np
 import pandas as pd
 
 import pairgen
@@ -35,15 +38,17 @@ from pairgen.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
 from pairgen.train import backend, plots
 from pairgen.train.config import TrainConfig
-from pairgen.train.data import DatasetInfo, fit_arrays, fit_batches, open_dataset, require_split, resolve_reader
-from pairgen.train.evaluation import load_run, evaluate_scores
+from pairgen.reader import load_numpy
+from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
+from pairgen.train.evaluation import Run, evaluate_scores
 from pairgen.train.losses import make_loss
 from pairgen.train.metrics import roc_auc, roc_curve
 from pairgen.train.models import build_head, build_tower, pair_model, triplet_model, triplet_train_model
 from pairgen.train.optimizers import make_optimizer
+from pairgen.train.timing import PhaseTimer
 
 RUN_FILES = ("model.keras", "embedding.keras", "history.csv", "metrics.json", "config.json",
-             "curves.png", "distances.png", "roc.png")
+             "curves.png", "distances.png", "roc.png", "timings.json")
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -99,29 +104,58 @@ def _callbacks(out: Path, has_val: bool, patience: int) -> list[keras.callbacks.
     return cbs
 
 
+class _EpochTimes(keras.callbacks.Callback):
+    """Appends each epoch's wall time (validation included) to a :class:`PhaseTimer`."""
+
+    def __init__(self, timer: PhaseTimer) -> None:
+        super().__init__()
+        self._timer, self._start = timer, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._timer.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+def _read_fit_split(info: DatasetInfo, split: str, timer: PhaseTimer,
+                    arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Read a split into memory once (numpy reader); kept in ``arrays`` for the evaluation."""
+    with timer.phase(f"read_{split}" if split in ("train", "val") else "read_other"):
+        arrays[split] = load_numpy(info.path, split)
+    return arrays[split]
+
+
 @raise_dataset_errors
-def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
-         strategy: Any) -> tuple[keras.Model, keras.Model, int]:
-    """Build under ``strategy``, fit and restore the best weights; returns tower, head and the epochs run."""
+def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strategy: Any,
+         timer: PhaseTimer, arrays: dict[str, dict[str, np.ndarray]]) -> tuple[keras.Model, keras.Model, int]:
+    """Build under ``strategy``, fit and restore the best weights; returns tower, head and the epochs run.
+
+    With the numpy reader the splits read for fitting are left in ``arrays`` (split name to
+    the :func:`pairgen.load_numpy` arrays) so the evaluation does not read them again.
+    """
     has_val = info.records(config.val_split) > 0
     steps = -(-info.records(config.train_split) // config.batch_size) * config.epochs
-    with strategy.scope():
-        tower, head, model = build_model(config, info.shape, steps)
-    callbacks = _callbacks(out, has_val, config.patience)
+    callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
     if config.reader == "numpy":
-        x, y = fit_arrays(info, config.train_split, mining=config.mining)
-        val = fit_arrays(info, config.val_split, mining=config.mining) if has_val else None
-        history = model.fit(x, y, batch_size=config.batch_size, validation_data=val, epochs=config.epochs,
-                            verbose=verbose, shuffle=True, callbacks=callbacks)
+        x, y = fit_inputs(info, _read_fit_split(info, config.train_split, timer, arrays), mining=config.mining)
+        val = fit_inputs(info, _read_fit_split(info, config.val_split, timer, arrays),
+                         mining=config.mining) if has_val else None
+        kw: dict[str, Any] = {"x": x, "y": y, "batch_size": config.batch_size, "validation_data": val,
+                              "shuffle": True}
     else:
-        kw = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
-        train_ds = fit_batches(info, config.train_split, shuffle=True, **kw)
-        val_ds = fit_batches(info, config.val_split, shuffle=False, **kw) if has_val else None
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
-                            callbacks=callbacks)
-    best = out / "checkpoints" / "best.weights.h5"
-    if best.is_file():
-        model.load_weights(str(best))
+        batches = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
+        with timer.phase("read_train"):  # builds the streaming pipelines; the reading happens in fit
+            train_ds = fit_batches(info, config.train_split, shuffle=True, **batches)
+            val_ds = fit_batches(info, config.val_split, shuffle=False, **batches) if has_val else None
+        kw = {"x": train_ds, "validation_data": val_ds, "shuffle": False}
+    with timer.phase("build_compile"), strategy.scope():
+        tower, head, model = build_model(config, info.shape, steps)
+    with timer.phase("training"):
+        history = model.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
+        best = out / "checkpoints" / "best.weights.h5"
+        if best.is_file():
+            model.load_weights(str(best))
     return tower, head, len(history.history.get("loss", []))
 
 
@@ -148,6 +182,7 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
         ConfigError: For settings that do not fit the dataset, or an existing ``out``.
         DatasetError: If the dataset or its train split is missing.
     """
+    timer = PhaseTimer()
     info = open_dataset(dataset)
     config = (config or TrainConfig()).resolve(info.kind)
     config = config.replace(reader=resolve_reader(config.reader),
@@ -161,34 +196,50 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
         gpu = backend.gpu_count() > 0
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     strategy = backend.strategy()
+    arrays: dict[str, dict[str, np.ndarray]] = {}
     try:
-        tower, head, epochs_run = _fit(config, info, out, verbose, strategy)
+        tower, head, epochs_run = _fit(config, info, out, verbose, strategy, timer, arrays)
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    with timer.phase("write_run"):
+        run = _write_run(out, config, info, tower, head, epochs_run, strategy.num_replicas_in_sync)
+    metrics = _report(run, info, arrays, timer)
+    timer.write(out / "timings.json")
+    return metrics
+
+
+def _write_run(out: Path, config: TrainConfig, info: DatasetInfo, tower: keras.Model, head: keras.Model,
+               epochs_run: int, replicas: int) -> Run:
+    """Save the models and ``config.json``; returns the run as :func:`load_run` would load it."""
     saved = triplet_model(tower, head) if config.loss == "triplet" else pair_model(tower, head)
     saved.save(out / "model.keras")
     tower.save(out / "embedding.keras")
     card = {"train": config.to_dict(), "dataset": info.summary(), "input_shape": list(info.shape),
             "embedding_dim": int(tower.output_shape[-1]), "epochs_run": epochs_run,
-            "environment": _environment(strategy.num_replicas_in_sync)}
-    (out / "config.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return _report(out, info)
+            "environment": _environment(replicas)}
+    text = json.dumps(card, indent=2, sort_keys=True) + "\n"
+    (out / "config.json").write_text(text, encoding="utf-8")
+    return Run(out, tower, head, json.loads(text))
 
 
-def _report(out: Path, info: DatasetInfo) -> dict[str, Any]:
-    """Evaluate the saved run exactly as ``pairgen evaluate`` does, then write metrics and plots."""
+def _report(run: Run, info: DatasetInfo, arrays: dict[str, dict[str, np.ndarray]], timer: PhaseTimer) -> dict[str, Any]:
+    """Evaluate the trained run as ``pairgen evaluate`` does (splits in memory reused), then write metrics and plots."""
+    out = run.path
     split = "test" if info.records("test") else ("val" if info.records("val") else "train")
-    run = load_run(out)
-    metrics, scores = evaluate_scores(run, info, split)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    history = pd.read_csv(out / "history.csv")
-    plots.plot_history(history, out / "curves.png")
-    thr_split = metrics["threshold_split"]
-    plots.plot_distances(scores[thr_split].dist, scores[thr_split].labels, metrics["threshold"],
-                         out / "distances.png", xlabel=metrics["score"], title=f"{thr_split} pairs")
-    curves = {}
-    for name, s in scores.items():
-        fpr, tpr, _ = roc_curve(s.dist, s.labels)
-        curves[name] = (fpr, tpr, roc_auc(s.dist, s.labels))
-    plots.plot_roc(curves, out / "roc.png")
+    keep = {split, "val" if info.records("val") else "train"}
+    for name in [n for n in arrays if n not in keep]:
+        del arrays[name]  # e.g. the train arrays: not evaluated, free their memory now
+    metrics, scores = evaluate_scores(run, info, split, arrays=arrays, timer=timer)
+    with timer.phase("write_run"):
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with timer.phase("plots"):
+        plots.plot_history(pd.read_csv(out / "history.csv"), out / "curves.png")
+        thr_split = metrics["threshold_split"]
+        plots.plot_distances(scores[thr_split].dist, scores[thr_split].labels, metrics["threshold"],
+                             out / "distances.png", xlabel=metrics["score"], title=f"{thr_split} pairs")
+        curves = {}
+        for name, s in scores.items():
+            fpr, tpr, _ = roc_curve(s.dist, s.labels)
+            curves[name] = (fpr, tpr, roc_auc(s.dist, s.labels))
+        plots.plot_roc(curves, out / "roc.png")
     return metrics
