@@ -25,7 +25,6 @@ from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.imageio import decode
 from pairgen.reader import load_numpy
-from pairgen.records import decode_example
 from pairgen.shards import ShardSpec, ShardWriter, shard_path
 from pairgen.tfrecord import iter_records
 from pairgen.version import read_card, write_card
@@ -287,7 +286,7 @@ def test_embed_rows_match_the_records_images(data, runs, tmp_path: Path) -> None
 
     name = "triplets-uneven"
     frame = embed(runs[name], data[name], tmp_path / "e.parquet").set_index("image_id")
-    tower = load_model_tower(runs[name])
+    tower = _tower(runs[name])
     arrays = load_numpy(data[name], "train")
     picks = np.r_[0:20, len(arrays["record_id"]) - 20:len(arrays["record_id"])]
     for role in ROLES["triplets"]:
@@ -295,7 +294,7 @@ def test_embed_rows_match_the_records_images(data, runs, tmp_path: Path) -> None
         np.testing.assert_allclose(tower.predict(arrays[role][picks], verbose=0), want, atol=1e-5)
 
 
-def load_model_tower(run: Path):
+def _tower(run: Path):
     import keras
 
     return keras.models.load_model(run / "embedding.keras", compile=False)
