@@ -139,6 +139,13 @@ def split_folders_tree(tmp_path: Path, splits: Sequence[str] = ("train", "test")
     return root
 
 
+def flip_pipeline(tmp_path: Path) -> Path:
+    """A pipeline file whose augmentation does something (``--augment`` alone is refused)."""
+    path = tmp_path / "flip.toml"
+    path.write_text("[augment]\nflip = true\n")
+    return path
+
+
 @pytest.fixture
 def make_image_tree() -> Callable[..., Path]:
     """Factory: ``make_image_tree(tmp_path, classes=3, per_class=4, size=24, seed=0, ext=".png", nested=False)``."""

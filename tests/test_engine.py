@@ -21,6 +21,7 @@ from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
 from pairgen.progress import Progress
 from pairgen.verify import verify
+from conftest import flip_pipeline
 
 _OPENS: dict[str, int] | None = None
 _AUDIT_ROOT: list[str] = []
@@ -136,7 +137,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tree) -> None:
     src = make_image_tree(tmp_path, classes=10, per_class=60, size=64)
-    cmd = [sys.executable, "-m", "pairgen", "build", "--src", str(src), "--out", str(tmp_path / "ds"),
+    cmd = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src), "--out", str(tmp_path / "ds"),
            "--workers", "2", "--image-size", "64x64", "--encoding", "png", "--augment", "--copies", "20",
            "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -157,7 +158,7 @@ def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tre
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_interrupt_stops_the_build_and_its_workers(tmp_path: Path, make_image_tree) -> None:
     src = make_image_tree(tmp_path, classes=10, per_class=60, size=64)
-    cmd = [sys.executable, "-m", "pairgen", "build", "--src", str(src), "--out", str(tmp_path / "ds"),
+    cmd = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src), "--out", str(tmp_path / "ds"),
            "--workers", "2", "--image-size", "64x64", "--encoding", "png", "--augment", "--copies", "20",
            "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
