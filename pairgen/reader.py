@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from pairgen import fastread, version
-from pairgen.checks import check_split, count_message
-from pairgen.errors import DatasetError
+from pairgen.checks import check_split, count_message, spec_text
+from pairgen.errors import DatasetError, PairgenError
 from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
 from pairgen.records import (PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS,
@@ -152,8 +152,7 @@ def read_records(files: list[str], image_keys: tuple[str, ...], int_keys: tuple[
         Feature name to array: images ``uint8 [n, h, w, c]``, ints ``int64 [n]``.
 
     Raises:
-        DatasetError: If a shard is missing or damaged.
-        ImageError: If an image does not decode to ``shape``.
+        DatasetError: If a shard is missing or damaged, or an image does not decode to ``shape``.
     """
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     ints: dict[str, list[int]] = {k: [] for k in int_keys}
@@ -161,10 +160,10 @@ def read_records(files: list[str], image_keys: tuple[str, ...], int_keys: tuple[
     for f in files:
         if limit is not None and count >= limit:
             break
-        for data in iter_records(f, compression=compression):
+        for index, data in enumerate(iter_records(f, compression=compression)):
             rec = decode_example(data)
             for key in image_keys:
-                images[key].append(decode_record_image(rec[key][0], encoding, shape))
+                images[key].append(_record_image(rec, key, shape, encoding, f, index))
             for key in int_keys:
                 ints[key].append(int(rec[key][0]))
             count += 1
@@ -173,3 +172,15 @@ def read_records(files: list[str], image_keys: tuple[str, ...], int_keys: tuple[
     out = {key: np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8) for key, pixels in images.items()}
     out.update({key: np.asarray(values, np.int64) for key, values in ints.items()})
     return out
+
+
+def _record_image(rec: dict[str, list], key: str, shape: tuple[int, int, int], encoding: str,
+                  path: str, index: int) -> np.ndarray:
+    """One image feature of a decoded record; a mismatch with the image spec names the shard and record."""
+    try:
+        return decode_record_image(rec[key][0], encoding, shape)
+    except (PairgenError, KeyError, IndexError) as exc:
+        problem = str(exc).rstrip(".") if isinstance(exc, PairgenError) else "missing"
+        raise DatasetError(f"shard '{path}' record {index} does not match the image spec "
+                           f"{spec_text(shape, encoding)} of dataset.json ({key}: {problem}); "
+                           "run `pairgen verify` on the dataset.") from None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pairgen import fastread
-from pairgen.errors import DatasetError, ImageError
+from pairgen.errors import DatasetError
 from pairgen.reader import SCHEMAS, load_numpy, read_records
 from pairgen.records import encode_example, encode_pair, encode_triplet
 from pairgen.tfrecord import Writer
@@ -108,11 +108,11 @@ def test_empty_shard_and_split(tmp_path):
     assert arrays["a"].shape == (0, H, W, 1) and arrays["record_id"].shape == (0,)
 
 
-def _foreign(i: int, extra: bool) -> bytes:
+def _foreign(i: int, extra: bool, record_id: int) -> bytes:
     """A valid pair Example that pairgen did not write: an extra feature, or two values in ``label``."""
     img = np.full((H, W, 1), i, np.uint8).tobytes()
     features = {"a/image": img, "b/image": img, "a/id": i, "b/id": i + 1, "a/class": 1, "b/class": 2,
-                "record_id": i, "label": [1] if extra else [1, 0]}
+                "record_id": record_id, "label": [1] if extra else [1, 0]}
     if extra:
         features["source"] = b"elsewhere"
     return encode_example(features)
@@ -121,11 +121,11 @@ def _foreign(i: int, extra: bool) -> bytes:
 @pytest.mark.parametrize("extra", [True, False])
 def test_other_record_layouts_fall_back_to_the_per_record_reader(tmp_path, extra):
     mine = _records("pairs", 6)
-    root = _dataset(tmp_path, [mine, [_foreign(i, extra) for i in range(4)]])
+    root = _dataset(tmp_path, [mine, [_foreign(i, extra, record_id=6 + i) for i in range(4)]])
     fast, foreign = _files(root)
     assert fastread.read_shard(foreign, *SCHEMAS["pairs"], (H, W, 1), "raw") is None
     arrays = load_numpy(root, "train", normalize=False)
-    assert list(arrays["record_id"]) == list(range(6)) + list(range(4))
+    assert list(arrays["record_id"]) == list(range(10))
     assert list(arrays["label"][6:]) == [1, 1, 1, 1] and list(arrays["b_id"][6:]) == [1, 2, 3, 4]
     np.testing.assert_array_equal(arrays["a"][6:, 0, 0, 0], np.arange(4))
 
@@ -150,15 +150,24 @@ def test_damaged_shards_raise_the_per_record_readers_error(tmp_path, where, mess
         load_numpy(root, "train")
 
 
-def test_wrong_raw_size_and_undecodable_png_are_image_errors(tmp_path):
+def test_wrong_raw_size_and_undecodable_png_are_dataset_errors_naming_the_shard(tmp_path):
     root = _dataset(tmp_path / "raw", [_records("pairs", 3)])
     card = json.loads((root / "dataset.json").read_text())
     card["image"]["height"] = H + 1
     (root / "dataset.json").write_text(json.dumps(card))
-    with pytest.raises(ImageError, match="raw record image has"):
+    with pytest.raises(DatasetError, match=r"train-00000-of-00001.tfrecord' record 0 .*raw record image has"):
         load_numpy(root, "train")
     bad = encode_pair(b"\x89PNG not really", _encode(np.zeros((H, W, 1), np.uint8), "png"), label=0, a_id=0,
                       b_id=1, a_class=0, b_class=1, record_id=0)
     root = _dataset(tmp_path / "png", [[bad]], encoding="png")
-    with pytest.raises(ImageError, match="cannot decode a png record image"):
+    with pytest.raises(DatasetError, match=r"record 0 .*cannot decode a png record image"):
+        load_numpy(root, "train")
+
+
+def test_a_later_record_of_another_size_names_its_shard_and_record(tmp_path):
+    records = _records("pairs", 3)
+    short = encode_pair(b"\x00" * (H * W - 1), b"\x00" * (H * W), label=0, a_id=0, b_id=1, a_class=0, b_class=1,
+                        record_id=3)
+    root = _dataset(tmp_path, [records + [short]])
+    with pytest.raises(DatasetError, match=r"tfrecord' record 3 does not match the image spec .*a/image"):
         load_numpy(root, "train")

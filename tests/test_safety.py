@@ -225,48 +225,44 @@ def test_read_only_parent_is_one_line(tmp_path: Path, make_image_tree, mounts) -
     assert os.listdir(disk) == []
 
 
-def _enospc_in_worker(task, source=None):
+def _enospc_in_worker(task, source=None, cache=None):
     from pairgen.materialize import make_chunk
 
     if os.getpid() != _PARENT_PID:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/worker/shard-00000.tfrecord")
-    return make_chunk(task, source)
+    return make_chunk(task, source, cache)
 
 
 @pytest.mark.parametrize("where", ["worker", "writer"])
 def test_injected_write_error_is_one_line_and_removes_the_partial(tmp_path: Path, make_image_tree,
                                                                   monkeypatch, where: str) -> None:
-    from pairgen import shards
+    from pairgen import shardwork
 
     src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
-    if where == "worker":
-        monkeypatch.setattr("pairgen.builder.make_chunk", _enospc_in_worker)
-    else:
-        def full(self, record):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".ds.partial" / "shards"))
-        monkeypatch.setattr(shards.ShardWriter, "write", full)
+    if where == "worker":  # rendering in a worker process
+        monkeypatch.setattr("pairgen.shardwork.make_chunk", _enospc_in_worker)
+    else:  # the worker's shard file
+        def full(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.tmp))
+        monkeypatch.setattr(shardwork._DigestFile, "write", full)
     res = _cli_build(src, tmp_path / "ds", "--workers", "2")
     _one_line_error(res, "No space left on device", "the disk is full", "Nothing was installed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
-def test_ray_worker_write_error_is_one_line(tmp_path: Path, make_image_tree, monkeypatch) -> None:
+def test_ray_worker_write_error_is_one_line(tmp_path: Path, make_image_tree, mounts) -> None:
     ray = pytest.importorskip("ray")
-    from ray import cloudpickle
-
-    src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
-    try:
-        monkeypatch.setattr("pairgen.builder.make_chunk", _enospc_in_worker)
-        with pytest.raises(BuildError) as info:
-            build(_config(src, **{"build.workers": 2, "build.executor": "ray"}), tmp_path / "ds")
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    src = make_image_tree(tmp_path, classes=3, per_class=8, size=64)
+    disk = mounts(tmp_path / "small", "size=256k")  # Ray workers write the shards: they hit the full disk
+    with pytest.raises(BuildError) as info:
+        build(_config(src, **{"build.workers": 2, "build.executor": "ray", "image.size": [64, 64],
+                              "image.encoding": "raw"}), disk / "ds")
     assert not ray.is_initialized()
-    assert str(info.value) == (f"building '{tmp_path / 'ds'}' failed: No space left on device "
-                               "('/worker/shard-00000.tfrecord'); the disk is full: free space or choose "
-                               f"another --out. Nothing was installed at '{tmp_path / 'ds'}'.")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    message = str(info.value)
+    assert message.startswith(f"building '{disk / 'ds'}' failed: No space left on device") and "\n" not in message
+    assert message.endswith(f"the disk is full: free space or choose another --out. Nothing was installed at "
+                            f"'{disk / 'ds'}'."), message
+    assert os.listdir(disk) == []
 
 
 def test_missing_parents_are_created_and_removed_again_on_failure(tmp_path: Path, make_image_tree) -> None:
