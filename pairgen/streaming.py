@@ -170,25 +170,37 @@ def shuffle_buffer_iter(parts: Iterable[Arrays], buffer: int, rng: np.random.Gen
     held: Arrays | None = None
     for part in parts:
         pool = _concat(held, part)
+        del part, held  # the pool replaces both: at most pool + its two halves are alive
         perm = rng.permutation(_size(pool))
         emit = max(0, len(perm) - buffer)
-        if emit:
-            yield _take(pool, perm[:emit])
         held = _take(pool, perm[emit:])
+        out = _take(pool, perm[:emit]) if emit else None
+        del pool
+        if out is not None:
+            yield out
+            del out
     if held is not None and _size(held):
         yield held
 
 
 def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -> Iterator[Arrays]:
-    """Re-cut a stream of record blocks into batches of ``batch_size`` (copies, not views)."""
+    """Re-cut a stream of record blocks into batches of ``batch_size`` (copies, not views).
+
+    Only the last incomplete batch of a block is carried over (copied), never the block.
+    """
     rest: Arrays | None = None
     for part in parts:
-        pool = _concat(rest, part)
-        n, start = _size(pool), 0
+        n, start = _size(part), 0
+        if rest is not None:
+            start = min(n, batch_size - _size(rest))
+            rest = _concat(rest, _take(part, slice(0, start)))
+            if _size(rest) < batch_size:
+                continue
+            yield rest
         while n - start >= batch_size:
-            yield {k: v[start:start + batch_size].copy() for k, v in pool.items()}
+            yield {k: v[start:start + batch_size].copy() for k, v in part.items()}
             start += batch_size
-        rest = {k: v[start:].copy() for k, v in pool.items()}
+        rest = {k: v[start:].copy() for k, v in part.items()} if start < n else None
     if rest is not None and _size(rest) and not drop_remainder:
         yield rest
 
