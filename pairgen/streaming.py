@@ -201,6 +201,7 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
             yield {k: v[start:start + batch_size].copy() for k, v in part.items()}
             start += batch_size
         rest = {k: v[start:].copy() for k, v in part.items()} if start < n else None
+        del part  # not held while the next block is read
     if rest is not None and _size(rest) and not drop_remainder:
         yield rest
 
