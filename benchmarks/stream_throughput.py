@@ -152,7 +152,8 @@ def memory(path: Path, buffer: int) -> None:
     """Peak RSS of a child streaming the small val split, then the large train split."""
     card = pairgen.read_card(path)
     image = card["image"]
-    print(f"image={image['height']}x{image['width']}x{image['channels']} raw shuffle_buffer={buffer} batch_size={BATCH}")
+    print(f"image={image['height']}x{image['width']}x{image['channels']} raw shuffle_buffer={buffer} "
+          f"batch_size={BATCH}")
     for split in ("val", "train"):
         split_mb = sum(s["bytes"] for s in card["shards"][split]) / 2**20
         records = sum(s["records"] for s in card["shards"][split])

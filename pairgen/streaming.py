@@ -19,7 +19,8 @@ each shard's record count is compared with ``dataset.json`` when it is read.
 Each epoch draws its generators from ``SeedSequence([seed, epoch])``: the shard order is
 permuted, then records pass through a buffer of ``shuffle_buffer`` records: each shard read is
 pooled with the buffer, the pool is permuted, and all but ``shuffle_buffer`` records are
-emitted. The same ``(seed, epoch, shard_index, num_shards)`` always gives the same batches;
+emitted (``shuffle_buffer=0`` shuffles within each shard only). The same
+``(seed, epoch, shard_index, num_shards)`` always gives the same batches;
 another epoch gives another order. With ``shuffle=False`` records come in manifest order.
 
 **Memory.** At most the buffer plus one shard is held, about twice over while the pool is
@@ -38,7 +39,9 @@ of ``num_shards`` gets
 
 Either way the consumers together read every record exactly once per epoch, as long as they
 all pass the same ``seed`` and ``epoch``. ``drop_remainder`` applies to each consumer's last
-batch.
+batch. ``equalize=True`` cuts every consumer to the smallest consumer's record count (read
+from the card), so that all ranks of a distributed job take the same number of steps; the
+records cut are then not read that epoch (with ``shuffle``, other ones each epoch).
 """
 
 from __future__ import annotations
@@ -129,6 +132,29 @@ def plan(counts: list[int], files: list[str], *, shard_index: int, num_shards: i
     pieces = {j: Piece(files[j], counts[j], max(lo, edges[j]) - edges[j], min(hi, edges[j + 1]) - edges[j])
               for j in range(len(files)) if max(lo, edges[j]) < min(hi, edges[j + 1])}
     return [pieces[j] for j in order.tolist() if j in pieces]
+
+
+def _truncate(pieces: list[Piece], records: int) -> list[Piece]:
+    """The first ``records`` records of ``pieces``, in order."""
+    out: list[Piece] = []
+    for piece in pieces:
+        take = min(records, piece.stop - piece.start)
+        if take <= 0:
+            break
+        out.append(Piece(piece.path, piece.records, piece.start, piece.start + take))
+        records -= take
+    return out
+
+
+def consumer_pieces(counts: list[int], files: list[str], *, shard_index: int, num_shards: int,
+                    order: np.ndarray | None, equalize: bool) -> list[Piece]:
+    """:func:`plan`, cut to the smallest consumer's record count when ``equalize`` is set."""
+    pieces = plan(counts, files, shard_index=shard_index, num_shards=num_shards, order=order)
+    if not equalize:
+        return pieces
+    least = min(sum(p.stop - p.start for p in plan(counts, files, shard_index=i, num_shards=num_shards,
+                                                    order=order)) for i in range(num_shards))
+    return _truncate(pieces, least)
 
 
 def _read_piece(piece: Piece, layout: _Layout, pool: ThreadPoolExecutor) -> Arrays:
@@ -237,8 +263,8 @@ def _split_counts(card: dict[str, Any], root: Path, split: str) -> list[int]:
 
 def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, shuffle: bool = False,
            seed: int | None = None, shard_index: int = 0, num_shards: int = 1, normalize: bool = True,
-           drop_remainder: bool = False, epoch: int = 0,
-           shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> Iterator[Arrays]:
+           drop_remainder: bool = False, epoch: int = 0, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+           equalize: bool = False) -> Iterator[Arrays]:
     """Iterate over one epoch of a split as NumPy batches, shard by shard, without TensorFlow.
 
     The dataset and the arguments are checked when this is called; the shards are read as
@@ -256,6 +282,9 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
         drop_remainder: Drop this consumer's last batch if it is smaller than ``batch_size``.
         epoch: Epoch number; with ``shuffle``, each epoch has its own order.
         shuffle_buffer: Records held back for shuffling (memory, see the module docstring).
+        equalize: Give every consumer the smallest consumer's record count this epoch (the
+            others skip the rest of theirs), so that all ranks of a distributed job run the
+            same number of steps; off, every record is read once per epoch.
 
     Returns:
         An iterator of dicts with :func:`pairgen.load_numpy`'s keys: images ``[n, h, w, c]``,
@@ -280,7 +309,8 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
     layout = _Layout(tuple(image_keys), tuple(int_keys), shape, encoding, str(card.get("compression", "none")), root)
     order_rng, buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)
     order = order_rng.permutation(len(files)) if shuffle else None
-    pieces = plan(counts, files, shard_index=shard_index, num_shards=num_shards, order=order)
+    pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
+                             equalize=equalize)
     return _iterate(pieces, layout, batch_size=batch_size, normalize=normalize, drop_remainder=drop_remainder,
                     buffer=shuffle_buffer, rng=buffer_rng if shuffle else None)
 
@@ -295,8 +325,8 @@ def _iterate(pieces: list[Piece], layout: _Layout, *, batch_size: int, normalize
             yield _finish(batch, layout, normalize)
 
 
-def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: int = 0,
-                num_shards: int = 1, epoch: int = 0, shuffle: bool = False, seed: int | None = None) -> int:
+def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: int = 0, num_shards: int = 1,
+                epoch: int = 0, shuffle: bool = False, seed: int | None = None, equalize: bool = False) -> int:
     """How many records :func:`stream` gives consumer ``shard_index`` of ``num_shards`` in an epoch.
 
     Read from the card (no shard is opened); with ``shuffle`` and at least ``num_shards``
@@ -312,5 +342,6 @@ def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: i
     files = shard_files(card, root, split)
     counts = _split_counts(card, root, split)
     order = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[0].permutation(len(files)) if shuffle else None
-    return sum(p.stop - p.start for p in plan(counts, files, shard_index=shard_index, num_shards=num_shards,
-                                               order=order))
+    pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
+                             equalize=equalize)
+    return sum(p.stop - p.start for p in pieces)

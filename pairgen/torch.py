@@ -22,7 +22,9 @@ together read every record exactly once per epoch (shard files are split between
 records when there are fewer files than consumers). ``rank`` and ``world_size`` default to those
 of ``torch.distributed`` when it is initialized when the dataset is made, else 0 and 1.
 Consumers may get different numbers of records (shards of different sizes); with
-DistributedDataParallel, wrap the loop in ``model.join()`` or use shards of equal size.
+DistributedDataParallel, pass ``equalize=True, drop_remainder=True`` (every rank then takes
+the same number of full batches, skipping the few records beyond the smallest consumer's
+count) or wrap the loop in ``model.join()``.
 
 ``set_epoch`` must be called before the epoch's iterator is created; with
 ``persistent_workers=True`` the workers keep the dataset they were started with, so leave it
@@ -64,6 +66,9 @@ class StreamDataset(torch.utils.data.IterableDataset):
         normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
         drop_remainder: Drop each consumer's last batch if smaller than ``batch_size``.
         shuffle_buffer: Records held back for shuffling, per consumer (see :mod:`pairgen.streaming`).
+        equalize: Cut every worker of every rank to the smallest one's record count, so that
+            all ranks take the same number of steps (with ``drop_remainder``, the same number
+            of full batches); the records cut are skipped that epoch.
 
     Raises:
         ConfigError: If an argument is invalid.
@@ -73,14 +78,15 @@ class StreamDataset(torch.utils.data.IterableDataset):
     def __init__(self, path: str | os.PathLike, split: str = "train", *, batch_size: int,
                  shuffle: bool = False, seed: int | None = None, rank: int | None = None,
                  world_size: int | None = None, normalize: bool = True, drop_remainder: bool = False,
-                 shuffle_buffer: int = _stream.DEFAULT_SHUFFLE_BUFFER) -> None:
+                 shuffle_buffer: int = _stream.DEFAULT_SHUFFLE_BUFFER, equalize: bool = False) -> None:
         super().__init__()
         default_rank, default_world = _distributed()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
         self.path, self.split, self.batch_size = path, split, batch_size
         self.shuffle, self.seed, self.normalize = shuffle, seed, normalize
-        self.drop_remainder, self.shuffle_buffer, self.epoch = drop_remainder, shuffle_buffer, 0
+        self.drop_remainder, self.shuffle_buffer, self.equalize = drop_remainder, shuffle_buffer, equalize
+        self.epoch = 0
         _stream.check_stream_args(batch_size=batch_size, shuffle=shuffle, seed=seed, shard_index=self.rank,
                                   num_shards=self.world_size, shuffle_buffer=shuffle_buffer, epoch=0)
         # Reads the card and checks the split now, so a bad path fails in the main process.
@@ -103,6 +109,6 @@ class StreamDataset(torch.utils.data.IterableDataset):
         batches = _stream.stream(self.path, self.split, batch_size=self.batch_size, shuffle=self.shuffle,
                                  seed=self.seed, shard_index=index, num_shards=count, normalize=self.normalize,
                                  drop_remainder=self.drop_remainder, epoch=self.epoch,
-                                 shuffle_buffer=self.shuffle_buffer)
+                                 shuffle_buffer=self.shuffle_buffer, equalize=self.equalize)
         for batch in batches:
             yield {key: torch.from_numpy(value) for key, value in batch.items()}

@@ -231,3 +231,23 @@ def test_import_pairgen_torch_without_torch_names_the_extra() -> None:
     assert last == ("pairgen.errors.MissingDependencyError: pairgen.torch needs torch, which is not installed: "
                     "pip install 'pairgen[torch]', or use pairgen.stream (NumPy batches, no PyTorch).")
     assert "During handling" not in res.stderr
+
+
+@pytest.mark.parametrize("consumers", [3, 7])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_equalize_gives_every_consumer_the_smallest_count(data: dict[str, Path], consumers: int,
+                                                          shuffle: bool) -> None:
+    want = _by_record_id(load_numpy(data["pairs"], "train"))
+    plain = [num_records(data["pairs"], "train", shard_index=i, num_shards=consumers, shuffle=shuffle, seed=2)
+             for i in range(consumers)]
+    assert len(set(plain)) > 1  # uneven shards: the consumers' counts differ
+    parts = [_concat(list(stream(data["pairs"], "train", batch_size=16, shuffle=shuffle, seed=2, shard_index=i,
+                                 num_shards=consumers, equalize=True, drop_remainder=True)))
+             for i in range(consumers)]
+    least = min(plain) // 16 * 16
+    assert [len(p["record_id"]) for p in parts] == [least] * consumers
+    union = _concat(parts)
+    assert len(np.unique(union["record_id"])) == len(union["record_id"])
+    got = _by_record_id(union)
+    rows = np.searchsorted(want["record_id"], got["record_id"])
+    _assert_same(got, {k: v[rows] for k, v in want.items()})

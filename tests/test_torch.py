@@ -114,3 +114,20 @@ def test_bad_arguments_fail_in_the_main_process(ds: Path) -> None:
         StreamDataset(ds, "nope", batch_size=8)
     with pytest.raises(ConfigError, match="epoch must be"):
         StreamDataset(ds, batch_size=8).set_epoch(-1)
+
+
+def test_equalize_gives_every_rank_the_same_number_of_full_batches(ds: Path) -> None:
+    # 3 ranks, 4 shards: one rank reads two shards, so without equalize the ranks' steps differ.
+    def steps(equalize: bool) -> list[int]:
+        out = []
+        for rank in range(3):
+            dataset = StreamDataset(ds, "train", batch_size=16, shuffle=True, seed=1, rank=rank, world_size=3,
+                                    equalize=equalize, drop_remainder=True)
+            batches = _epoch(dataset, 0)
+            assert all(len(b["label"]) == 16 for b in batches)
+            out.append(len(batches))
+        return out
+
+    assert len(set(steps(False))) > 1
+    equal = steps(True)
+    assert len(set(equal)) == 1 and equal[0] > 0
