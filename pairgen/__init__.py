@@ -46,6 +46,7 @@ _EXPORTS = {
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
     "load_numpy": "pairgen.reader",
+    "stream": "pairgen.streaming",
     "fingerprint": "pairgen.version",
     "read_card": "pairgen.version",
 }

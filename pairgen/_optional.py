@@ -9,6 +9,7 @@ comes with an extra (the names below are the ``[project.optional-dependencies]``
     pairgen[keras]   keras, matplotlib               the trainer on a backend you install (jax, torch)
     pairgen[train]   keras, matplotlib, tensorflow   the trainer on Keras' default TensorFlow backend
     pairgen[ray]     ray                             pairgen build --executor ray
+    pairgen[torch]   torch                           pairgen.torch (StreamDataset for a DataLoader)
 
 A missing package raises :class:`MissingDependencyError` (a ``PairgenError`` and an
 ``ImportError``), so the CLI prints one line and exits 1 instead of showing a traceback.
@@ -30,6 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "keras": ("keras", "matplotlib"),
     "train": ("keras", "matplotlib", "tensorflow"),
     "ray": ("ray",),
+    "torch": ("torch",),
 }
 
 _BACKEND_MODULES = ("tensorflow", "jax", "torch")

@@ -16,7 +16,7 @@ from pairgen._optional import EXTRAS, keras_backend, require
 from pairgen.errors import MissingDependencyError, PairgenError
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("tensorflow", "keras", "matplotlib", "ray")
+HEAVY = ("tensorflow", "keras", "matplotlib", "ray", "torch")
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -77,16 +77,17 @@ def test_keras_backend_follows_env_then_config(tmp_path: Path, monkeypatch: pyte
 
 
 def _core_modules() -> list[str]:
-    """Every pairgen module the core uses: all but the tf.data loader and the trainer."""
+    """Every pairgen module the core uses: all but the tf.data loader, the PyTorch dataset and the trainer."""
     names = [m.name for m in pkgutil.walk_packages(pairgen.__path__, "pairgen.")]
-    return sorted(n for n in names if n != "pairgen.tfdata" and not n.startswith("pairgen.train.")
-                  and n != "pairgen.__main__") + ["pairgen.train", "pairgen.train.config"]
+    optional = ("pairgen.tfdata", "pairgen.torch", "pairgen.__main__")
+    core = sorted(n for n in names if n not in optional and not n.startswith("pairgen.train."))
+    return core + ["pairgen.train", "pairgen.train.config"]
 
 
 def test_core_modules_never_import_heavy_optional_packages() -> None:
     modules = _core_modules()
     assert {"pairgen.cli", "pairgen.cli_dataset", "pairgen.cli_train", "pairgen.builder", "pairgen.reader",
-            "pairgen.preview", "pairgen.verify", "pairgen.report"} <= set(modules)
+            "pairgen.preview", "pairgen.verify", "pairgen.report", "pairgen.streaming"} <= set(modules)
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}:\n    importlib.import_module(name)\n"
             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
