@@ -30,7 +30,9 @@ import cv2
 import numpy as np
 
 import pairgen
-from pairgen.reader import SCHEMAS, image_spec, read_card, read_records, shard_files
+from pairgen.card import read_card
+from pairgen.reader import read_records
+from pairgen.schema import schema_of
 
 
 def demo(out: Path) -> Path:
@@ -72,10 +74,9 @@ def png_copy(src: Path, out: Path) -> Path:
 def per_record(path: Path) -> dict[str, np.ndarray]:
     """load_numpy's arrays through the per-record reader only."""
     card = read_card(path)
-    shape, encoding = image_spec(card, path)
-    image_keys, int_keys = SCHEMAS[card["kind"]]
-    raw = read_records(shard_files(card, path, "train"), image_keys, int_keys, shape, encoding,
-                       compression=str(card.get("compression", "none")))
+    image_keys, int_keys = schema_of(card.kind).features
+    raw = read_records(card.shard_paths(path, "train"), image_keys, int_keys, card.image.shape, card.image.encoding,
+                       compression=card.compression)
     out = {}
     for key in image_keys:
         pixels = raw[key].astype(np.float32)

@@ -46,8 +46,9 @@ _EXPORTS = {
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
     "load_numpy": "pairgen.reader",
-    "fingerprint": "pairgen.version",
-    "read_card": "pairgen.version",
+    "fingerprint": "pairgen.fingerprint",
+    "read_card": "pairgen.card",
+    "Card": "pairgen.card",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

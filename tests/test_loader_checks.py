@@ -23,7 +23,7 @@ from pairgen.errors import DatasetError
 from pairgen.reader import load_numpy
 from pairgen.tfrecord import Writer, iter_records
 from pairgen.verify import verify
-from pairgen.version import FORMAT_VERSION
+from pairgen.card import FORMAT_VERSION
 
 tf = pytest.importorskip("tensorflow")
 

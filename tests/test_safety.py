@@ -18,7 +18,7 @@ from pairgen.cli import main
 from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
 from pairgen.verify import verify
-from pairgen.version import read_card
+from pairgen.card import read_json as read_card
 from conftest import flip_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,26 +225,26 @@ def test_read_only_parent_is_one_line(tmp_path: Path, make_image_tree, mounts) -
     assert os.listdir(disk) == []
 
 
-def _enospc_in_worker(task, source=None):
+def _enospc_in_worker(task, source=None, cache=None):
     from pairgen.materialize import make_chunk
 
     if os.getpid() != _PARENT_PID:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/worker/shard-00000.tfrecord")
-    return make_chunk(task, source)
+    return make_chunk(task, source, cache)
 
 
 @pytest.mark.parametrize("where", ["worker", "writer"])
 def test_injected_write_error_is_one_line_and_removes_the_partial(tmp_path: Path, make_image_tree,
                                                                   monkeypatch, where: str) -> None:
-    from pairgen import shards
+    from pairgen import shardwork
 
     src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
     if where == "worker":
-        monkeypatch.setattr("pairgen.builder.make_chunk", _enospc_in_worker)
+        monkeypatch.setattr("pairgen.shardwork.make_chunk", _enospc_in_worker)
     else:
         def full(self, record):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".ds.partial" / "shards"))
-        monkeypatch.setattr(shards.ShardWriter, "write", full)
+        monkeypatch.setattr(shardwork._DigestFile, "add", full)
     res = _cli_build(src, tmp_path / "ds", "--workers", "2")
     _one_line_error(res, "No space left on device", "the disk is full", "Nothing was installed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
@@ -255,12 +255,18 @@ def test_ray_worker_write_error_is_one_line(tmp_path: Path, make_image_tree, mon
     from ray import cloudpickle
 
     src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
+    from pairgen import shardwork
+
+    # Ray workers cannot import tests/, and import pairgen afresh: ship both by value so the
+    # workers run the patched make_chunk.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(shardwork)
     try:
-        monkeypatch.setattr("pairgen.builder.make_chunk", _enospc_in_worker)
+        monkeypatch.setattr("pairgen.shardwork.make_chunk", _enospc_in_worker)
         with pytest.raises(BuildError) as info:
             build(_config(src, **{"build.workers": 2, "build.executor": "ray"}), tmp_path / "ds")
     finally:
+        cloudpickle.unregister_pickle_by_value(shardwork)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert not ray.is_initialized()
     assert str(info.value) == (f"building '{tmp_path / 'ds'}' failed: No space left on device "
