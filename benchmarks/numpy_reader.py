@@ -3,7 +3,7 @@
 Reads the train split of the demo dataset (pipelines/mnist-demo.toml, built once into
 build/mnist-demo: 32,000 pairs of raw 28x28x1 images) with
 
-- `per_record`: `pairgen.reader.read_records` (every record framed, checked and parsed as a
+- `per_record`: `pairgen.numpy_reader.read_records` (every record framed, checked and parsed as a
   `tf.train.Example` in Python, images by `np.frombuffer`), then scaled to float32 as
   `load_numpy` scales: what `load_numpy` did before the column-wise reader;
 - `load_numpy`: `pairgen.load_numpy(dir, "train")` (column-wise, pairgen.fastread);
@@ -31,7 +31,7 @@ import numpy as np
 
 import pairgen
 from pairgen.card import read_card
-from pairgen.reader import read_records
+from pairgen.numpy_reader import read_records
 from pairgen.schema import schema_of
 
 
@@ -46,7 +46,7 @@ def png_copy(src: Path, out: Path) -> Path:
     """The train split of ``src`` re-encoded as PNG records (same ids, labels, order)."""
     if (out / "dataset.json").is_file():
         return out
-    from pairgen.records import encode_pair
+    from pairgen.example import encode_pair
     from pairgen.shards import ShardWriter, plan_shards
     from pairgen.config import ShardConfig
 

@@ -45,7 +45,7 @@ _EXPORTS = {
     "build": "pairgen.builder",
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
-    "load_numpy": "pairgen.reader",
+    "load_numpy": "pairgen.numpy_reader",
     "fingerprint": "pairgen.fingerprint",
     "read_card": "pairgen.card",
     "Card": "pairgen.card",

@@ -37,7 +37,7 @@ import numpy as np
 from pairgen.card import Card, read_card
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.imageio import decode_record_image
-from pairgen.records import decode_example
+from pairgen.example import decode_example
 from pairgen.schema import schema_of
 from pairgen.tfrecord import TFRecordError, iter_records, read_records_at
 

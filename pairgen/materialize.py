@@ -1,7 +1,7 @@
 """Turn manifest rows into serialized ``tf.train.Example`` records.
 
 Workers never import TensorFlow: they decode with OpenCV, jitter with NumPy, and encode the
-Example protobuf in pure Python (:mod:`pairgen.records`). Every source image read here is
+Example protobuf in pure Python (:mod:`pairgen.example`). Every source image read here is
 hashed and compared with the catalog's sha256, so a file that changed after the scan fails
 the build instead of putting new pixels under an old label. The files that workers write
 are in :mod:`pairgen.shardwork`.
@@ -17,7 +17,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from pairgen import augment as _augment
-from pairgen import imageio, records, sourceio
+from pairgen import example, imageio, sourceio
 from pairgen.config import AugmentConfig, ImageConfig, Kind
 from pairgen.errors import BuildError
 from pairgen.schema import schema_of
@@ -111,7 +111,7 @@ def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source, cache
     for r in range(len(chunk["record_id"])):
         ids = tuple(int(chunk[c][r]) for c in id_cols)
         imgs = render_record(source, render, ids, int(chunk["aug_seed"][r]), cache)
-        out.append(records.encode_record(render.kind, chunk, r, imgs))
+        out.append(example.encode_record(render.kind, chunk, r, imgs))
     return out
 
 

@@ -24,7 +24,7 @@ from pairgen.errors import ConfigError, DatasetError
 from pairgen.imageio import decode_record_image
 from pairgen.card import Card, read_card
 from pairgen.lineage import resolve
-from pairgen.records import decode_example
+from pairgen.example import decode_example
 from pairgen.schema import LABEL, KindSchema, schema_of
 from pairgen.tfrecord import read_records_at
 

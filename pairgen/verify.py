@@ -11,7 +11,7 @@ rebuilds the dataset from the card's config into a temporary folder and compares
 byte for byte.
 
 Shards are read in pure Python (:func:`pairgen.tfrecord.iter_records`), so verifying never imports
-TensorFlow; only the rebuild check does, through the build.
+TensorFlow, and neither does the rebuild check (builds never import it).
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ class _RecordComparer:
         self.image_keys = schema.image_keys
 
     def check(self, index: int, data: bytes | None) -> str | None:
-        from pairgen.records import decode_example
+        from pairgen.example import decode_example
 
         row = self.start + index
         if row >= self.rows:

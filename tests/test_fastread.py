@@ -11,9 +11,9 @@ import pytest
 
 from pairgen import fastread
 from pairgen.errors import DatasetError, ImageError
-from pairgen.reader import load_numpy, read_records
+from pairgen.numpy_reader import load_numpy, read_records
 from pairgen.schema import PAIRS, schema_of
-from pairgen.records import encode_example, encode_pair, encode_triplet
+from pairgen.example import encode_example, encode_pair, encode_triplet
 from pairgen.tfrecord import Writer
 
 H, W = 7, 5

@@ -85,7 +85,7 @@ def _core_modules() -> list[str]:
 
 def test_core_modules_never_import_heavy_optional_packages() -> None:
     modules = _core_modules()
-    assert {"pairgen.cli", "pairgen.cli.datasets", "pairgen.cli.training", "pairgen.builder", "pairgen.reader",
+    assert {"pairgen.cli", "pairgen.cli.datasets", "pairgen.cli.training", "pairgen.builder", "pairgen.numpy_reader",
             "pairgen.preview", "pairgen.verify", "pairgen.report"} <= set(modules)
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}:\n    importlib.import_module(name)\n"

@@ -6,7 +6,7 @@ Two readers (``TrainConfig.reader``):
   ``((a, b), label)``. Triplets need class ids for online mining: they come with each record
   (``load(..., with_ids=True)``), never from the manifest, so they belong to their images
   whatever order the shards are read in.
-* ``numpy`` reads each split into memory with :func:`pairgen.reader.load_numpy` (no
+* ``numpy`` reads each split into memory with :func:`pairgen.numpy_reader.load_numpy` (no
   TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
   ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
 
@@ -25,7 +25,7 @@ import numpy as np
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
 from pairgen.card import Card, read_card
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.schema import LABEL, TRIPLETS, KindSchema, schema_of
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.checks import raise_dataset_errors
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT

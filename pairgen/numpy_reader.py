@@ -32,7 +32,7 @@ from pairgen.checks import check_split, count_message
 from pairgen.errors import DatasetError
 from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
-from pairgen.records import decode_example
+from pairgen.example import decode_example
 from pairgen.schema import array_name, schema_of
 from pairgen.tfrecord import iter_records
 
