@@ -21,7 +21,7 @@ import pandas as pd
 import pairgen
 from pairgen import manifest as mf
 from pairgen import outdir
-from pairgen.config import BuildConfig, Kind, OnError, SplitBy
+from pairgen.config import BuildConfig, OnError, SplitBy
 from pairgen.errors import BuildError
 from pairgen.lineage import install, parent_of
 from pairgen.schema import schema_of
@@ -198,13 +198,13 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
 
 
 def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
-    from pairgen.sampling import sample_pairs, sample_triplets
+    from pairgen.sampling import SAMPLE_BY_KIND
 
     images = catalog.images[catalog.images["split"] == name]
     columns = mf.manifest_columns(config.kind)
     if images.empty or (quota == 0 and config.sample.strategy == "balanced"):
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).assign(split=pd.Series(dtype=object))
-    sampler = sample_pairs if config.kind is Kind.PAIRS else sample_triplets
+    sampler = SAMPLE_BY_KIND[config.kind.value]
     params = {k: v for k, v in vars(config.sample).items() if k != "strategy"}
     params["num_records"] = quota
     if config.sample.strategy == "hard":
