@@ -3,7 +3,7 @@
 Reads the train split of the demo dataset (pipelines/mnist-demo.toml, built once into
 build/mnist-demo: 32,000 pairs of raw 28x28x1 images) with
 
-- `per_record`: `pairgen.reader.read_records` (every record framed, checked and parsed as a
+- `per_record`: `pairgen.numpy_reader.read_records` (every record framed, checked and parsed as a
   `tf.train.Example` in Python, images by `np.frombuffer`), then scaled to float32 as
   `load_numpy` scales: what `load_numpy` did before the column-wise reader;
 - `load_numpy`: `pairgen.load_numpy(dir, "train")` (column-wise, pairgen.fastread);
@@ -30,7 +30,9 @@ import cv2
 import numpy as np
 
 import pairgen
-from pairgen.reader import SCHEMAS, image_spec, read_card, read_records, shard_files
+from pairgen.card import read_card
+from pairgen.numpy_reader import read_records
+from pairgen.schema import schema_of
 
 
 def demo(out: Path) -> Path:
@@ -44,7 +46,7 @@ def png_copy(src: Path, out: Path) -> Path:
     """The train split of ``src`` re-encoded as PNG records (same ids, labels, order)."""
     if (out / "dataset.json").is_file():
         return out
-    from pairgen.records import encode_pair
+    from pairgen.example import encode_pair
     from pairgen.shards import ShardWriter, plan_shards
     from pairgen.config import ShardConfig
 
@@ -72,10 +74,9 @@ def png_copy(src: Path, out: Path) -> Path:
 def per_record(path: Path) -> dict[str, np.ndarray]:
     """load_numpy's arrays through the per-record reader only."""
     card = read_card(path)
-    shape, encoding = image_spec(card, path)
-    image_keys, int_keys = SCHEMAS[card["kind"]]
-    raw = read_records(shard_files(card, path, "train"), image_keys, int_keys, shape, encoding,
-                       compression=str(card.get("compression", "none")))
+    image_keys, int_keys = schema_of(card.kind).features
+    raw = read_records(card.shard_paths(path, "train"), image_keys, int_keys, card.image.shape, card.image.encoding,
+                       compression=card.compression)
     out = {}
     for key in image_keys:
         pixels = raw[key].astype(np.float32)

@@ -45,10 +45,11 @@ _EXPORTS = {
     "build": "pairgen.builder",
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
-    "load_numpy": "pairgen.reader",
+    "load_numpy": "pairgen.numpy_reader",
     "stream": "pairgen.streaming",
-    "fingerprint": "pairgen.version",
-    "read_card": "pairgen.version",
+    "fingerprint": "pairgen.fingerprint",
+    "read_card": "pairgen.card",
+    "Card": "pairgen.card",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

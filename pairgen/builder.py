@@ -21,15 +21,17 @@ import pandas as pd
 import pairgen
 from pairgen import manifest as mf
 from pairgen import outdir
-from pairgen.config import BuildConfig, Kind, OnError, SplitBy
+from pairgen.config import BuildConfig, OnError, SplitBy
 from pairgen.errors import BuildError
-from pairgen.lineage import install
+from pairgen.lineage import install, parent_of
+from pairgen.schema import schema_of
 from pairgen.materialize import Render, Source, make_chunk
 from pairgen.pool import Pool
 from pairgen.progress import Progress
 from pairgen.catalog import Catalog, label_conflicts, reason_kind, scan
 from pairgen.splits import leakage_report, split
-from pairgen.version import FORMAT_VERSION, fingerprint, write_card
+from pairgen.card import FORMAT_VERSION, Card, ImageSpec, write_card
+from pairgen.fingerprint import fingerprint
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
 _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
@@ -93,7 +95,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
-        card = _write(config, catalog, manifests, tmp, pool, progress)
+        card = _write(config, catalog, manifests, tmp, pool, progress, out)
         return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
 
@@ -134,7 +136,7 @@ def _check_memory(config: BuildConfig) -> None:
         return
     chunks_held = 2 * config.build.resolved_workers() + 1  # the ordered window, plus the one being written
     check_record_memory(size=config.image.size, channels=config.image.channels,
-                        images_per_record=2 if config.kind is Kind.PAIRS else 3,
+                        images_per_record=len(schema_of(config.kind).roles),
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
 
 
@@ -196,13 +198,13 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
 
 
 def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
-    from pairgen.sampling import sample_pairs, sample_triplets
+    from pairgen.sampling import SAMPLE_BY_KIND
 
     images = catalog.images[catalog.images["split"] == name]
     columns = mf.manifest_columns(config.kind)
     if images.empty or (quota == 0 and config.sample.strategy == "balanced"):
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).assign(split=pd.Series(dtype=object))
-    sampler = sample_pairs if config.kind is Kind.PAIRS else sample_triplets
+    sampler = SAMPLE_BY_KIND[config.kind.value]
     params = {k: v for k, v in vars(config.sample).items() if k != "strategy"}
     params["num_records"] = quota
     if config.sample.strategy == "hard":
@@ -239,7 +241,8 @@ def _source(catalog: Catalog) -> Source:
 
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
-           pool: Pool, progress: Progress) -> dict[str, Any]:
+           pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
+    """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
     files = {
         "catalog.parquet": mf.write_table(catalog.images, tmp / "catalog.parquet", mf.CATALOG_COLUMNS),
         "skipped.parquet": mf.write_table(catalog.skipped, tmp / "skipped.parquet", mf.SKIPPED_COLUMNS),
@@ -250,9 +253,9 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
-    card = _card(config, catalog, manifests, files, shards)
+    card = _card(config, catalog, manifests, files, shards, out)
     write_card(tmp, card)
-    return card
+    return card.to_dict()
 
 
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
@@ -308,7 +311,7 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     for name, table in manifests.items():
         imgs = catalog.images[catalog.images["split"] == name]
         entry = {"records": int(len(table)), "images": int(len(imgs)), "classes": int(imgs["class_id"].nunique())}
-        if config.kind is Kind.PAIRS:
+        if schema_of(config.kind).labelled:
             entry["positives"] = int((table["label"] == 1).sum())
             entry["negatives"] = int((table["label"] == 0).sum())
         counts[name] = entry
@@ -316,31 +319,32 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
 
 
 def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
-          shards: dict[str, list[dict]]) -> dict[str, Any]:
+          shards: dict[str, list[dict]], out: Path) -> Card:
+    """The card of the dataset written, with its parent: the dataset now at ``out``."""
     h, w = config.image.size
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
-    return {
-        "name": config.name,
-        "version": config.version,
-        "fingerprint": fingerprint(config, catalog.images),
-        "format_version": FORMAT_VERSION,
-        "pairgen_version": pairgen.__version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "kind": config.kind.value,
-        "config": config.to_dict(),
-        "source": {
+    fp = fingerprint(config, catalog.images)
+    return Card(
+        name=config.name,
+        version=config.version,
+        fingerprint=fp,
+        format_version=FORMAT_VERSION,
+        pairgen_version=pairgen.__version__,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        kind=config.kind,
+        config=config.to_dict(),
+        source={
             "root": catalog.root, "layout": catalog.layout.value,
             "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
             "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
             "label_conflicts": label_conflicts(catalog.images),
         },
-        "image": {"height": h, "width": w, "channels": config.image.channels,
-                  "encoding": config.image.encoding.value},
-        "compression": config.shards.compression.value,
-        "splits": _split_counts(config, catalog, manifests),
-        "leakage": leakage_report(catalog.images),
-        "files": files,
-        "shards": shards,
-        "manifest_only": config.build.manifest_only,
-        "parent": None,
-    }
+        image=ImageSpec(h, w, config.image.channels, config.image.encoding.value),
+        compression=config.shards.compression.value,
+        splits=_split_counts(config, catalog, manifests),
+        leakage=leakage_report(catalog.images),
+        files=files,
+        shards=shards,
+        manifest_only=config.build.manifest_only,
+        parent=parent_of(out, fp),
+    )

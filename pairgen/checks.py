@@ -2,7 +2,8 @@
 
 Before a split is read, :func:`check_split` makes sure that:
 
-* the card's ``format_version`` is one this pairgen can read (:func:`check_format`);
+* the card's ``format_version`` is one this pairgen can read (checked by
+  :func:`pairgen.card.read_card`);
 * the card's image spec (``image.height``, ``width``, ``channels``, ``encoding``) agrees
   with the build config the card records (:func:`check_image_spec`): a raw record holds
   only bytes, so a spec edited to another shape of the same byte count (28x28 to 14x56)
@@ -33,36 +34,15 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from pairgen.card import Card, read_card
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.imageio import decode_record_image
-from pairgen.records import decode_example
+from pairgen.example import decode_example
+from pairgen.schema import schema_of
 from pairgen.tfrecord import TFRecordError, iter_records, read_records_at
-from pairgen.version import FORMAT_VERSION
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")
-
-
-def check_format(card: dict[str, Any], where: str | os.PathLike) -> None:
-    """Raise unless the card's ``format_version`` is at most the one this pairgen writes.
-
-    Raises:
-        DatasetError: If ``format_version`` is newer, or not a positive integer.
-    """
-    version = card.get("format_version", FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise DatasetError(f"'{Path(where) / 'dataset.json'}' has an invalid format_version {version!r}; "
-                           "rebuild the dataset.")
-    if version > FORMAT_VERSION:
-        from pairgen import __version__
-
-        raise DatasetError(f"'{Path(where) / 'dataset.json'}' has format_version {version}, newer than pairgen "
-                           f"{__version__} reads (up to {FORMAT_VERSION}); upgrade pairgen to read it.")
-
-
-def _spec(card: dict[str, Any]) -> tuple[tuple[int, int, int], str]:
-    image = card["image"]
-    return (int(image["height"]), int(image["width"]), int(image["channels"])), str(image["encoding"])
 
 
 def spec_text(shape: tuple[int, int, int], encoding: str) -> str:
@@ -70,7 +50,7 @@ def spec_text(shape: tuple[int, int, int], encoding: str) -> str:
     return f"{shape[0]}x{shape[1]}x{shape[2]} {encoding}"
 
 
-def check_image_spec(card: dict[str, Any], where: str | os.PathLike) -> None:
+def check_image_spec(card: Card, where: str | os.PathLike) -> None:
     """Raise if the card's image spec disagrees with the build config it records.
 
     Cards without a recorded config (written by other tools) are not checked.
@@ -78,11 +58,10 @@ def check_image_spec(card: dict[str, Any], where: str | os.PathLike) -> None:
     Raises:
         DatasetError: If height, width, channels or encoding differ from ``config.image``.
     """
-    config = card.get("config")
-    image = config.get("image") if isinstance(config, dict) else None
+    image = card.config.get("image") if isinstance(card.config, dict) else None
     if not isinstance(image, dict) or not image.get("size"):
         return
-    shape, encoding = _spec(card)
+    shape, encoding = card.image.shape, card.image.encoding
     try:
         want = (int(image["size"][0]), int(image["size"][1]), int(image.get("channels", shape[2])))
     except (TypeError, ValueError, IndexError):
@@ -103,15 +82,15 @@ def _count(path: str, compression: str) -> int:
     return sum(1 for _ in iter_records(path, compression=compression, read_data=False))
 
 
-def check_shard_sizes(card: dict[str, Any], root: Path, split: str) -> None:
+def check_shard_sizes(card: Card, root: Path, split: str) -> None:
     """Raise if a shard's file size differs from the card (one ``stat`` per shard).
 
     Raises:
         DatasetError: Naming the shard and, when its records can be counted and differ, how
             many it holds.
     """
-    compression = str(card.get("compression", "none"))
-    for entry in card["shards"].get(split, []):
+    compression = card.compression
+    for entry in card.shards.get(split, []):
         want = entry.get("bytes")
         path = str(root / entry["path"])
         if want is None or not os.path.isfile(path) or os.path.getsize(path) == int(want):
@@ -127,14 +106,14 @@ def check_shard_sizes(card: dict[str, Any], root: Path, split: str) -> None:
 
 
 def image_mismatch(record: dict[str, list], image_keys: tuple[str, ...],
-                   card: dict[str, Any]) -> tuple[list[np.ndarray], str | None]:
+                   card: Card) -> tuple[list[np.ndarray], str | None]:
     """Decode a record's images and say how they differ from the card's image spec.
 
     Returns:
         The decoded uint8 ``(h, w, c)`` images (one per key of ``image_keys``, up to the
         first bad one) and ``None``, or a one-phrase reason (``"a/image: ..."``).
     """
-    shape, encoding = _spec(card)
+    shape, encoding = card.image.shape, card.image.encoding
     out: list[np.ndarray] = []
     for key in image_keys:
         values = record.get(key) or []
@@ -147,7 +126,7 @@ def image_mismatch(record: dict[str, list], image_keys: tuple[str, ...],
     return out, None
 
 
-def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: dict[str, Any],
+def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: Card,
                   where: str, index: int, root: str | os.PathLike) -> list[np.ndarray]:
     """Decode the images of a decoded record, checking them against the card's image spec.
 
@@ -160,24 +139,25 @@ def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: di
     images, problem = image_mismatch(record, image_keys, card)
     if problem is not None:
         raise DatasetError(f"shard '{where}' record {index} does not match the image spec "
-                           f"{spec_text(*_spec(card))} of dataset.json ({problem}); restore dataset.json "
+                           f"{spec_text(card.image.shape, card.image.encoding)} of dataset.json ({problem}); restore dataset.json "
                            f"or run `pairgen verify {root}`.")
     return images
 
 
-def check_first_records(card: dict[str, Any], root: Path, split: str, image_keys: tuple[str, ...]) -> None:
+def check_first_records(card: Card, root: Path, split: str) -> None:
     """Decode the first record of every shard of ``split`` and check its images and place.
 
     A shard's first ``record_id`` must be the number of records the card lists before it,
-    so shards listed in another order than they were written are caught too.
+    so shards listed in another order than they were written are caught too (for records in
+    pairgen's own layout; see :func:`_own_layout`).
 
     Raises:
         DatasetError: If a record's images do not match the card's image spec, or a shard
             starts at another record than the card says.
     """
-    compression = str(card.get("compression", "none"))
+    compression, image_keys = card.compression, schema_of(card.kind).image_keys
     start = 0
-    for entry in card["shards"].get(split, []):
+    for entry in card.shards.get(split, []):
         path = str(root / entry["path"])
         records = int(entry.get("records", 1))
         if records and os.path.isfile(path):
@@ -188,8 +168,19 @@ def check_first_records(card: dict[str, Any], root: Path, split: str, image_keys
                 raise DatasetError(f"shard '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
             if record is not None:
                 record_images(record, image_keys, card, path, 0, root)
-                _check_start(record, start, path, root)
+                if _own_layout(record, card):
+                    _check_start(record, start, path, root)
         start += records
+
+
+def _own_layout(record: dict[str, list], card: Card) -> bool:
+    """Whether a record has exactly the features of pairgen's own layout, one value each.
+
+    Only such records number themselves by ``record_id`` across a split's shards; records
+    written by other tools are read (per record) without checking where they start.
+    """
+    schema = schema_of(card.kind)
+    return set(record) == set(schema.feature_types) and all(len(v) == 1 for v in record.values())
 
 
 def _check_start(record: dict[str, list], start: int, path: str, root: str | os.PathLike) -> None:
@@ -200,12 +191,11 @@ def _check_start(record: dict[str, list], start: int, path: str, root: str | os.
                            f"run `pairgen verify {root}`.")
 
 
-def check_split(card: dict[str, Any], root: Path, split: str, image_keys: tuple[str, ...]) -> None:
+def check_split(card: Card, root: Path, split: str) -> None:
     """All the checks a loader runs before reading ``split`` (see the module docstring)."""
-    check_format(card, root)
     check_image_spec(card, root)
     check_shard_sizes(card, root, split)
-    check_first_records(card, root, split, image_keys)
+    check_first_records(card, root, split)
 
 
 def diagnose_counts(root: str | os.PathLike) -> DatasetError:
@@ -214,12 +204,10 @@ def diagnose_counts(root: str | os.PathLike) -> DatasetError:
     Called only after a cardinality check failed inside TensorFlow, whose error carries the
     counts but not the shard.
     """
-    from pairgen.reader import read_card
-
     root = Path(root)
     card = read_card(root)
-    compression = str(card.get("compression", "none"))
-    for entries in card["shards"].values():
+    compression = card.compression
+    for entries in card.shards.values():
         for entry in entries:
             path = str(root / entry["path"])
             try:

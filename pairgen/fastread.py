@@ -1,6 +1,6 @@
 """Vectorized reading of pairgen's TFRecord shards into NumPy arrays (no TensorFlow).
 
-Every record of a pairgen split has one fixed layout (:func:`pairgen.records.encode_pair` and
+Every record of a pairgen split has one fixed layout (:func:`pairgen.example.encode_pair` and
 ``encode_triplet``): the same features in sorted key order, one value each, where only the
 widths of the varints (lengths, ids, classes) differ between records. So a shard is read
 field by field for all its records at once instead of record by record:
@@ -162,7 +162,7 @@ class _Columns:
 
 
 def _key_prefix(key: str) -> bytes:
-    """Map-entry key field plus the value field's tag (as :mod:`pairgen.records` writes them)."""
+    """Map-entry key field plus the value field's tag (as :mod:`pairgen.example` writes them)."""
     raw = key.encode("utf-8")
     if len(raw) >= 0x80:
         raise _Mismatch

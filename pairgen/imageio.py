@@ -23,7 +23,7 @@ from pairgen.headers import read_header
 SUPPORTED = "png, jpg, bmp, gif, tif, webp"
 
 # Level 1 is ~2x faster than level 3 on small images and only a few percent larger; PNG
-# re-encoding is the usual build bottleneck (DESIGN.md). A fixed level and the default
+# re-encoding is the usual cost of a PNG build (benchmarks/build_throughput.py). A fixed level and the default
 # strategy make the bytes a pure function of the pixels for a given OpenCV build.
 PNG_COMPRESSION = 1
 

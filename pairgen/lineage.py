@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pairgen.card import CARD_NAME
 from pairgen.errors import DatasetError
-from pairgen.version import CARD_NAME, write_card
 
 VERSIONS_DIR = "versions"
 LATEST_FILE = "latest"
@@ -47,12 +47,25 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def parent_of(out: str | os.PathLike, fingerprint: str) -> str | None:
+    """The ``parent`` of a dataset with ``fingerprint`` about to be installed at ``out``.
+
+    That is the fingerprint of the dataset now at ``out``, or, when it is the same dataset
+    (a rebuild with the same fingerprint), that dataset's own parent; ``None`` if ``out``
+    holds no dataset.
+    """
+    previous = _read(Path(out)) if Path(out).is_dir() else None
+    if previous is None:
+        return None
+    return previous.get("parent") if previous.get("fingerprint") == fingerprint else previous.get("fingerprint")
+
+
 def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any], *,
             keep_versions: bool = False) -> dict[str, Any]:
-    """Move a finished build from ``tmp`` to ``out``, recording its parent and kept versions.
+    """Move a finished build from ``tmp`` to ``out`` and carry over its kept versions.
 
-    The card in ``tmp`` gets ``parent`` set from the dataset now at ``out`` (if any). With
-    ``keep_versions`` the previous dataset moves to ``out/versions/<version>-<fp[:12]>/``
+    The card in ``tmp`` already names its parent (:func:`parent_of`, read under the same
+    output lock). With ``keep_versions`` the previous dataset moves to ``out/versions/<version>-<fp[:12]>/``
     (unless it has the same fingerprint). Versions kept earlier are always carried over.
     Every step is a rename on one file system: the old dataset moves aside to ``.<name>.old``,
     the new one takes its place, and only then is the old one kept or removed. A crash in
@@ -66,17 +79,12 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
         keep_versions: Keep the previous dataset under ``out/versions/``.
 
     Returns:
-        The card as installed (with ``parent``).
+        ``card``.
     """
     from pairgen.outdir import TEMP_MARKER
 
     tmp, out = Path(tmp), Path(out)
     previous = _read(out) if out.is_dir() else None
-    card = dict(card)
-    if previous is not None:
-        same = previous.get("fingerprint") == card["fingerprint"]
-        card["parent"] = previous.get("parent") if same else previous.get("fingerprint")
-    write_card(tmp, card)
     old = out.parent / f".{out.name}.old"
     if out.exists():
         out.rename(old)  # never over an existing .old: the build recovered that before it began

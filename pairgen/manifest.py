@@ -14,32 +14,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pairgen.catalog import IMAGE_COLUMNS, SKIPPED_COLUMNS as _SKIPPED
 from pairgen.config import Kind
 from pairgen.errors import DatasetError
+from pairgen.schema import PAIRS, TRIPLETS, schema_of
 
-PAIR_COLUMNS = ("record_id", "a_id", "b_id", "label", "a_class", "b_class", "split", "aug_seed")
-TRIPLET_COLUMNS = (
-    "record_id", "anchor_id", "positive_id", "negative_id",
-    "anchor_class", "negative_class", "split", "aug_seed",
-)
-CATALOG_COLUMNS = (
-    "image_id", "path", "class_name", "class_id", "split", "folder_split",
-    "side", "key", "sha256", "bytes", "width", "height", "channels",
-)
-SKIPPED_COLUMNS = ("path", "reason")
+PAIR_COLUMNS = PAIRS.manifest_columns
+TRIPLET_COLUMNS = TRIPLETS.manifest_columns
+CATALOG_COLUMNS, SKIPPED_COLUMNS = IMAGE_COLUMNS, _SKIPPED
 ROW_GROUP_SIZE = 1 << 20
 
 
 def manifest_columns(kind: Kind) -> tuple[str, ...]:
     """The manifest column names for ``kind``."""
-    return PAIR_COLUMNS if Kind(kind) is Kind.PAIRS else TRIPLET_COLUMNS
+    return schema_of(kind).manifest_columns
 
 
 def image_columns(kind: Kind) -> tuple[str, ...]:
     """The id columns whose images make one record, in record order."""
-    if Kind(kind) is Kind.PAIRS:
-        return ("a_id", "b_id")
-    return ("anchor_id", "positive_id", "negative_id")
+    return schema_of(kind).id_columns
 
 
 def file_digest(path: str | Path) -> tuple[int, str]:

@@ -1,7 +1,7 @@
 """Turn manifest rows into serialized ``tf.train.Example`` records.
 
 Workers never import TensorFlow: they decode with OpenCV, jitter with NumPy, and encode the
-Example protobuf in pure Python (:mod:`pairgen.records`). Every source image read here is
+Example protobuf in pure Python (:mod:`pairgen.example`). Every source image read here is
 hashed and compared with the catalog's sha256, so a file that changed after the scan fails
 the build instead of putting new pixels under an old label. The files that workers write
 are in :mod:`pairgen.shardwork`.
@@ -17,9 +17,10 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from pairgen import augment as _augment
-from pairgen import imageio, records, sourceio
+from pairgen import example, imageio, sourceio
 from pairgen.config import AugmentConfig, ImageConfig, Kind
 from pairgen.errors import BuildError
+from pairgen.schema import schema_of
 
 CHUNK_RECORDS = 512
 
@@ -106,22 +107,11 @@ def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source, cache
     render, chunk = task
     cache = {} if cache is None else cache
     out = []
-    pairs = render.kind is Kind.PAIRS
-    id_cols = ("a_id", "b_id") if pairs else ("anchor_id", "positive_id", "negative_id")
+    id_cols = schema_of(render.kind).id_columns
     for r in range(len(chunk["record_id"])):
         ids = tuple(int(chunk[c][r]) for c in id_cols)
         imgs = render_record(source, render, ids, int(chunk["aug_seed"][r]), cache)
-        if pairs:
-            out.append(records.encode_pair(
-                imgs[0], imgs[1], label=int(chunk["label"][r]), a_id=ids[0], b_id=ids[1],
-                a_class=int(chunk["a_class"][r]), b_class=int(chunk["b_class"][r]),
-                record_id=int(chunk["record_id"][r])))
-        else:
-            cls = int(chunk["anchor_class"][r])
-            out.append(records.encode_triplet(
-                imgs[0], imgs[1], imgs[2], anchor_id=ids[0], positive_id=ids[1], negative_id=ids[2],
-                anchor_class=cls, positive_class=cls, negative_class=int(chunk["negative_class"][r]),
-                record_id=int(chunk["record_id"][r])))
+        out.append(example.encode_record(render.kind, chunk, r, imgs))
     return out
 
 

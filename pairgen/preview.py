@@ -22,10 +22,11 @@ import numpy as np
 from pairgen import manifest as mf
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.imageio import decode_record_image
+from pairgen.card import Card, read_card
 from pairgen.lineage import resolve
-from pairgen.records import decode_example
+from pairgen.example import decode_example
+from pairgen.schema import LABEL, KindSchema, schema_of
 from pairgen.tfrecord import read_records_at
-from pairgen.version import read_card
 
 POS_COLOR = (0, 170, 0)  # BGR green
 NEG_COLOR = (0, 0, 220)  # BGR red
@@ -33,21 +34,24 @@ BACKGROUND = (32, 32, 32)
 TEXT_COLOR = (235, 235, 235)
 HEADER, CAPTION, FRAME, GAP, INNER = 16, 16, 2, 6, 2
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_SLOTS = {"pairs": ("a", "b"), "triplets": ("anchor", "positive", "negative")}
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where everything goes in a montage (all sizes in pixels)."""
 
-    kind: str
+    kind: str  # a record kind (pairs, triplets)
     count: int
     tile: tuple[int, int]  # (height, width) of one displayed image
     columns: int
 
     @property
+    def schema(self) -> KindSchema:
+        return schema_of(self.kind)
+
+    @property
     def slots(self) -> int:
-        return len(_SLOTS[self.kind])
+        return len(self.schema.roles)
 
     @property
     def cell(self) -> tuple[int, int]:
@@ -85,7 +89,7 @@ def make_layout(kind: str, count: int, image_hw: tuple[int, int], columns: int |
     """The montage layout for ``count`` records: roughly 4:3 landscape unless ``columns`` is given."""
     tile = tile_size(*image_hw)
     if columns is None:
-        aspect = len(_SLOTS[kind]) * (tile[1] + INNER) / (tile[0] + HEADER + CAPTION)
+        aspect = len(schema_of(kind).roles) * (tile[1] + INNER) / (tile[0] + HEADER + CAPTION)
         columns = max(1, min(count, round(math.sqrt(count * 4 / 3 / aspect))))
     return Layout(kind, count, tile, columns)
 
@@ -97,16 +101,17 @@ def pick_indices(total: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, total - 1, count).round().astype(int).tolist()))
 
 
-def read_records(root: Path, card: dict[str, Any], split: str, indices: list[int]) -> list[dict[str, list]]:
+def read_records(root: Path, card: Card | dict[str, Any], split: str, indices: list[int]) -> list[dict[str, list]]:
     """Decode the records at ``indices`` (within the split) from its shards, in order."""
-    entries = card["shards"].get(split, [])
+    card = Card.of(card, root)
+    entries = card.shards.get(split, [])
     out: dict[int, dict[str, list]] = {}
     start = 0
     for entry in entries:
         stop = start + int(entry["records"])
         local = [i - start for i in indices if start <= i < stop]
         if local:
-            found = read_records_at(root / entry["path"], local, compression=card.get("compression", "none"))
+            found = read_records_at(root / entry["path"], local, compression=card.compression)
             out.update({start + i: decode_example(data) for i, data in found.items()})
         start = stop
     missing = [i for i in indices if i not in out]
@@ -116,15 +121,15 @@ def read_records(root: Path, card: dict[str, Any], split: str, indices: list[int
     return [out[i] for i in indices]
 
 
-def _check(card: dict[str, Any], root: Path, split: str, count: int) -> int:
+def _check(card: Card, root: Path, split: str, count: int) -> int:
     if count < 1:
         raise ConfigError(f"--count must be >= 1; received: --count={count}.")
-    if split not in card["splits"]:
-        raise DatasetError(f"dataset '{root}' has no split {split!r}; it has: {', '.join(card['splits'])}.")
-    if not card.get("shards"):
+    if split not in card.splits:
+        raise DatasetError(f"dataset '{root}' has no split {split!r}; it has: {', '.join(card.splits)}.")
+    if not card.shards:
         raise DatasetError(f"dataset '{root}' was built with --manifest-only and has no shards to preview; "
                            "rebuild it without --manifest-only.")
-    total = sum(int(e["records"]) for e in card["shards"].get(split, []))
+    total = sum(int(e["records"]) for e in card.shards.get(split, []))
     if total == 0:
         raise DatasetError(f"split {split!r} of '{root}' has no records to preview; choose another --split.")
     return total
@@ -154,10 +159,9 @@ def preview(path: str | os.PathLike, *, out: str | os.PathLike, split: str = "tr
     indices = pick_indices(total, count)
     recs = read_records(root, card, split, indices)
     names = _class_names(root)
-    image = card["image"]
-    shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
-    layout = make_layout(card["kind"], len(recs), shape[:2], columns)
-    canvas = render(recs, layout, shape=shape, encoding=image["encoding"], class_names=names)
+    shape = card.image.shape
+    layout = make_layout(card.kind.value, len(recs), shape[:2], columns)
+    canvas = render(recs, layout, shape=shape, encoding=card.image.encoding, class_names=names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(out.suffix or ".png", canvas) if out.suffix.lower() in (".png", ".jpg", ".jpeg") else (False, None)
@@ -178,21 +182,21 @@ def render(records: list[dict[str, list]], layout: Layout, *, shape: tuple[int, 
     """Draw decoded records (``decode_example`` dicts) into a BGR uint8 montage."""
     canvas = np.full((*layout.size, 3), BACKGROUND, dtype=np.uint8)
     th, tw = layout.tile
-    slots = _SLOTS[layout.kind]
+    schema = layout.schema
     for i, rec in enumerate(records):
         y, x = layout.cell_origin(i)
         ch, cw = layout.cell
-        if layout.kind == "pairs":
-            color = POS_COLOR if rec["label"][0] == 1 else NEG_COLOR
+        if schema.labelled:  # a framed pos / neg header; unlabelled kinds name each image instead
+            color = POS_COLOR if rec[LABEL][0] == 1 else NEG_COLOR
             cv2.rectangle(canvas, (x, y), (x + cw - 1, y + ch - 1), color, FRAME)
-            _text(canvas, "pos" if rec["label"][0] == 1 else "neg", (y + FRAME, x + FRAME), cw - 2 * FRAME, color)
-        for s, name in enumerate(slots):
+            _text(canvas, "pos" if rec[LABEL][0] == 1 else "neg", (y + FRAME, x + FRAME), cw - 2 * FRAME, color)
+        for s, role in enumerate(schema.roles):
             iy, ix = layout.image_origin(i, s)
-            pixels = decode_record_image(rec[f"{name}/image"][0], encoding, shape)
+            pixels = decode_record_image(rec[role.image_key][0], encoding, shape)
             canvas[iy:iy + th, ix:ix + tw] = _display(pixels, layout.tile)
-            if layout.kind == "triplets":
-                _text(canvas, name, (iy - HEADER, ix), tw, TEXT_COLOR)
-            label = class_names.get(int(rec[f"{name}/class"][0]), str(rec[f"{name}/class"][0]))
+            if not schema.labelled:
+                _text(canvas, role.name, (iy - HEADER, ix), tw, TEXT_COLOR)
+            label = class_names.get(int(rec[role.class_key][0]), str(rec[role.class_key][0]))
             _text(canvas, label, (iy + th, ix), tw, TEXT_COLOR)
     return canvas
 

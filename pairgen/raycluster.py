@@ -137,14 +137,15 @@ class RaySession:
         return lambda task: remote.remote(task)
 
     def get(self, ref: Any) -> Any:
-        """The task's result; a pairgen error or OS error raised in it is raised here as itself."""
+        """The task's result; a pairgen error or an ``OSError`` (a full disk) raised in it is
+        raised here as itself, so that it becomes the same one-line error as in a local build."""
         from ray.exceptions import RayError, RayTaskError
 
         try:
             return self.ray.get(ref)
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, (PairgenError, OSError)):  # an OSError becomes the build's one-line OS error
+            if isinstance(cause, (PairgenError, OSError)):
                 raise cause.with_traceback(None) from None
             raise BuildError(f"a Ray task of the build failed: {_first_line(cause or exc)}") from None
         except RayError as exc:

@@ -23,7 +23,8 @@ from pairgen import manifest as mf
 from pairgen.config import BuildConfig
 from pairgen.errors import PairgenError
 from pairgen.lineage import list_versions, resolve, split_ref
-from pairgen.version import read_card
+from pairgen.card import Card, read_card
+from pairgen.schema import LABEL, schema_of
 
 _COUNT_KEYS = ("records", "positives", "negatives", "images", "classes")
 _EXAMPLES = 5
@@ -68,32 +69,32 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     catalog = _catalog(root)
     classes = _split_classes(catalog)
     splits = {}
-    for name in split_order(card["splits"]):
-        counts = card["splits"][name]
+    for name in split_order(card.splits):
+        counts = card.splits[name]
         entry = {k: counts[k] for k in _COUNT_KEYS if k in counts}
         if "positives" in counts:
             entry["positive_fraction"] = round(counts["positives"] / counts["records"], 4) if counts["records"] else 0.0
         entry["class_names"] = classes.get(name, [])
         splits[name] = entry
-    shards = card.get("shards", {})
+    shards = card.shards
     return {
-        "path": str(root), "name": card["name"], "version": card["version"],
-        "fingerprint": card["fingerprint"], "parent": card.get("parent"), "kind": card["kind"],
-        "created_at": card.get("created_at"), "pairgen_version": card.get("pairgen_version"),
-        "source": card["source"], "image": card["image"], "compression": card.get("compression"),
+        "path": str(root), "name": card.name, "version": card.version,
+        "fingerprint": card.fingerprint, "parent": card.parent, "kind": card.kind.value,
+        "created_at": card.created_at, "pairgen_version": card.pairgen_version,
+        "source": card.source, "image": card.image.to_dict(), "compression": card.compression,
         "splits": splits,
         "shards": {"count": sum(len(v) for v in shards.values()),
                    "bytes": sum(int(e["bytes"]) for v in shards.values() for e in v),
                    "per_split": {k: len(v) for k, v in shards.items()}},
-        "manifest_only": bool(card.get("manifest_only", not shards)),
+        "manifest_only": card.manifest_only,
         "leakage": _leakage(card, classes),
         "versions": list_versions(split_ref(path)[0]),
     }
 
 
-def _leakage(card: dict[str, Any], classes: dict[str, list[str]]) -> dict[str, Any]:
-    out = dict(card.get("leakage", {}))
-    if card["config"].get("split", {}).get("by") == "class":
+def _leakage(card: Card, classes: dict[str, list[str]]) -> dict[str, Any]:
+    out = dict(card.leakage)
+    if card.config.get("split", {}).get("by") == "class":
         seen: dict[str, list[str]] = {}
         for split, names in classes.items():
             for name in names:
@@ -188,31 +189,32 @@ def _class_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame) -> dict[str, dict[s
     return out
 
 
-def _record_keys(root: Path, card: dict[str, Any], split: str, catalog: pd.DataFrame,
+def _record_keys(root: Path, card: Card, split: str, catalog: pd.DataFrame,
                  codes: pd.Series) -> pd.Series:
     """One row count per record content key (image content codes plus label)."""
     path = root / "manifests" / f"{split}.parquet"
-    if f"manifests/{split}.parquet" not in card["files"]:
+    if f"manifests/{split}.parquet" not in card.files:
         return pd.Series(dtype="int64")
     table = mf.read_table(path)
     code_of = catalog.set_index("image_id")["sha256"].map(codes)
-    cols = {c: code_of.reindex(table[c]).to_numpy() for c in mf.image_columns(card["kind"])}
-    if card["kind"] == "pairs":  # unordered: (a, b) and (b, a) are the same pair
-        keys = pd.DataFrame({"lo": np.minimum(cols["a_id"], cols["b_id"]),
-                             "hi": np.maximum(cols["a_id"], cols["b_id"]), "label": table["label"].to_numpy()})
-    else:
-        keys = pd.DataFrame(cols)
+    schema = schema_of(card.kind)
+    codes_by_role = np.stack([code_of.reindex(table[c]).to_numpy() for c in schema.id_columns], axis=1)
+    if schema.symmetric:  # unordered: (a, b) and (b, a) are the same pair
+        codes_by_role = np.sort(codes_by_role, axis=1)
+    keys = pd.DataFrame(codes_by_role, columns=list(schema.role_names))
+    if schema.labelled:
+        keys[LABEL] = table[LABEL].to_numpy()
     return keys.value_counts()
 
 
-def _record_changes(ra: Path, ca: dict, rb: Path, cb: dict, cat_a: pd.DataFrame,
+def _record_changes(ra: Path, ca: Card, rb: Path, cb: Card, cat_a: pd.DataFrame,
                     cat_b: pd.DataFrame) -> dict[str, dict[str, int]]:
-    if ca["kind"] != cb["kind"]:
+    if ca.kind != cb.kind:
         return {}
     shas = pd.Index(sorted(set(cat_a["sha256"]) | set(cat_b["sha256"])))
     codes = pd.Series(range(len(shas)), index=shas)
     out = {}
-    for split in split_order(set(ca["splits"]) | set(cb["splits"])):
+    for split in split_order(set(ca.splits) | set(cb.splits)):
         ka = _record_keys(ra, ca, split, cat_a, codes)
         kb = _record_keys(rb, cb, split, cat_b, codes)
         both = pd.concat([ka.rename("a"), kb.rename("b")], axis=1).fillna(0)
@@ -221,10 +223,10 @@ def _record_changes(ra: Path, ca: dict, rb: Path, cb: dict, cat_a: pd.DataFrame,
     return out
 
 
-def _count_changes(ca: dict[str, Any], cb: dict[str, Any]) -> dict[str, dict[str, dict[str, int]]]:
+def _count_changes(ca: Card, cb: Card) -> dict[str, dict[str, dict[str, int]]]:
     out = {}
-    for split in split_order(set(ca["splits"]) | set(cb["splits"])):
-        sa, sb = ca["splits"].get(split, {}), cb["splits"].get(split, {})
+    for split in split_order(set(ca.splits) | set(cb.splits)):
+        sa, sb = ca.splits.get(split, {}), cb.splits.get(split, {})
         out[split] = {k: {"a": int(sa.get(k, 0)), "b": int(sb.get(k, 0)), "delta": int(sb.get(k, 0)) - int(sa.get(k, 0))}
                       for k in _COUNT_KEYS if k in sa or k in sb}
     return out
@@ -253,9 +255,9 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
     ca, cb = read_card(ra), read_card(rb)
     cat_a, cat_b = _catalog(ra), _catalog(rb)
     return {
-        "identical": ca["fingerprint"] == cb["fingerprint"],
+        "identical": ca.fingerprint == cb.fingerprint,
         "a": _head(ra, ca), "b": _head(rb, cb),
-        "config": _config_changes(ca["config"], cb["config"]),
+        "config": _config_changes(ca.config, cb.config),
         "classes": _class_changes(cat_a, cat_b),
         "images": _image_changes(cat_a, cat_b),
         "records": _record_changes(ra, ca, rb, cb, cat_a, cat_b),
@@ -263,9 +265,9 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def _head(root: Path, card: dict[str, Any]) -> dict[str, Any]:
-    return {"path": str(root), "name": card["name"], "version": card["version"],
-            "fingerprint": card["fingerprint"], "kind": card["kind"]}
+def _head(root: Path, card: Card) -> dict[str, Any]:
+    return {"path": str(root), "name": card.name, "version": card.version,
+            "fingerprint": card.fingerprint, "kind": card.kind.value}
 
 
 def format_diff(d: dict[str, Any]) -> str:

@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pairgen._optional import require
+from pairgen.card import Card, read_card
 from pairgen.checks import check_split, dataset_errors
+from pairgen.config import Kind
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
-from pairgen.reader import SCHEMAS as _SCHEMAS
-from pairgen.reader import array_name, read_card
-from pairgen.reader import image_spec as _image_spec
-from pairgen.reader import shard_files as _shard_files
+from pairgen.schema import array_name, schema_of
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load (tf.data)",
              instead="read without TensorFlow: pairgen.load_numpy, pairgen train --reader numpy")
@@ -59,14 +57,12 @@ def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
     Raises:
         DatasetError: If the dataset card is missing or invalid.
     """
-    return _spec_for(read_card(resolve(path))["kind"])
+    return _spec_for(read_card(resolve(path)).kind)
 
 
-def _spec_for(kind: str) -> dict[str, tf.io.FixedLenFeature]:
-    image_keys, int_keys = _SCHEMAS[kind]
-    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in image_keys}
-    spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in int_keys})
-    return spec
+def _spec_for(kind: Kind) -> dict[str, tf.io.FixedLenFeature]:
+    dtypes = {"bytes": tf.string, "int64": tf.int64}
+    return {k: tf.io.FixedLenFeature([], dtypes[t]) for k, t in schema_of(kind).feature_types.items()}
 
 
 def _decoder(shape: tuple[int, int, int], encoding: str, normalize: bool):
@@ -132,22 +128,21 @@ def _serialized_batches(files: list[str], counts: list[int], compression: str, *
     return (ds.repeat() if repeat else ds).batch(batch)
 
 
-def _parsed_batches(card: dict[str, Any], root: Path, split: str, *, batch: int,
+def _parsed_batches(card: Card, root: Path, split: str, *, batch: int,
                     shuffle: bool, seed: int | None, repeat: bool, normalize: bool,
                     shuffle_buffer: int, keys: tuple[str, ...] | None = None,
                     ordered: bool = False) -> tf.data.Dataset:
     """Batches of parsed feature dicts (only ``keys``, default all), images decoded."""
-    shape, encoding = _image_spec(card, root)
-    files = _shard_files(card, root, split)
-    check_split(card, root, split, _SCHEMAS[card["kind"]][0])
-    counts = [int(entry.get("records", -1)) for entry in card["shards"][split]]  # -1: not checked
-    compression = "GZIP" if card.get("compression", "none") == "gzip" else ""
+    files = card.shard_paths(root, split)
+    check_split(card, root, split)
+    counts = [int(entry.get("records", -1)) for entry in card.shards[split]]  # -1: not checked
+    compression = "GZIP" if card.compression == "gzip" else ""
     ds = _serialized_batches(files, counts, compression, batch=batch, shuffle=shuffle,
                              seed=seed, repeat=repeat, shuffle_buffer=shuffle_buffer, ordered=ordered)
-    spec = _spec_for(card["kind"])
+    spec = _spec_for(card.kind)
     spec = {k: v for k, v in spec.items() if keys is None or k in keys}
-    image_keys = [k for k in _SCHEMAS[card["kind"]][0] if k in spec]
-    decode = _decoder(shape, encoding, normalize)
+    image_keys = [k for k in schema_of(card.kind).image_keys if k in spec]
+    decode = _decoder(card.image.shape, card.image.encoding, normalize)
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         features = tf.io.parse_example(serialized, spec)
@@ -206,12 +201,13 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     _check_args(batch_size, shuffle_buffer)
     root = resolve(path)
     card = read_card(root)
-    image_keys, int_keys = _SCHEMAS[card["kind"]]
+    schema = schema_of(card.kind)
+    image_keys, int_keys = schema.image_keys, schema.int_keys
     keys = (*image_keys, *int_keys) if with_ids else (*image_keys, "label")
     ds = _parsed_batches(card, root, split, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,
                          seed=seed, repeat=repeat, normalize=normalize,
                          shuffle_buffer=shuffle_buffer, keys=keys)
-    ds = ds.map(_element_fn(card["kind"], int_keys if with_ids else ()))
+    ds = ds.map(_element_fn(card.kind, int_keys if with_ids else ()))
     if batch_size is None:
         ds = ds.unbatch()
     total = _split_records(card, split)
@@ -222,22 +218,25 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _element_fn(kind: str, id_keys: tuple[str, ...]):
-    """Parsed features -> ``load``'s elements, with a dict of ``id_keys`` last if any."""
+def _element_fn(kind: Kind, id_keys: tuple[str, ...]):
+    """Parsed features -> ``load``'s elements, with a dict of ``id_keys`` last if any.
+
+    A labelled kind gives ``((images...), label)``, any other kind its images.
+    """
+    schema = schema_of(kind)
 
     def element(f: dict[str, tf.Tensor]) -> tuple:
-        if kind == "pairs":
-            out = ((f["a/image"], f["b/image"]), tf.cast(f["label"], tf.float32))
-        else:
-            out = (f["anchor/image"], f["positive/image"], f["negative/image"])
+        out = tuple(f[k] for k in schema.image_keys)
+        if schema.labelled:
+            out = (out, tf.cast(f["label"], tf.float32))
         return (*out, {k: f[k] for k in id_keys}) if id_keys else out
 
     return element
 
 
-def _split_records(card: dict[str, Any], split: str) -> int | None:
+def _split_records(card: Card, split: str) -> int | None:
     """Records in a split according to the card, or None if a shard entry lacks a count."""
-    counts = [entry.get("records") for entry in card["shards"][split]]
+    counts = [entry.get("records") for entry in card.shards[split]]
     return None if any(c is None for c in counts) else int(sum(counts))
 
 
@@ -246,7 +245,7 @@ def load_arrays(path: str | os.PathLike, split: str = "test", limit: int | None 
     """Read a split into NumPy arrays, in manifest order (for evaluation tools).
 
     Args:
-        path: Dataset directory.
+        path: Dataset directory (``dir@version`` and ``dir@fingerprint-prefix`` accepted).
         split: Split name.
         limit: Read at most this many records (the first ones); ``None`` reads all.
         normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
@@ -264,14 +263,14 @@ def load_arrays(path: str | os.PathLike, split: str = "test", limit: int | None 
     """
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
-    root = Path(path)
+    root = resolve(path)
     card = read_card(root)
     ds = _parsed_batches(card, root, split, batch=1024, shuffle=False, seed=None,
                          repeat=False, normalize=normalize, shuffle_buffer=1, ordered=True)
     if limit is not None:
         ds = ds.unbatch().take(limit).batch(1024)
-    shape, _ = _image_spec(card, root)
-    spec = _spec_for(card["kind"])
+    shape = card.image.shape
+    spec = _spec_for(card.kind)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in spec}
     with dataset_errors(root):
         for batch in ds.as_numpy_iterator():

@@ -11,7 +11,7 @@ rebuilds the dataset from the card's config into a temporary folder and compares
 byte for byte.
 
 Shards are read in pure Python (:func:`pairgen.tfrecord.iter_records`), so verifying never imports
-TensorFlow; only the rebuild check does, through the build.
+TensorFlow, and neither does the rebuild check (builds never import it).
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 
 from pairgen import manifest as mf
-from pairgen.checks import check_format, check_image_spec, image_mismatch
-from pairgen.config import BuildConfig
+from pairgen.card import Card, read_card
+from pairgen.checks import check_image_spec, image_mismatch
+from pairgen.config import BuildConfig, Kind
 from pairgen.errors import DatasetError, PairgenError
+from pairgen.fingerprint import fingerprint
 from pairgen.lineage import resolve
+from pairgen.schema import LABEL, schema_of
 from pairgen.tfrecord import TFRecordError, iter_records
-from pairgen.version import fingerprint, read_card
-
-_CARD_KEYS = ("name", "version", "fingerprint", "kind", "config", "splits", "files", "shards")
 
 
 # --------------------------------------------------------------------------- report
@@ -104,27 +104,22 @@ def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = N
         DatasetError: If ``path`` holds no readable ``dataset.json``.
     """
     root = resolve(path)
-    card = read_card(root)
-    missing = [k for k in _CARD_KEYS if k not in card]
-    if missing:
-        raise DatasetError(f"'{root}/dataset.json' lacks {', '.join(missing)}; it was not written by "
-                           "pairgen build. Rebuild the dataset.")
-    check_format(card, root)
-    report = VerifyReport(str(path), str(card["name"]), str(card["version"]), str(card["fingerprint"]))
+    card = read_card(root, complete=True)
+    report = VerifyReport(str(path), str(card.name), str(card.version), str(card.fingerprint))
     problems = report.problems
     problems += _check_image_spec(card, root)
-    for rel, meta in sorted(card["files"].items()):
+    for rel, meta in sorted(card.files.items()):
         problems += _check_file(root, rel, meta)
         report.files += 1
     catalog = _read_if_intact(root, "catalog.parquet", problems)
     if catalog is not None:
         problems += _check_fingerprint(card, catalog)
     problems += _extra_files(root, card)
-    for split in card["splits"]:
+    for split in card.splits:
         manifest = _read_if_intact(root, f"manifests/{split}.parquet", problems)
         if manifest is not None and catalog is not None:
             problems += check_manifest(manifest, catalog, split, card)
-        for entry in card["shards"].get(split, []):
+        for entry in card.shards.get(split, []):
             report.shards += 1
             problems += _check_file(root, entry["path"], entry)
             report.records += _check_shard(root, entry, card, split, manifest, quick, problems)
@@ -133,7 +128,7 @@ def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = N
     return report
 
 
-def _check_image_spec(card: dict[str, Any], root: Path) -> list[Problem]:
+def _check_image_spec(card: Card, root: Path) -> list[Problem]:
     """The card's image spec against its build config (records are checked in ``_check_shard``)."""
     try:
         check_image_spec(card, root)
@@ -172,20 +167,20 @@ def _read_if_intact(root: Path, rel: str, problems: list[Problem]) -> pd.DataFra
         return None
 
 
-def _check_fingerprint(card: dict[str, Any], catalog: pd.DataFrame) -> list[Problem]:
+def _check_fingerprint(card: Card, catalog: pd.DataFrame) -> list[Problem]:
     try:
-        config = BuildConfig.from_dict(card["config"])
+        config = BuildConfig.from_dict(card.config)
     except PairgenError as exc:
         return [Problem("dataset.json", "invalid", f"config cannot be read ({exc})")]
     actual = fingerprint(config, catalog)
-    if actual != card["fingerprint"]:
+    if actual != card.fingerprint:
         return [Problem("dataset.json", "changed", f"fingerprint of its config and catalog is "
-                        f"{actual[:12]}..., the card says {str(card['fingerprint'])[:12]}...")]
+                        f"{actual[:12]}..., the card says {str(card.fingerprint)[:12]}...")]
     return []
 
 
-def _extra_files(root: Path, card: dict[str, Any]) -> list[Problem]:
-    listed = set(card["files"]) | {e["path"] for entries in card["shards"].values() for e in entries}
+def _extra_files(root: Path, card: Card) -> list[Problem]:
+    listed = _listed(card)
     out = []
     for folder in ("manifests", "shards"):
         if not (root / folder).is_dir():
@@ -197,18 +192,18 @@ def _extra_files(root: Path, card: dict[str, Any]) -> list[Problem]:
     return out
 
 
-def _check_shard(root: Path, entry: dict[str, Any], card: dict[str, Any], split: str,
+def _check_shard(root: Path, entry: dict[str, Any], card: Card, split: str,
                  manifest: pd.DataFrame | None, quick: bool, problems: list[Problem]) -> int:
     """Count a shard's records (and compare them with the manifest); return the count."""
     rel, path = entry["path"], root / entry["path"]
     if not path.is_file():
         return 0
-    entries = card["shards"][split]
+    entries = card.shards[split]
     start = sum(int(e["records"]) for e in entries[: entries.index(entry)])
     compare = None if quick or manifest is None else _RecordComparer(card, manifest, start)
     count = 0
     try:
-        for data in iter_records(path, compression=card.get("compression", "none"),
+        for data in iter_records(path, compression=card.compression,
                                    read_data=compare is not None):
             message = compare.check(count, data) if compare is not None else None
             if message:
@@ -226,7 +221,7 @@ def _check_shard(root: Path, entry: dict[str, Any], card: dict[str, Any], split:
 # --------------------------------------------------------------------------- rebuild check
 
 
-def rebuild_check(root: str | os.PathLike, card: dict[str, Any], src: str | os.PathLike) -> list[Problem]:
+def rebuild_check(root: str | os.PathLike, card: Card, src: str | os.PathLike) -> list[Problem]:
     """Rebuild the dataset from ``src`` with the card's config and compare byte for byte.
 
     Args:
@@ -244,18 +239,18 @@ def rebuild_check(root: str | os.PathLike, card: dict[str, Any], src: str | os.P
     """
     from pairgen.builder import build
 
-    config = BuildConfig.from_dict(card["config"])
+    config = BuildConfig.from_dict(card.config)
     src = Path(src).resolve()
     table = str(src / Path(config.source.table).name) if config.source.table else None
     config = config.replace(
         source=dataclasses.replace(config.source, path=str(src), table=table),
         build=dataclasses.replace(config.build, overwrite=True, keep_versions=False, quiet=True))
     with tempfile.TemporaryDirectory(prefix="pairgen-rebuild-") as tmp:
-        fresh = build(config, Path(tmp) / "dataset")
+        fresh = Card.from_dict(build(config, Path(tmp) / "dataset"), tmp)
         problems = []
-        if fresh["fingerprint"] != card["fingerprint"]:
+        if fresh.fingerprint != card.fingerprint:
             problems.append(Problem("dataset.json", "rebuild", f"a rebuild from '{src}' has fingerprint "
-                                    f"{fresh['fingerprint'][:12]}..., this dataset {card['fingerprint'][:12]}... "
+                                    f"{fresh.fingerprint[:12]}..., this dataset {card.fingerprint[:12]}... "
                                     "(the source bytes or config differ)"))
         for rel in sorted(_listed(card) | _listed(fresh)):
             mine, theirs = Path(root) / rel, Path(tmp) / "dataset" / rel
@@ -268,38 +263,26 @@ def rebuild_check(root: str | os.PathLike, card: dict[str, Any], src: str | os.P
     return problems
 
 
-def _listed(card: dict[str, Any]) -> set[str]:
-    return set(card["files"]) | {e["path"] for entries in card["shards"].values() for e in entries}
+def _listed(card: Card) -> set[str]:
+    return set(card.files) | {e["path"] for entries in card.shards.values() for e in entries}
 
 
 
 # --------------------------------------------------------------------------- guarantees
 
-_INT_FEATURES = {
-    "pairs": {"record_id": "record_id", "label": "label", "a/id": "a_id", "b/id": "b_id",
-              "a/class": "a_class", "b/class": "b_class"},
-    "triplets": {"record_id": "record_id", "anchor/id": "anchor_id", "positive/id": "positive_id",
-                 "negative/id": "negative_id", "anchor/class": "anchor_class",
-                 "positive/class": "anchor_class", "negative/class": "negative_class"},
-}
-
-
-_IMAGE_FEATURES = {"pairs": ("a/image", "b/image"),
-                   "triplets": ("anchor/image", "positive/image", "negative/image")}
-
-
 class _RecordComparer:
     """Compares decoded shard records with the manifest rows they were made from."""
 
-    def __init__(self, card: dict[str, Any], manifest: pd.DataFrame, start: int) -> None:
-        self.fields = _INT_FEATURES[card["kind"]]
+    def __init__(self, card: Card, manifest: pd.DataFrame, start: int) -> None:
+        schema = schema_of(card.kind)
+        self.fields = schema.feature_columns
         self.columns = {c: manifest[c].to_numpy() for c in set(self.fields.values()) if c in manifest}
         self.start, self.rows = start, len(manifest)
         self.card = card
-        self.image_keys = _IMAGE_FEATURES[card["kind"]]
+        self.image_keys = schema.image_keys
 
     def check(self, index: int, data: bytes | None) -> str | None:
-        from pairgen.records import decode_example
+        from pairgen.example import decode_example
 
         row = self.start + index
         if row >= self.rows:
@@ -320,7 +303,7 @@ class _RecordComparer:
 
 
 def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
-                   card: dict[str, Any]) -> list[Problem]:
+                   card: Card) -> list[Problem]:
     """Check one split's manifest against the catalog, the label guarantees and the card.
 
     Args:
@@ -333,8 +316,8 @@ def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
         One problem per broken rule, with the number of records and the first ``record_id``.
     """
     rel = f"manifests/{split}.parquet"
-    kind = card["kind"]
-    columns = mf.manifest_columns(kind)
+    schema = schema_of(card.kind)
+    columns = schema.manifest_columns
     lacking = [c for c in columns if c not in manifest.columns]
     if lacking:
         return [Problem(rel, "invalid", f"lacks columns {lacking}")]
@@ -350,7 +333,7 @@ def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
     bad(rid != np.arange(len(manifest)), "out of order (record_id must be 0..n-1)")
     bad(manifest["split"].to_numpy() != split, f"not in split {split!r}")
     images = catalog.set_index("image_id")
-    ids = {c: manifest[c].to_numpy() for c in mf.image_columns(kind)}
+    ids = {c: manifest[c].to_numpy() for c in schema.id_columns}
     for col, values in ids.items():
         bad(~np.isin(values, images.index.to_numpy()), f"with a {col} that is not in catalog.parquet")
     if out:
@@ -358,29 +341,28 @@ def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
     cls = {c: images["class_id"].reindex(v).to_numpy() for c, v in ids.items()}
     for col, values in ids.items():
         bad(images["split"].reindex(values).to_numpy() != split, f"whose {col} image is in another split")
-    if kind == "pairs":
-        label = manifest["label"].to_numpy()
+    label = manifest[LABEL].to_numpy() if schema.labelled else None
+    if label is not None:
         bad(~np.isin(label, [0, 1]), "with a label other than 0 or 1")
-        bad((manifest["a_class"].to_numpy() != cls["a_id"]) | (manifest["b_class"].to_numpy() != cls["b_id"]),
-            "whose a_class/b_class disagree with the catalog")
+    own = [r for r in schema.roles if r.class_column == f"{r.name}_class"]  # roles that store their class
+    bad(np.logical_or.reduce([manifest[r.class_column].to_numpy() != cls[r.id_column] for r in own]),
+        f"whose {'/'.join(r.class_column for r in own)} disagree with the catalog")
+    if schema.kind is Kind.PAIRS:
         bad((label == 1) & (cls["a_id"] != cls["b_id"]), "labelled positive (1) across two classes")
         bad((label == 1) & (ids["a_id"] == ids["b_id"]), "pairing an image with itself")
         bad((label == 0) & (cls["a_id"] == cls["b_id"]), "labelled negative (0) within one class")
-    else:
-        bad((manifest["anchor_class"].to_numpy() != cls["anchor_id"])
-            | (manifest["negative_class"].to_numpy() != cls["negative_id"]),
-            "whose anchor_class/negative_class disagree with the catalog")
+    elif schema.kind is Kind.TRIPLETS:
         bad(cls["positive_id"] != cls["anchor_id"], "whose positive is not of the anchor's class")
         bad(ids["positive_id"] == ids["anchor_id"], "whose positive is the anchor image itself")
         bad(cls["negative_id"] == cls["anchor_id"], "whose negative is of the anchor's class")
-    out += _check_counts(rel, manifest, card["splits"].get(split, {}), kind)
+    out += _check_counts(rel, manifest, card.splits.get(split, {}), schema.labelled)
     return out
 
 
-def _check_counts(rel: str, manifest: pd.DataFrame, counts: dict[str, Any], kind: str) -> list[Problem]:
+def _check_counts(rel: str, manifest: pd.DataFrame, counts: dict[str, Any], labelled: bool) -> list[Problem]:
     actual = {"records": len(manifest)}
-    if kind == "pairs":
-        actual["positives"] = int((manifest["label"] == 1).sum())
-        actual["negatives"] = int((manifest["label"] == 0).sum())
+    if labelled:
+        actual["positives"] = int((manifest[LABEL] == 1).sum())
+        actual["negatives"] = int((manifest[LABEL] == 0).sum())
     return [Problem(rel, "count", f"has {v:,} {k}, dataset.json says {int(counts[k]):,}")
             for k, v in actual.items() if k in counts and int(counts[k]) != v]

@@ -19,9 +19,9 @@ from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
 from pairgen.materialize import Render, Source, render_record
-from pairgen.records import decode_example
+from pairgen.example import decode_example
 from pairgen.shards import read_records
-from pairgen.version import read_card
+from pairgen.card import read_json as read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import image_tree
 
 from pairgen.cli import main
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ("tensorflow", "keras", "matplotlib", "ray", "jax", "torch")

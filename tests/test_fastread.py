@@ -11,8 +11,9 @@ import pytest
 
 from pairgen import fastread
 from pairgen.errors import DatasetError
-from pairgen.reader import SCHEMAS, load_numpy, read_records
-from pairgen.records import encode_example, encode_pair, encode_triplet
+from pairgen.numpy_reader import load_numpy, read_records
+from pairgen.schema import PAIRS, schema_of
+from pairgen.example import encode_example, encode_pair, encode_triplet
 from pairgen.tfrecord import Writer
 
 H, W = 7, 5
@@ -79,7 +80,7 @@ def _assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> Non
 def test_column_reader_equals_the_per_record_reader(tmp_path, kind, encoding, channels, compression):
     shards = [_records(kind, n, encoding, channels, start=s) for n, s in ((40, 0), (1, 40), (23, 41))]
     root = _dataset(tmp_path, shards, kind=kind, encoding=encoding, channels=channels, compression=compression)
-    keys = SCHEMAS[kind]
+    keys = schema_of(kind).features
     for f in _files(root):
         fast = fastread.read_shard(f, *keys, (H, W, channels), encoding, compression=compression)
         assert fast is not None, "pairgen's own records must take the column-wise path"
@@ -94,7 +95,7 @@ def test_column_reader_equals_the_per_record_reader(tmp_path, kind, encoding, ch
 
 def test_load_numpy_scales_exactly_like_the_per_record_path(tmp_path):
     root = _dataset(tmp_path, [_records("pairs", 30)])
-    want = read_records(_files(root), *SCHEMAS["pairs"], (H, W, 1), "raw")
+    want = read_records(_files(root), *PAIRS.features, (H, W, 1), "raw")
     got = load_numpy(root, "train")
     np.testing.assert_array_equal(got["a"], want["a/image"].astype(np.float32) * np.float32(1 / 255))
     assert got["a"].dtype == np.float32 and got["b_class"].dtype == np.int64
@@ -103,7 +104,7 @@ def test_load_numpy_scales_exactly_like_the_per_record_path(tmp_path):
 
 def test_empty_shard_and_split(tmp_path):
     root = _dataset(tmp_path, [[]])
-    assert fastread.read_shard(_files(root)[0], *SCHEMAS["pairs"], (H, W, 1), "raw")["a/image"].shape == (0, H, W, 1)
+    assert fastread.read_shard(_files(root)[0], *PAIRS.features, (H, W, 1), "raw")["a/image"].shape == (0, H, W, 1)
     arrays = load_numpy(root, "train")
     assert arrays["a"].shape == (0, H, W, 1) and arrays["record_id"].shape == (0,)
 
@@ -123,7 +124,7 @@ def test_other_record_layouts_fall_back_to_the_per_record_reader(tmp_path, extra
     mine = _records("pairs", 6)
     root = _dataset(tmp_path, [mine, [_foreign(i, extra, record_id=6 + i) for i in range(4)]])
     fast, foreign = _files(root)
-    assert fastread.read_shard(foreign, *SCHEMAS["pairs"], (H, W, 1), "raw") is None
+    assert fastread.read_shard(foreign, *PAIRS.features, (H, W, 1), "raw") is None
     arrays = load_numpy(root, "train", normalize=False)
     assert list(arrays["record_id"]) == list(range(10))
     assert list(arrays["label"][6:]) == [1, 1, 1, 1] and list(arrays["b_id"][6:]) == [1, 2, 3, 4]
@@ -145,7 +146,7 @@ def _damage(path: Path, offset: int | None = None, truncate: int | None = None) 
 def test_damaged_shards_raise_the_per_record_readers_error(tmp_path, where, message):
     root = _dataset(tmp_path, [_records("pairs", 5)])
     _damage(Path(_files(root)[0]), **where)
-    assert fastread.read_shard(_files(root)[0], *SCHEMAS["pairs"], (H, W, 1), "raw") is None
+    assert fastread.read_shard(_files(root)[0], *PAIRS.features, (H, W, 1), "raw") is None
     with pytest.raises(DatasetError, match=message):
         load_numpy(root, "train")
 

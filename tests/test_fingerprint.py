@@ -15,7 +15,8 @@ from pairgen.builder import build
 from pairgen.catalog import scan
 from pairgen.config import BuildConfig, canonical_json
 from pairgen.tfrecord import iter_records
-from pairgen.version import fingerprint, read_card
+from pairgen.card import read_json as read_card
+from pairgen.fingerprint import fingerprint
 
 # One changed value per fingerprinted config key (BuildConfig.to_dict(hashed=True) leaves).
 CHANGES = {

@@ -16,7 +16,7 @@ from pairgen.errors import DatasetError
 from pairgen.lineage import list_versions, resolve, split_ref
 from pairgen.report import inspect
 from pairgen.verify import verify
-from pairgen.version import read_card, write_card
+from pairgen.card import read_json as read_card, write_card
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

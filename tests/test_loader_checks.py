@@ -20,10 +20,10 @@ from pairgen.checks import dataset_errors
 from pairgen.cli import main
 from pairgen.config import BuildConfig
 from pairgen.errors import DatasetError
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.tfrecord import Writer, iter_records
 from pairgen.verify import verify
-from pairgen.version import FORMAT_VERSION
+from pairgen.card import FORMAT_VERSION
 
 tf = pytest.importorskip("tensorflow")
 

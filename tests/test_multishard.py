@@ -24,10 +24,10 @@ from conftest import image_tree
 from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.imageio import decode
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.shards import ShardSpec, ShardWriter, shard_path
 from pairgen.tfrecord import iter_records
-from pairgen.version import read_card, write_card
+from pairgen.card import read_json as read_card, write_card
 
 tf = pytest.importorskip("tensorflow")
 

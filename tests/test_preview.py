@@ -17,7 +17,7 @@ from pairgen.errors import ConfigError, DatasetError
 from pairgen.imageio import decode_record_image
 from pairgen.preview import (FRAME, NEG_COLOR, POS_COLOR, make_layout, pick_indices, preview,
                              read_records)
-from pairgen.version import read_card
+from pairgen.card import read_json as read_card
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairgen.errors import BuildError
-from pairgen.records import decode_example, encode_example, encode_pair, encode_triplet
+from pairgen.errors import BuildError, DatasetError
+from pairgen.example import decode_example, encode_example, encode_pair, encode_triplet
 
 tf = pytest.importorskip("tensorflow")
 
@@ -83,7 +83,7 @@ def test_unsupported_value_raises_named_error():
 
 def test_decode_truncated_record_raises():
     encoded = encode_pair(b"ab", b"cd", label=0, a_id=1, b_id=2, a_class=0, b_class=1, record_id=0)
-    with pytest.raises(BuildError, match="truncated"):
+    with pytest.raises(DatasetError, match="truncated"):
         decode_example(encoded[:-3])
 
 

@@ -18,7 +18,7 @@ from pairgen.cli import main
 from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
 from pairgen.verify import verify
-from pairgen.version import read_card
+from pairgen.card import read_json as read_card
 from conftest import flip_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

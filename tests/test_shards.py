@@ -12,7 +12,7 @@ import pytest
 
 from pairgen.config import ShardConfig
 from pairgen.errors import BuildError, DatasetError
-from pairgen.records import encode_pair
+from pairgen.example import encode_pair
 from pairgen.shards import (
     ShardSpec, ShardWriter, count_records, plan_shards, read_records, shard_boundaries,
 )
@@ -132,7 +132,7 @@ def test_read_missing_file_raises(tmp_path):
 
 
 def test_importing_records_and_shards_does_not_import_tensorflow():
-    code = "import sys, pairgen.shards, pairgen.records; print('tensorflow' in sys.modules)"
+    code = "import sys, pairgen.shards, pairgen.example; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

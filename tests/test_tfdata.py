@@ -10,7 +10,7 @@ import pytest
 
 from pairgen.config import ShardConfig
 from pairgen.errors import DatasetError
-from pairgen.records import encode_pair, encode_triplet
+from pairgen.example import encode_pair, encode_triplet
 from pairgen.shards import ShardWriter, plan_shards
 
 tf = pytest.importorskip("tensorflow")
@@ -222,7 +222,7 @@ def test_single_shard_split_is_in_manifest_order(tmp_path):
     ("pairs", "raw", 1, "none"), ("pairs", "png", 3, "gzip"), ("triplets", "png", 1, "none"),
     ("triplets", "raw", 3, "gzip")])
 def test_load_numpy_equals_load_arrays_without_tensorflow(tmp_path, kind, encoding, channels, compression):
-    from pairgen.reader import load_numpy
+    from pairgen.numpy_reader import load_numpy
 
     make_dataset(tmp_path, kind=kind, encoding=encoding, channels=channels, compression=compression)
     for normalize in (True, False):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 keras = pytest.importorskip("keras")
 
-from pairgen.cli_train import COMMANDS  # noqa: E402
+from pairgen.cli.training import COMMANDS  # noqa: E402
 from pairgen.errors import ConfigError  # noqa: E402
 from pairgen.train.models import build_head, build_tower, pair_model, triplet_model  # noqa: E402
 
@@ -115,7 +115,7 @@ def test_every_command_has_help_with_an_example() -> None:
 
 
 def test_importing_the_train_cli_does_not_import_tensorflow() -> None:
-    code = ("import sys, pairgen.cli_train, pairgen.train, pairgen.train.config; "
+    code = ("import sys, pairgen.cli.training, pairgen.train, pairgen.train.config; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]

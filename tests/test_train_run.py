@@ -58,7 +58,7 @@ def demo(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pairgen.cli_train import train
+    from pairgen.cli.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     args = [str(demo), "--out", str(out), "--quiet"] + [x for k, v in TINY.items()
@@ -101,7 +101,7 @@ def test_saved_models_reload_and_agree(run: Path, demo: Path) -> None:
 
 
 def test_evaluate_json_matches_metrics_json(run: Path, demo: Path) -> None:
-    from pairgen.cli_train import evaluate
+    from pairgen.cli.training import evaluate
 
     result = CliRunner().invoke(evaluate, [str(run), str(demo), "--json"])
     assert result.exit_code == 0, result.output
@@ -115,7 +115,7 @@ def test_evaluate_json_matches_metrics_json(run: Path, demo: Path) -> None:
 
 
 def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:
-    from pairgen.cli_train import evaluate
+    from pairgen.cli.training import evaluate
 
     result = CliRunner().invoke(evaluate, [str(run), str(demo), "--split", "val", "--ways", "3", "--trials", "50"])
     assert result.exit_code == 0, result.output
@@ -124,7 +124,7 @@ def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:
 
 
 def test_evaluate_errors_are_one_line(run: Path, demo: Path, tmp_path: Path) -> None:
-    from pairgen.cli_train import evaluate
+    from pairgen.cli.training import evaluate
 
     missing = CliRunner().invoke(evaluate, [str(tmp_path), str(demo)])
     assert missing.exit_code == 1 and "has no model.keras" in missing.output
@@ -133,7 +133,7 @@ def test_evaluate_errors_are_one_line(run: Path, demo: Path, tmp_path: Path) -> 
 
 
 def test_embed_then_hard_negatives_are_harder_than_per_image(run: Path, demo: Path, tmp_path: Path) -> None:
-    from pairgen.cli_train import embed
+    from pairgen.cli.training import embed
 
     out = tmp_path / "emb.parquet"
     result = CliRunner().invoke(embed, [str(run), str(demo), "--out", str(out), "--quiet"])
@@ -178,7 +178,7 @@ def test_triplet_dataset_trains_with_mining_and_mixed_precision(digits: Path, tm
 
 
 def test_train_refuses_an_existing_run_without_overwrite(run: Path, demo: Path) -> None:
-    from pairgen.cli_train import train
+    from pairgen.cli.training import train
 
     result = CliRunner().invoke(train, [str(demo), "--out", str(run), "--epochs", "1"])
     assert result.exit_code == 1 and "--overwrite" in result.output

@@ -17,7 +17,7 @@ from pairgen.config import BuildConfig
 from pairgen.errors import DatasetError
 from pairgen.tfrecord import TFRecordError, iter_records
 from pairgen.verify import verify
-from pairgen.version import read_card, write_card
+from pairgen.card import read_json as read_card, write_card
 
 SHARD = "shards/train-00000-of-00002.tfrecord"
 

@@ -96,3 +96,6 @@ def sample_triplets(images: pd.DataFrame, *, strategy: str, rng: np.random.Gener
         SampleError: as for :func:`sample_pairs`.
     """
     return _lookup(TRIPLET_SAMPLERS, strategy, "triplets")(images, rng=rng, **params)
+
+
+SAMPLE_BY_KIND = {"pairs": sample_pairs, "triplets": sample_triplets}  # record kind -> its sampling function

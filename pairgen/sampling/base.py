@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
+from pairgen.schema import PAIRS, TRIPLETS
 
 Positions = tuple[np.ndarray, ...]
 
@@ -304,7 +305,7 @@ class Sampler:
 class PairSampler(Sampler):
     """Base of pair strategies: ``sample`` returns ``(a_pos, b_pos, label)``."""
 
-    columns = ("a_id", "b_id", "label", "a_class", "b_class")
+    columns = PAIRS.sample_columns
 
     def finish(self, index: ClassIndex, pos: list[np.ndarray]) -> dict[str, np.ndarray]:
         a, b, label = pos
@@ -324,7 +325,7 @@ class PairSampler(Sampler):
 class TripletSampler(Sampler):
     """Base of triplet strategies: ``sample`` returns ``(anchor_pos, positive_pos, negative_pos)``."""
 
-    columns = ("anchor_id", "positive_id", "negative_id", "anchor_class", "negative_class")
+    columns = TRIPLETS.sample_columns
 
     def finish(self, index: ClassIndex, pos: list[np.ndarray]) -> dict[str, np.ndarray]:
         a, p, n = pos

@@ -6,7 +6,7 @@ Two readers (``TrainConfig.reader``):
   ``((a, b), label)``. Triplets need class ids for online mining: they come with each record
   (``load(..., with_ids=True)``), never from the manifest, so they belong to their images
   whatever order the shards are read in.
-* ``numpy`` reads each split into memory with :func:`pairgen.reader.load_numpy` (no
+* ``numpy`` reads each split into memory with :func:`pairgen.numpy_reader.load_numpy` (no
   TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
   ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
 
@@ -24,43 +24,48 @@ import numpy as np
 
 from pairgen.errors import DatasetError
 from pairgen.lineage import resolve
-from pairgen.reader import load_numpy, read_card
+from pairgen.card import Card, read_card
+from pairgen.numpy_reader import load_numpy
+from pairgen.schema import LABEL, TRIPLETS, KindSchema, schema_of
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the trainer needs to know about one dataset directory."""
+    """A dataset directory and its card: what the trainer needs to know about it."""
 
     path: Path
-    card: dict[str, Any]
+    card: Card
 
     @property
     def kind(self) -> str:
-        return str(self.card["kind"])
+        return self.card.kind.value
+
+    @property
+    def schema(self) -> KindSchema:
+        return schema_of(self.card.kind)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        img = self.card["image"]
-        return int(img["height"]), int(img["width"]), int(img["channels"])
+        return self.card.image.shape
 
     @property
     def fingerprint(self) -> str:
-        return str(self.card.get("fingerprint", ""))
+        return self.card.fingerprint
 
     @property
     def splits(self) -> list[str]:
-        return list(self.card["shards"])
+        return list(self.card.shards)
 
     def records(self, split: str) -> int:
         """Records in ``split`` according to the card."""
-        return int(sum(int(s.get("records", 0)) for s in self.card["shards"].get(split, [])))
+        return int(sum(int(s.get("records", 0)) for s in self.card.shards.get(split, [])))
 
     def summary(self) -> dict[str, Any]:
         """The dataset entry written into a run's ``config.json``."""
-        return {"path": str(self.path), "name": self.card.get("name"), "version": self.card.get("version"),
-                "fingerprint": self.fingerprint, "kind": self.kind, "image": self.card["image"],
+        return {"path": str(self.path), "name": self.card.name or None, "version": self.card.version or None,
+                "fingerprint": self.fingerprint, "kind": self.kind, "image": self.card.image.to_dict(),
                 "splits": {s: self.records(s) for s in self.splits}}
 
 
@@ -106,10 +111,11 @@ def fit_arrays(info: DatasetInfo, split: str, *, mining: str) -> tuple[list[np.n
 def fit_inputs(info: DatasetInfo, arrays: dict[str, np.ndarray], *,
                mining: str) -> tuple[list[np.ndarray], np.ndarray]:
     """:func:`fit_arrays` of a split already read with :func:`pairgen.load_numpy`."""
-    if info.kind == "pairs":
-        return [arrays["a"], arrays["b"]], arrays["label"].astype(np.float32)
-    x = [arrays["anchor"], arrays["positive"], arrays["negative"]]
-    classes = np.stack([arrays["anchor_class"], arrays["positive_class"], arrays["negative_class"]], axis=1)
+    schema = info.schema
+    x = [arrays[name] for name in schema.role_names]
+    if schema.labelled:
+        return x, arrays[LABEL].astype(np.float32)
+    classes = np.stack([arrays[f"{name}_class"] for name in schema.role_names], axis=1)
     return x, (classes.astype(np.int32) if mining != "none" else np.zeros_like(classes, np.int32))
 
 
@@ -138,7 +144,7 @@ def _classes_target(anchor: tf.Tensor, positive: tf.Tensor, negative: tf.Tensor,
     """A triplet batch with the records' own class ids ``(batch, 3)`` as the target."""
     import tensorflow as tf
 
-    roles = ("anchor/class", "positive/class", "negative/class")
+    roles = [r.class_key for r in TRIPLETS.roles]
     return (anchor, positive, negative), tf.cast(tf.stack([ids[r] for r in roles], axis=1), tf.int32)
 
 

@@ -41,8 +41,8 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     from pairgen.train.data import open_dataset
 
     info = open_dataset(path)
-    cfg = BuildConfig.from_dict(info.card["config"])
-    root = str(info.card.get("source", {}).get("root", ""))
+    cfg = BuildConfig.from_dict(info.card.config)
+    root = str(info.card.source.get("root", ""))
     if not os.path.isdir(root):
         raise DatasetError(f"the source root '{root}' of dataset '{info.path}' is gone; restore it or pass "
                            "the image folder itself as SOURCE.")

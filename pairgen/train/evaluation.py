@@ -29,7 +29,7 @@ import pandas as pd
 
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.checks import raise_dataset_errors
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
@@ -142,7 +142,7 @@ def predict_fixed(model: keras.Model, inputs: Sequence[np.ndarray], batch: int) 
 
 
 def _roles(info: DatasetInfo) -> tuple[str, ...]:
-    return ("a", "b") if info.kind == "pairs" else ("anchor", "positive", "negative")
+    return info.schema.role_names
 
 
 @raise_dataset_errors
@@ -219,8 +219,7 @@ def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], tr
 
 
 def _classes(info: DatasetInfo, split: str) -> set[int]:
-    cols = ("a_class", "b_class") if info.kind == "pairs" else ("anchor_class", "negative_class")
-    frame = pd.read_parquet(info.path / "manifests" / f"{split}.parquet", columns=list(cols))
+    frame = pd.read_parquet(info.path / "manifests" / f"{split}.parquet", columns=list(info.schema.class_columns))
     return set(np.unique(frame.to_numpy()).tolist())
 
 
@@ -243,7 +242,7 @@ def _metrics(run: Run, info: DatasetInfo, split: str, thr_split: str, scores: di
     result.update({
         "split": split, "threshold": threshold, "threshold_split": thr_split,
         "score": "distance" if run.output == "distance" else "1 - p(same)",
-        "dataset": {"name": info.card.get("name"), "version": info.card.get("version"),
+        "dataset": {"name": info.card.name or None, "version": info.card.version or None,
                     "fingerprint": info.fingerprint, "kind": info.kind},
         "trained_on": run.config.get("dataset", {}).get("fingerprint"),
         "threshold_split_metrics": {k: val[k] for k in ("accuracy", "roc_auc", "eer", "pairs")},

@@ -38,7 +38,7 @@ from pairgen.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
 from pairgen.train import backend, plots
 from pairgen.train.config import TrainConfig
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
 from pairgen.train.evaluation import Run, evaluate_scores
 from pairgen.train.losses import make_loss

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.cli.common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
 from pairgen.train.config import (DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS,
                                   TrainConfig)
 

@@ -10,29 +10,12 @@ both exit 2 when they cannot run (a missing dataset, a bad argument). ``inspect`
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from pairgen.cli_common import echo_json, handle_errors, json_option
-from pairgen.errors import PairgenError
-
-
-def _trouble_exits_2(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Errors exit 2, so that exit 1 keeps meaning "problems found" / "datasets differ"."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except PairgenError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = 2
-            raise error from None
-
-    return wrapper
+from pairgen.cli.common import echo_json, handle_errors, json_option
 
 
 @click.command()
@@ -41,7 +24,7 @@ def _trouble_exits_2(func: Callable[..., Any]) -> Callable[..., Any]:
               help="Also rebuild from SRC with the card's config in a temp dir and compare byte for byte.")
 @click.option("--quick", is_flag=True, help="Skip comparing every shard record with its manifest row.")
 @json_option
-@_trouble_exits_2
+@handle_errors(exit_code=2)
 def verify(path: str, rebuild_src: Path | None, quick: bool, as_json: bool) -> None:
     """Check DIR against its dataset.json: hashes, record counts, ids and label guarantees.
 
@@ -91,7 +74,7 @@ def inspect(path: str, as_json: bool) -> None:
 @click.argument("a", metavar="DIR_A")
 @click.argument("b", metavar="DIR_B")
 @json_option
-@_trouble_exits_2
+@handle_errors(exit_code=2)
 def diff(a: str, b: str, as_json: bool) -> None:
     """Compare two datasets: config, classes, images, records and counts.
 

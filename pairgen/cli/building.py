@@ -1,40 +1,24 @@
-"""The ``pairgen`` command line: a thin click layer over the library.
+"""``pairgen scan`` and ``pairgen build``: the commands that read a source and write a dataset.
 
 Each command parses options, builds a config, calls one library function and prints the
-result. Heavy modules (pandas, OpenCV, TensorFlow) are imported inside commands, so
-``pairgen --help`` stays instant.
+result. Heavy modules (pandas, OpenCV) are imported inside commands, so ``pairgen --help``
+stays instant.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pairgen import __version__
-from pairgen.cli_common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
-
-_COMMAND_MODULES: tuple[str, ...] = ("pairgen.cli_dataset", "pairgen.cli_train")
+from pairgen.cli.common import choices, echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="pairgen")
-def main() -> None:
-    """Reproducible pair and triplet datasets for Siamese networks and metric learning.
-
-    \b
-    Example:
-        pairgen scan datasets/mnist-5k
-        pairgen build pipelines/mnist-demo.toml --out build/mnist-demo
-        pairgen inspect build/mnist-demo
-    """
-
-
-@main.command()
+@click.command()
 @click.argument("src", type=click.Path(path_type=Path))
-@click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]),
+@click.option("--layout", type=choices(Layout),
               default="classes", show_default=True, help="How labels are laid out under SRC.")
 @click.option("--class-depth", type=click.IntRange(min=0), default=0, show_default=True,
               help="Group classes by the first N folder levels (0 = the image's own folder).")
@@ -111,36 +95,36 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
     return "\n".join(lines)
 
 
-@main.command()
+@click.command()
 @click.argument("pipeline", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset directory to create.")
 @click.option("--src", help="Source folder (or label table); overrides [source] path.")
-@click.option("--layout", type=click.Choice(["classes", "left-right", "split-folders", "table"]))
+@click.option("--layout", type=choices(Layout))
 @click.option("--class-depth", type=click.IntRange(min=0))
 @click.option("--min-per-class", type=click.IntRange(min=0), help="Skip classes with fewer images (reported).")
 @click.option("--allow-outside-root", is_flag=True, default=None,
               help="Follow symlinks and table paths that leave the source folder.")
 @click.option("--name", help="Dataset name (default: the pipeline's).")
-@click.option("--kind", type=click.Choice(["pairs", "triplets"]))
+@click.option("--kind", type=choices(Kind))
 @click.option("--strategy", help="Sampling strategy: per-image, balanced, per-class, exhaustive, left-right, hard.")
 @click.option("--num-records", type=int, help="Records per split for balanced sampling.")
 @click.option("--positives-per-image", type=int)
 @click.option("--negatives-per-image", type=int)
 @click.option("--unique/--no-unique", default=None, help="Drop duplicate and mirrored pairs.")
 @click.option("--seed", type=int, help="Build seed: the only source of randomness.")
-@click.option("--split-by", type=click.Choice(["image", "class", "folders"]))
+@click.option("--split-by", type=choices(SplitBy))
 @click.option("--splits", help="Split fractions, e.g. train=0.8,val=0.1,test=0.1.")
 @click.option("--dedupe/--no-dedupe", default=None, help="Keep one copy of identical-content images.")
 @click.option("--image-size", help="Record image size HxW, e.g. 28x28.")
 @click.option("--channels", type=click.Choice(["1", "3"]))
-@click.option("--encoding", type=click.Choice(["raw", "png", "jpeg"]))
+@click.option("--encoding", type=choices(Encoding))
 @click.option("--augment/--no-augment", default=None, help="Turn [augment] on or off.")
 @click.option("--copies", type=int, help="Augmented copies of every record.")
-@click.option("--compression", type=click.Choice(["none", "gzip"]))
+@click.option("--compression", type=choices(Compression))
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes (0 = all cores).")
-@click.option("--executor", type=click.Choice(["local", "ray"]))
+@click.option("--executor", type=choices(Executor))
 @click.option("--ray-address", help="Run on this existing Ray cluster (host:port or auto); implies --executor ray.")
-@click.option("--on-error", type=click.Choice(["skip", "fail"]), help="Undecodable images: skip (reported) or fail.")
+@click.option("--on-error", type=choices(OnError), help="Undecodable images: skip (reported) or fail.")
 @click.option("--manifest-only", is_flag=True, default=None, help="Write catalog and manifests, no shards.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing dataset at --out.")
 @click.option("--keep-versions", is_flag=True, default=None, help="Keep older versions under OUT/versions/.")
@@ -214,15 +198,4 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
     return out
 
 
-def _register_commands() -> None:
-    for name in _COMMAND_MODULES:
-        module = importlib.import_module(name)
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register_commands()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = [scan, build]

@@ -5,6 +5,7 @@ Kept free of heavy imports so that ``pairgen --help`` stays instant.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -15,19 +16,33 @@ import click
 from pairgen.errors import PairgenError
 
 
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`PairgenError` into a one-line ``click.ClickException`` (exit 1)."""
+def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1) -> Any:
+    """Turn a :class:`PairgenError` into a one-line ``click.ClickException`` and Ctrl-C into
+    click's ``Aborted!``.
+
+    Use as ``@handle_errors`` (errors exit 1) or ``@handle_errors(exit_code=2)`` for commands
+    whose exit 1 means a result ("problems found", "datasets differ"), like ``diff(1)``.
+    """
+    if func is None:
+        return functools.partial(handle_errors, exit_code=exit_code)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except PairgenError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = exit_code
+            raise error from None
         except KeyboardInterrupt:
             raise click.Abort() from None
 
     return wrapper
+
+
+def choices(enum_type: type[enum.Enum]) -> click.Choice:
+    """A ``click.Choice`` of a config enum's values, so the CLI offers what the config accepts."""
+    return click.Choice([str(m.value) for m in enum_type])
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

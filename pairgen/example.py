@@ -15,10 +15,8 @@ Wire format (``tensorflow/core/example/{example,feature}.proto``)::
     FloatList { repeated float value = 1 [packed = true]; }
     Int64List { repeated int64 value = 1 [packed = true]; }
 
-Pair records hold ``a/image``, ``b/image`` (bytes), ``label``, ``a/id``, ``b/id``,
-``a/class``, ``b/class`` and ``record_id`` (int64). Triplet records hold ``anchor/image``,
-``positive/image``, ``negative/image`` and the matching ``*/id`` and ``*/class`` plus
-``record_id``. A label of 1 means the two images share a class.
+The features of each record kind (``a/image``, ``label``, ``anchor/id``, ...) are defined in
+:mod:`pairgen.schema`; :func:`encode_record` writes any kind from its manifest row.
 """
 
 from __future__ import annotations
@@ -28,15 +26,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pairgen.errors import BuildError
-
-PAIR_IMAGE_KEYS = ("a/image", "b/image")
-PAIR_INT_KEYS = ("label", "a/id", "b/id", "a/class", "b/class", "record_id")
-TRIPLET_IMAGE_KEYS = ("anchor/image", "positive/image", "negative/image")
-TRIPLET_INT_KEYS = (
-    "anchor/id", "positive/id", "negative/id",
-    "anchor/class", "positive/class", "negative/class", "record_id",
-)
+from pairgen.errors import BuildError, DatasetError
+from pairgen.schema import PAIRS, TRIPLETS, KindSchema, schema_of
 
 _U64 = (1 << 64) - 1
 _SMALL = [bytes([i]) for i in range(128)]
@@ -194,8 +185,30 @@ def _fixed_encoder(image_keys: Sequence[str], int_keys: Sequence[str]):
     return encode
 
 
-_encode_pair_fields = _fixed_encoder(PAIR_IMAGE_KEYS, PAIR_INT_KEYS)
-_encode_triplet_fields = _fixed_encoder(TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS)
+_ENCODERS: dict[KindSchema, Any] = {}
+
+
+def _encoder(schema: KindSchema):
+    encode = _ENCODERS.get(schema)
+    if encode is None:
+        encode = _ENCODERS[schema] = _fixed_encoder(schema.image_keys, schema.int_keys)
+    return encode
+
+
+def encode_record(kind: Any, columns: Mapping[str, Any], row: int, images: Sequence[bytes]) -> bytes:
+    """Serialize the record of manifest row ``row`` of any kind.
+
+    Args:
+        kind: The record kind (a :class:`~pairgen.config.Kind` or its value).
+        columns: Manifest column name to array (the columns of :mod:`pairgen.schema`).
+        row: The row to encode.
+        images: The encoded images, in the kind's role order.
+
+    Returns:
+        The serialized ``tf.train.Example``.
+    """
+    schema = schema_of(kind)
+    return _encoder(schema)(schema.encode_fields(columns, row, tuple(images)))
 
 
 def encode_pair(a_image: bytes, b_image: bytes, *, label: int, a_id: int, b_id: int,
@@ -215,7 +228,7 @@ def encode_pair(a_image: bytes, b_image: bytes, *, label: int, a_id: int, b_id: 
     Returns:
         The serialized ``tf.train.Example``.
     """
-    return _encode_pair_fields({
+    return _encoder(PAIRS)({
         "a/image": a_image, "b/image": b_image, "label": label, "a/id": a_id, "b/id": b_id,
         "a/class": a_class, "b/class": b_class, "record_id": record_id,
     })
@@ -241,7 +254,7 @@ def encode_triplet(anchor_image: bytes, positive_image: bytes, negative_image: b
     Returns:
         The serialized ``tf.train.Example``.
     """
-    return _encode_triplet_fields({
+    return _encoder(TRIPLETS)({
         "anchor/image": anchor_image, "positive/image": positive_image,
         "negative/image": negative_image, "anchor/id": anchor_id, "positive/id": positive_id,
         "negative/id": negative_id, "anchor/class": anchor_class,
@@ -257,7 +270,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(data):
-            raise BuildError("truncated varint in tf.train.Example record; the shard is corrupt.")
+            raise DatasetError("truncated varint in tf.train.Example record; the shard is corrupt.")
         byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -282,9 +295,9 @@ def _fields(data: bytes):
         elif wire == 1:
             value, pos = data[pos:pos + 8], pos + 8
         else:
-            raise BuildError(f"unsupported protobuf wire type {wire} in tf.train.Example record.")
+            raise DatasetError(f"unsupported protobuf wire type {wire} in tf.train.Example record.")
         if pos > end:
-            raise BuildError("truncated tf.train.Example record; the shard is corrupt.")
+            raise DatasetError("truncated tf.train.Example record; the shard is corrupt.")
         yield number, wire, value
 
 
@@ -324,7 +337,7 @@ def decode_example(data: bytes) -> dict[str, list]:
         (a feature set to none of them gives ``[]``).
 
     Raises:
-        BuildError: If the bytes are not a valid ``Example``.
+        DatasetError: If the bytes are not a valid ``Example`` (a corrupt shard).
     """
     out: dict[str, list] = {}
     for number, _, features in _fields(bytes(data)):

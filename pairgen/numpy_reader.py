@@ -16,77 +16,25 @@ Example::
         torch.utils.data.TensorDataset(*(torch.from_numpy(arrays[k]) for k in ("a", "b", "label"))),
         batch_size=256, shuffle=True)
 
-The card helpers here (:func:`read_card`, :func:`image_spec`, :func:`shard_files`) are shared
-with the tf.data loader.
+The card is read by :func:`pairgen.card.read_card` and the record names come from
+:mod:`pairgen.schema`, as for the tf.data loader.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pairgen import fastread, version
+from pairgen import fastread
+from pairgen.card import read_card
 from pairgen.checks import check_split, count_message, spec_text
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.imageio import decode_record_image
 from pairgen.lineage import resolve
-from pairgen.records import (PAIR_IMAGE_KEYS, PAIR_INT_KEYS, TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS,
-                             decode_example)
+from pairgen.example import decode_example
+from pairgen.schema import array_name, schema_of
 from pairgen.tfrecord import iter_records
-
-SCHEMAS = {
-    "pairs": (PAIR_IMAGE_KEYS, PAIR_INT_KEYS),
-    "triplets": (TRIPLET_IMAGE_KEYS, TRIPLET_INT_KEYS),
-}
-
-
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """Read ``<path>/dataset.json`` and check it has what a loader needs.
-
-    Raises:
-        DatasetError: If the directory or card is missing, unreadable or incomplete.
-    """
-    card = version.read_card(path)
-    missing = [k for k in ("kind", "image", "shards") if k not in card]
-    if missing or card.get("kind") not in SCHEMAS:
-        raise DatasetError(f"'{Path(path) / 'dataset.json'}' lacks {', '.join(missing) or 'a valid kind'}; "
-                           "it was not written by pairgen build. Rebuild the dataset.")
-    return card
-
-
-def image_spec(card: dict[str, Any], where: Path) -> tuple[tuple[int, int, int], str]:
-    """``((height, width, channels), encoding)`` of a card's records."""
-    image = card["image"]
-    try:
-        shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
-        encoding = str(image["encoding"])
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"'{where}/dataset.json' has an incomplete \"image\" entry "
-                           "(needs height, width, channels, encoding); rebuild the dataset.") from None
-    if encoding not in ("raw", "png", "jpeg"):
-        raise DatasetError(f"'{where}/dataset.json' has image encoding {encoding!r}; expected raw, png or jpeg.")
-    return shape, encoding
-
-
-def shard_files(card: dict[str, Any], root: Path, split: str) -> list[str]:
-    """The split's shard paths, in order, checked to exist."""
-    shards = card["shards"]
-    if split not in shards:
-        have = ", ".join(shards) or "none"
-        raise DatasetError(f"dataset '{root}' has no split {split!r}; it has: {have}.")
-    files = [str(root / entry["path"]) for entry in shards[split]]
-    for f in files:
-        if not os.path.isfile(f):
-            raise DatasetError(f"shard '{f}' listed in dataset.json is missing; run `pairgen verify {root}`.")
-    return files
-
-
-def array_name(feature: str) -> str:
-    """The array key of a record feature: ``a/image`` -> ``a``, ``a/id`` -> ``a_id``."""
-    return feature.replace("/image", "").replace("/", "_")
 
 
 def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None = None, *,
@@ -114,18 +62,18 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
     root = resolve(path)
     card = read_card(root)
-    shape, encoding = image_spec(card, root)
-    files = shard_files(card, root, split)
-    image_keys, int_keys = SCHEMAS[card["kind"]]
-    check_split(card, root, split, image_keys)
-    compression = str(card.get("compression", "none"))
-    expected = {str(root / e["path"]): e.get("records") for e in card["shards"][split]}
+    files = card.shard_paths(root, split)
+    schema = schema_of(card.kind)
+    image_keys, int_keys = schema.image_keys, schema.int_keys
+    check_split(card, root, split)
+    expected = {str(root / e["path"]): e.get("records") for e in card.shards[split]}
 
     def check_count(shard: str, count: int, whole: bool) -> None:
         if whole and expected.get(shard) is not None and count != int(expected[shard]):
             raise DatasetError(count_message(shard, count, int(expected[shard]), root))
 
-    arrays = fastread.read_split(files, image_keys, int_keys, shape, encoding, compression=compression,
+    arrays = fastread.read_split(files, image_keys, int_keys, card.image.shape, card.image.encoding,
+                                 compression=card.compression,
                                  limit=limit, fallback=read_records, on_shard=check_count)
     out: dict[str, np.ndarray] = {}
     for key in image_keys:

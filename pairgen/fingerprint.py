@@ -1,0 +1,41 @@
+"""The dataset fingerprint: what makes two datasets the same.
+
+The fingerprint is sha256 over the canonical JSON of::
+
+    {"format_version": 1,
+     "config": <resolved config without output path, source path or run options>,
+     "catalog": [[relative path, class name, sha256], ...]}   # used images, sorted by path
+
+So the same config and the same source bytes give the same fingerprint wherever the source
+lives, and any changed byte, config value or seed gives another one. Timestamps, worker counts
+and paths on disk are never hashed. The card (:mod:`pairgen.card`) records it;
+:mod:`pairgen.verify` checks a directory against its card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from pairgen.card import FORMAT_VERSION
+from pairgen.config import BuildConfig, canonical_json
+
+
+def fingerprint(config: BuildConfig, images: pd.DataFrame) -> str:
+    """Return the dataset fingerprint (64 hex chars).
+
+    Args:
+        config: The resolved build config.
+        images: The catalog of used images (columns path, class_name, sha256).
+
+    Returns:
+        The sha256 hex digest of the canonical JSON described in the module docstring.
+    """
+    rows = images[["path", "class_name", "sha256"]].sort_values("path", kind="stable")
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(hashed=True),
+        "catalog": rows.to_numpy().tolist(),
+    }
+    return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()
