@@ -11,7 +11,7 @@ Batches have the keys and dtypes of :func:`pairgen.load_numpy` for the dataset's
 
 **Reading.** Shards are read one at a time with the column-wise reader
 (:func:`pairgen.fastread.read_shard`, every length and record CRC checked), falling back to the
-per-record reader (:func:`pairgen.reader.read_records`) for any other layout. The checks of
+per-record reader (:func:`pairgen.numpy_reader.read_records`) for any other layout. The checks of
 :func:`pairgen.checks.check_split` run when :func:`stream` is called, before the first batch;
 each shard's record count is compared with ``dataset.json`` when it is read.
 
@@ -58,7 +58,9 @@ from pairgen import fastread
 from pairgen.checks import check_split, count_message
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.lineage import resolve
-from pairgen.reader import SCHEMAS, array_name, image_spec, read_card, read_records, shard_files
+from pairgen.card import Card, read_card
+from pairgen.numpy_reader import read_records
+from pairgen.schema import array_name, schema_of
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 Arrays = dict[str, np.ndarray]
@@ -253,9 +255,9 @@ def _epoch_rngs(seed: int, epoch: int, shard_index: int, num_shards: int) -> tup
     return order, buffer
 
 
-def _split_counts(card: dict[str, Any], root: Path, split: str) -> list[int]:
+def _split_counts(card: Card, root: Path, split: str) -> list[int]:
     try:
-        return [int(entry["records"]) for entry in card["shards"][split]]
+        return [int(entry["records"]) for entry in card.shards[split]]
     except (KeyError, TypeError, ValueError):
         raise DatasetError(f"'{root / 'dataset.json'}' lacks the record count of a shard of split {split!r}; "
                            "rebuild the dataset.") from None
@@ -301,12 +303,13 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
                       num_shards=num_shards, shuffle_buffer=shuffle_buffer, epoch=epoch)
     root = resolve(path)
     card = read_card(root)
-    shape, encoding = image_spec(card, root)
-    files = shard_files(card, root, split)
-    image_keys, int_keys = SCHEMAS[card["kind"]]
-    check_split(card, root, split, image_keys)
+    shape, encoding = card.image.shape, card.image.encoding
+    files = card.shard_paths(root, split)
+    schema = schema_of(card.kind)
+    image_keys, int_keys = schema.image_keys, schema.int_keys
+    check_split(card, root, split)
     counts = _split_counts(card, root, split)
-    layout = _Layout(tuple(image_keys), tuple(int_keys), shape, encoding, str(card.get("compression", "none")), root)
+    layout = _Layout(tuple(image_keys), tuple(int_keys), shape, encoding, card.compression, root)
     order_rng, buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)
     order = order_rng.permutation(len(files)) if shuffle else None
     pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
@@ -339,7 +342,7 @@ def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: i
                       num_shards=num_shards, shuffle_buffer=0, epoch=epoch)
     root = resolve(path)
     card = read_card(root)
-    files = shard_files(card, root, split)
+    files = card.shard_paths(root, split)
     counts = _split_counts(card, root, split)
     order = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[0].permutation(len(files)) if shuffle else None
     pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,

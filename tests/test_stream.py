@@ -21,11 +21,11 @@ import pairgen
 from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError, PairgenError
-from pairgen.reader import load_numpy
+from pairgen.numpy_reader import load_numpy
 from pairgen.shards import ShardSpec, ShardWriter, shard_path
 from pairgen.streaming import num_records, stream
 from pairgen.tfrecord import iter_records
-from pairgen.version import read_card, write_card
+from pairgen.card import read_json, write_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def reshard(src: Path, dst: Path, split: str, fractions: tuple[float, ...]) -> Path:
     """Copy a dataset and rewrite ``split`` into shards of the given fractions of its records."""
     shutil.copytree(src, dst)
-    card = read_card(dst)
+    card = read_json(dst)
     records = [data for entry in card["shards"][split] for data in iter_records(src / entry["path"])]
     for entry in card["shards"][split]:
         (dst / entry["path"]).unlink()
@@ -79,8 +79,8 @@ def _by_record_id(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_splits_have_several_uneven_shards(data: dict[str, Path]) -> None:
-    pairs = [e["records"] for e in read_card(data["pairs"])["shards"]["train"]]
-    triplets = [e["records"] for e in read_card(data["triplets"])["shards"]["train"]]
+    pairs = [e["records"] for e in read_json(data["pairs"])["shards"]["train"]]
+    triplets = [e["records"] for e in read_json(data["triplets"])["shards"]["train"]]
     assert len(pairs) == 4 and max(pairs) > 3 * min(pairs)
     assert 3 <= len(triplets) <= 5
 
@@ -126,7 +126,7 @@ def test_shuffle_is_a_seeded_permutation_reshuffled_per_epoch(data: dict[str, Pa
 
 
 def test_a_small_buffer_mixes_records_of_different_shards(data: dict[str, Path]) -> None:
-    card = read_card(data["pairs"])
+    card = read_json(data["pairs"])
     edges = np.cumsum([e["records"] for e in card["shards"]["train"]])
     got = _concat(list(stream(data["pairs"], "train", batch_size=64, shuffle=True, seed=3, shuffle_buffer=50)))
     shard_of = np.searchsorted(edges, got["record_id"], side="right")
@@ -183,7 +183,7 @@ def test_missing_split_and_resized_shard_fail_before_reading(data: dict[str, Pat
     with pytest.raises(DatasetError, match="has no split 'nope'"):
         stream(data["pairs"], "nope", batch_size=8)
     ds = shutil.copytree(data["pairs"], tmp_path / "ds")
-    shard = ds / read_card(ds)["shards"]["train"][2]["path"]
+    shard = ds / read_json(ds)["shards"]["train"][2]["path"]
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(DatasetError, match=str(shard.name)):
         stream(ds, "train", batch_size=8)
@@ -191,7 +191,7 @@ def test_missing_split_and_resized_shard_fail_before_reading(data: dict[str, Pat
 
 def test_a_corrupted_record_is_named_while_streaming(data: dict[str, Path], tmp_path: Path) -> None:
     ds = shutil.copytree(data["pairs"], tmp_path / "ds")
-    shard = ds / read_card(ds)["shards"]["train"][1]["path"]
+    shard = ds / read_json(ds)["shards"]["train"][1]["path"]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # same size, a record's checksum no longer matches
     shard.write_bytes(bytes(raw))
@@ -203,7 +203,7 @@ def test_a_corrupted_record_is_named_while_streaming(data: dict[str, Path], tmp_
 
 def test_a_shard_with_fewer_records_than_the_card_is_named(data: dict[str, Path], tmp_path: Path) -> None:
     ds = shutil.copytree(data["pairs"], tmp_path / "ds")
-    card = read_card(ds)
+    card = read_json(ds)
     entry = card["shards"]["train"][3]
     entry["records"] += 1
     write_card(ds, card)

@@ -16,8 +16,8 @@ from conftest import image_tree
 from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.reader import load_numpy
-from pairgen.version import read_card
+from pairgen.numpy_reader import load_numpy
+from pairgen.card import read_json
 
 torch = pytest.importorskip("torch")
 
@@ -53,7 +53,7 @@ def _assert_same_records(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
 
 
 def test_split_has_four_shards(ds: Path) -> None:
-    assert len(read_card(ds)["shards"]["train"]) == 4
+    assert len(read_json(ds)["shards"]["train"]) == 4
 
 
 def test_dataloader_with_two_workers_equals_load_numpy(ds: Path) -> None:
