@@ -13,12 +13,17 @@ every image has different bytes and the same call always writes the same files.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 import pytest
+
+from pairgen.card import read_json, write_card
+from pairgen.shards import ShardSpec, ShardWriter, shard_path
+from pairgen.tfrecord import iter_records
 
 
 def random_image(rng: np.random.Generator, size: int | tuple[int, int] = 24,
@@ -144,6 +149,25 @@ def flip_pipeline(tmp_path: Path) -> Path:
     path = tmp_path / "flip.toml"
     path.write_text("[augment]\nflip = true\n")
     return path
+
+
+def reshard(src: Path, dst: Path, split: str, fractions: tuple[float, ...]) -> Path:
+    """Copy a dataset and rewrite ``split`` into shards of the given fractions of its records."""
+    shutil.copytree(src, dst)
+    card = read_json(dst)
+    records = [data for entry in card["shards"][split] for data in iter_records(src / entry["path"])]
+    for entry in card["shards"][split]:
+        (dst / entry["path"]).unlink()
+    edges = np.r_[0, np.cumsum([int(f * len(records)) for f in fractions[:-1]]), len(records)]
+    n = len(fractions)
+    specs = [ShardSpec(split, i, n, int(a), int(b), shard_path(split, i, n, "none"))
+             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    with ShardWriter(dst, specs, compression="none") as writer:
+        for data in records:
+            writer.write(data)
+    card["shards"][split] = writer.close()
+    write_card(dst, card)
+    return dst
 
 
 @pytest.fixture

@@ -15,38 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import image_tree
+from conftest import image_tree, reshard
 
 import pairgen
 from pairgen.builder import build
 from pairgen.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError, PairgenError
 from pairgen.numpy_reader import load_numpy
-from pairgen.shards import ShardSpec, ShardWriter, shard_path
 from pairgen.streaming import num_records, stream
-from pairgen.tfrecord import iter_records
 from pairgen.card import read_json, write_card
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def reshard(src: Path, dst: Path, split: str, fractions: tuple[float, ...]) -> Path:
-    """Copy a dataset and rewrite ``split`` into shards of the given fractions of its records."""
-    shutil.copytree(src, dst)
-    card = read_json(dst)
-    records = [data for entry in card["shards"][split] for data in iter_records(src / entry["path"])]
-    for entry in card["shards"][split]:
-        (dst / entry["path"]).unlink()
-    edges = np.r_[0, np.cumsum([int(f * len(records)) for f in fractions[:-1]]), len(records)]
-    n = len(fractions)
-    specs = [ShardSpec(split, i, n, int(a), int(b), shard_path(split, i, n, "none"))
-             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
-    with ShardWriter(dst, specs, compression="none") as writer:
-        for data in records:
-            writer.write(data)
-    card["shards"][split] = writer.close()
-    write_card(dst, card)
-    return dst
 
 
 @pytest.fixture(scope="module")
