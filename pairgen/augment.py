@@ -42,17 +42,11 @@ import numpy as np
 
 from pairgen.config import AugmentConfig, ImageConfig, Interpolation
 from pairgen.errors import ImageError
-from pairgen.imageio import fit, flat_index, gather, nearest_indices
+from pairgen.imageio import CV2_INTERPOLATION, fit, flat_index, gather, nearest_indices
 
 N_DRAWS = 12
 (CROP_Y, CROP_X, FLIP, ROTATION, SHEAR_X, SHEAR_Y, SCALE_X, SCALE_Y,
  SHIFT_X, SHIFT_Y, BRIGHTNESS, CONTRAST) = range(N_DRAWS)
-
-_CV2_INTERPOLATION = {
-    Interpolation.NEAREST: cv2.INTER_NEAREST,
-    Interpolation.LINEAR: cv2.INTER_LINEAR,
-    Interpolation.AREA: cv2.INTER_AREA,
-}
 
 
 def draw_params(n_images: int, *, shared: bool, rng: np.random.Generator) -> np.ndarray:
@@ -122,7 +116,7 @@ def jitter_indices(src_hw: tuple[int, int], out_hw: tuple[int, int], augment: Au
 def _jitter_cv2(img: np.ndarray, out_hw: tuple[int, int], augment: AugmentConfig, u: Sequence[float]) -> np.ndarray:
     """The same chain with OpenCV resizes (linear / area interpolation)."""
     _check_crop(img.shape[:2], augment)
-    c, flag = img.shape[2], _CV2_INTERPOLATION[augment.interpolation]
+    c, flag = img.shape[2], CV2_INTERPOLATION[augment.interpolation]
     if augment.resize:
         img = cv2.resize(img, augment.resize[::-1], interpolation=flag).reshape(*augment.resize, c)
     if augment.crop:

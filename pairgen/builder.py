@@ -28,6 +28,7 @@ from pairgen.schema import schema_of
 from pairgen.materialize import Render, Source, make_chunk
 from pairgen.pool import Pool
 from pairgen.progress import Progress
+from pairgen.rounding import largest_remainder
 from pairgen.catalog import Catalog, label_conflicts, reason_kind, scan
 from pairgen.splits import leakage_report, split
 from pairgen.card import FORMAT_VERSION, Card, ImageSpec, write_card
@@ -191,9 +192,7 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
     if sizes.sum() == 0:
         return {n: 0 for n in names}
     exact = config.sample.num_records * sizes / sizes.sum()
-    quota = np.floor(exact).astype(int)
-    order = np.argsort(-(exact - quota), kind="stable")
-    quota[order[: config.sample.num_records - quota.sum()]] += 1
+    quota = largest_remainder(exact, config.sample.num_records)
     return {n: int(q) for n, q in zip(names, quota)}
 
 

@@ -119,10 +119,6 @@ class Interpolation(_Choice):
     AREA = "area"
 
 
-PAIR_STRATEGIES = ("per-image", "balanced", "per-class", "exhaustive", "left-right", "hard")
-TRIPLET_STRATEGIES = ("per-image", "balanced", "left-right", "hard")
-
-
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ConfigError(message)
@@ -266,7 +262,11 @@ class SampleConfig:
         check_str(self.embeddings, "sample.embeddings", optional=True)
 
     def check_kind(self, kind: "Kind") -> None:
-        allowed = PAIR_STRATEGIES if kind is Kind.PAIRS else TRIPLET_STRATEGIES
+        # The sampler registries are the only list of strategy names; imported here because
+        # pairgen.sampling needs pandas and imports this module (through pairgen.schema).
+        from pairgen.sampling import PAIR_SAMPLERS, TRIPLET_SAMPLERS
+
+        allowed = tuple(PAIR_SAMPLERS if kind is Kind.PAIRS else TRIPLET_SAMPLERS)
         _check(self.strategy in allowed,
                f"--strategy must be one of {', '.join(allowed)} for {kind.value}; "
                f"received: --strategy={self.strategy!r}.")

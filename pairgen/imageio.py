@@ -27,7 +27,8 @@ SUPPORTED = "png, jpg, bmp, gif, tif, webp"
 # strategy make the bytes a pure function of the pixels for a given OpenCV build.
 PNG_COMPRESSION = 1
 
-_CV2_INTERPOLATION = {
+#: The OpenCV resize flag of each ``Interpolation``.
+CV2_INTERPOLATION = {
     Interpolation.NEAREST: cv2.INTER_NEAREST,
     Interpolation.LINEAR: cv2.INTER_LINEAR,
     Interpolation.AREA: cv2.INTER_AREA,
@@ -293,5 +294,5 @@ def fit(img: np.ndarray, size: tuple[int, int], interpolation: Interpolation | s
     if interpolation is Interpolation.NEAREST:
         flat = flat_index(nearest_indices(img.shape[0], h), nearest_indices(img.shape[1], w), img.shape[1])
         return gather(img, flat, (h, w))
-    out = cv2.resize(img, (w, h), interpolation=_CV2_INTERPOLATION[interpolation])
+    out = cv2.resize(img, (w, h), interpolation=CV2_INTERPOLATION[interpolation])
     return out.reshape(h, w, img.shape[2])

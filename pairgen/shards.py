@@ -14,12 +14,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from pairgen import tfrecord
 from pairgen.config import Compression, ShardConfig
 from pairgen.manifest import file_digest
-from pairgen.errors import BuildError, DatasetError
+from pairgen.errors import BuildError
 
 MIB = 1 << 20
 
@@ -248,37 +248,3 @@ class ShardWriter:
             results.append({"path": spec.path, "records": spec.num_records, "bytes": size, "sha256": sha})
         self._results = results
         return results
-
-
-def read_records(path: str | os.PathLike, *,
-                 compression: Compression | str = Compression.NONE) -> Iterator[bytes]:
-    """Yield the serialized records of one shard file, in order, checking their CRCs.
-
-    Args:
-        path: Shard file path.
-        compression: ``"none"`` or ``"gzip"``.
-
-    Yields:
-        Each record's bytes.
-
-    Raises:
-        DatasetError: If the file does not exist, is truncated or is corrupt.
-    """
-    return tfrecord.iter_records(path, compression="gzip" if _is_gzip(compression) else "none")
-
-
-def count_records(path: str | os.PathLike, *,
-                  compression: Compression | str = Compression.NONE) -> int:
-    """Count the records of one shard file (reads and checks the whole file).
-
-    Args:
-        path: Shard file path.
-        compression: ``"none"`` or ``"gzip"``.
-
-    Returns:
-        The number of records.
-
-    Raises:
-        DatasetError: If the file does not exist, is truncated or is corrupt.
-    """
-    return sum(1 for _ in read_records(path, compression=compression))

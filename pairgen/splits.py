@@ -24,6 +24,7 @@ import pandas as pd
 
 from pairgen.config import Layout, SplitBy, SplitConfig
 from pairgen.errors import SplitError
+from pairgen.rounding import largest_remainder
 from pairgen.catalog import Catalog, skipped_frame
 
 Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
@@ -98,16 +99,8 @@ def apportion(n: int, fractions: Sequence[float], carry: np.ndarray | None = Non
     Returns:
         int64 counts, one per split, summing to ``n``; each is floor or ceil of its share.
     """
-    exact = np.asarray(fractions, dtype=np.float64) * n
-    counts = np.floor(exact + 1e-9).astype(np.int64)
-    priority = exact - counts + (carry if carry is not None else 0.0)
-    left = n - int(counts.sum())
-    # Stable sort on -priority: ties go to the split listed first.
-    order = np.argsort(-np.round(priority, 9), kind="stable")
-    counts[order[:left]] += 1
-    if carry is not None:
-        carry += exact - counts
-    return counts
+    # Shares within 1e-9 of an integer count as that integer; ties go to the split listed first.
+    return largest_remainder(np.asarray(fractions, dtype=np.float64) * n, n, carry, tol=1e-9)
 
 
 def _cut(n: int, counts: np.ndarray, names: Sequence[str]) -> np.ndarray:

@@ -20,7 +20,7 @@ from pairgen.config import BuildConfig
 from pairgen.errors import BuildError
 from pairgen.materialize import Render, Source, render_record
 from pairgen.example import decode_example
-from pairgen.shards import read_records
+from pairgen.tfrecord import iter_records
 from pairgen.card import read_json as read_card
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_balanced_quota_is_shared_by_split_size(tmp_path: Path, make_image_tree)
 def _shard_examples(out: Path, card: dict, split: str) -> list[dict]:
     recs = []
     for shard in card["shards"][split]:
-        recs.extend(decode_example(r) for r in read_records(out / shard["path"], compression=card["compression"]))
+        recs.extend(decode_example(r) for r in iter_records(out / shard["path"], compression=card["compression"]))
     return recs
 
 

@@ -13,9 +13,8 @@ import pytest
 from pairgen.config import ShardConfig
 from pairgen.errors import BuildError, DatasetError
 from pairgen.example import encode_pair
-from pairgen.shards import (
-    ShardSpec, ShardWriter, count_records, plan_shards, read_records, shard_boundaries,
-)
+from pairgen.shards import ShardSpec, ShardWriter, plan_shards, shard_boundaries
+from pairgen.tfrecord import iter_records
 
 
 def _records(n: int) -> list[bytes]:
@@ -83,9 +82,9 @@ def test_writer_reports_sha256_bytes_and_counts(tmp_path):
         data = (tmp_path / shard["path"]).read_bytes()
         assert shard["bytes"] == len(data)
         assert shard["sha256"] == hashlib.sha256(data).hexdigest()
-    read = [r for s in shards for r in read_records(tmp_path / s["path"], compression="none")]
+    read = [r for s in shards for r in iter_records(tmp_path / s["path"], compression="none")]
     assert read == records
-    assert count_records(tmp_path / shards[1]["path"]) == 8
+    assert sum(1 for _ in iter_records(tmp_path / shards[1]["path"], read_data=False)) == 8
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
@@ -98,7 +97,7 @@ def test_output_is_byte_identical_across_writes(tmp_path, compression):
     if compression == "gzip":
         raw = (tmp_path / "one" / first[0]["path"]).read_bytes()
         assert raw[:2] == b"\x1f\x8b"
-        assert list(read_records(tmp_path / "one" / first[0]["path"], compression="gzip")) == records[:14]
+        assert list(iter_records(tmp_path / "one" / first[0]["path"], compression="gzip")) == records[:14]
 
 
 def test_writer_rejects_too_many_and_too_few_records(tmp_path):
@@ -128,7 +127,7 @@ def test_empty_plan_writes_nothing(tmp_path):
 
 def test_read_missing_file_raises(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        list(read_records(tmp_path / "nope.tfrecord"))
+        list(iter_records(tmp_path / "nope.tfrecord"))
 
 
 def test_importing_records_and_shards_does_not_import_tensorflow():

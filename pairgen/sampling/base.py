@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
+from pairgen.rounding import largest_remainder
 from pairgen.schema import PAIRS, TRIPLETS
 
 Positions = tuple[np.ndarray, ...]
@@ -221,11 +222,7 @@ def allocate(total: int, sizes: list[int]) -> list[int]:
     sizes_arr = np.asarray(sizes, dtype=np.float64)
     if total == 0 or sizes_arr.sum() == 0:
         return [0] * len(sizes)
-    exact = total * sizes_arr / sizes_arr.sum()
-    share = np.floor(exact).astype(np.int64)
-    extra = np.argsort(-(exact - share), kind="stable")[: total - int(share.sum())]
-    share[extra] += 1
-    return share.tolist()
+    return largest_remainder(total * sizes_arr / sizes_arr.sum(), total).tolist()
 
 
 def split_column(splits: list[str | None], lengths: list[int]) -> pd.Categorical:
