@@ -134,13 +134,13 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tree) -> None:
+def _start_build_with_workers(tmp_path: Path, make_image_tree, stderr: int) -> tuple[subprocess.Popen, list[int]]:
+    """A real 2-worker ``pairgen build`` and its worker pids, once both workers run."""
     src = make_image_tree(tmp_path, classes=10, per_class=60, size=64)
-    cmd = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src), "--out", str(tmp_path / "ds"),
-           "--workers", "2", "--image-size", "64x64", "--encoding", "png", "--augment", "--copies", "20",
-           "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src),
+           "--out", str(tmp_path / "ds"), "--workers", "2", "--image-size", "64x64", "--encoding", "png",
+           "--augment", "--copies", "20", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     workers: list[int] = []
     deadline = time.monotonic() + 120
     while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -148,6 +148,12 @@ def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tre
         time.sleep(0.05)
     assert len(workers) >= 2, "the build finished before its workers could be seen"
     time.sleep(0.5)  # mid-build
+    return proc, workers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tree) -> None:
+    proc, workers = _start_build_with_workers(tmp_path, make_image_tree, subprocess.DEVNULL)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(5)
@@ -157,17 +163,7 @@ def test_kill_9_of_a_build_leaves_no_worker_alive(tmp_path: Path, make_image_tre
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_interrupt_stops_the_build_and_its_workers(tmp_path: Path, make_image_tree) -> None:
-    src = make_image_tree(tmp_path, classes=10, per_class=60, size=64)
-    cmd = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src), "--out", str(tmp_path / "ds"),
-           "--workers", "2", "--image-size", "64x64", "--encoding", "png", "--augment", "--copies", "20",
-           "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    workers: list[int] = []
-    while len(workers) < 2 and proc.poll() is None:
-        workers = _children(proc.pid)
-        time.sleep(0.05)
-    assert len(workers) >= 2
-    time.sleep(0.5)
+    proc, workers = _start_build_with_workers(tmp_path, make_image_tree, subprocess.PIPE)
     os.kill(proc.pid, signal.SIGINT)  # the main process only, as a supervisor would send it
     _, err = proc.communicate(timeout=60)  # never waits for the workers' whole tasks to finish
     assert proc.returncode != 0

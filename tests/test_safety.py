@@ -154,7 +154,8 @@ def test_a_held_lock_refuses_at_once_naming_the_pid(tmp_path: Path, make_image_t
 def test_two_concurrent_builds_one_succeeds_one_refuses(tmp_path: Path, make_image_tree) -> None:
     src = make_image_tree(tmp_path, classes=4, per_class=20, size=64)
     out = tmp_path / "ds"
-    args = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src), "--out", str(out), "--image-size", "64x64",
+    args = [sys.executable, "-m", "pairgen", "build", str(flip_pipeline(tmp_path)), "--src", str(src),
+            "--out", str(out), "--image-size", "64x64",
             "--encoding", "png", "--augment", "--copies", "20", "--workers", "1", "--quiet", "--overwrite"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.pid, *p.communicate(timeout=600), p.returncode) for p in procs]
