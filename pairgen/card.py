@@ -191,14 +191,6 @@ def read_card(path: str | os.PathLike, *, complete: bool = False) -> Card:
     return Card.from_dict(read_json(path), path, complete=complete)
 
 
-def peek_card(path: str | os.PathLike) -> Card | None:
-    """The card at ``path`` if there is a valid one, else ``None`` (never raises)."""
-    try:
-        return read_card(path)
-    except (DatasetError, OSError, ValueError, TypeError):
-        return None
-
-
 def write_card(path: str | os.PathLike, card: Card | Mapping[str, Any]) -> None:
     """Write ``<path>/dataset.json`` with sorted keys and a trailing newline."""
     data = card.to_dict() if isinstance(card, Card) else dict(card)
