@@ -268,3 +268,10 @@ def test_verify_finds_a_missing_or_repeated_image(images: Path) -> None:
     dropped = manifest.iloc[:-1]
     problems = check_manifest(dropped, catalog, "train", card)
     assert any("every image of the split once" in p.detail for p in problems), problems
+
+
+def test_train_refuses_an_images_dataset_in_one_line() -> None:
+    from pairgen.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="--kind pairs or --kind triplets"):
+        TrainConfig().resolve("images")

@@ -149,6 +149,10 @@ class TrainConfig:
         Raises:
             ConfigError: If the loss does not fit the dataset kind or the head does not fit the loss.
         """
+        if kind == "images":
+            raise ConfigError("pairgen train takes a pairs or triplets dataset; this one is an images dataset. "
+                              "Build the same source, [split] config and seed with --kind pairs or --kind "
+                              "triplets: the splits stay the same.")
         loss = self.loss if self.loss != "auto" else ("triplet" if kind == "triplets" else "contrastive")
         if (loss == "triplet") != (kind == "triplets"):
             want = "--loss triplet" if kind == "triplets" else "--loss contrastive or --loss bce"
