@@ -275,3 +275,16 @@ def test_train_refuses_an_images_dataset_in_one_line() -> None:
 
     with pytest.raises(ConfigError, match="--kind pairs or --kind triplets"):
         TrainConfig().resolve("images")
+
+
+def test_sample_images_gives_every_image_once_per_split() -> None:
+    frame = pd.DataFrame({"image_id": np.arange(10, dtype=np.int64),
+                          "class_id": np.array([0, 0, 1, 1, 1, 2, 2, 0, 1, 2], dtype=np.int64),
+                          "split": ["train", "test"] * 5})
+    out = pairgen.sample_images(frame, rng=np.random.default_rng(0))
+    assert list(out.columns) == ["image_id", "class_id", "split"]
+    assert list(out["split"]) == ["test"] * 5 + ["train"] * 5  # grouped by split, sorted by name
+    assert list(out["image_id"]) == [1, 3, 5, 7, 9, 0, 2, 4, 6, 8]
+    np.testing.assert_array_equal(out["class_id"], frame.set_index("image_id")["class_id"].reindex(out["image_id"]))
+    with pytest.raises(pairgen.SampleError, match="--strategy must be one of per-image for images"):
+        pairgen.sample_images(frame, strategy="balanced", rng=np.random.default_rng(0))
