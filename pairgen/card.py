@@ -6,8 +6,8 @@ resolved ``config``), what its records hold (``image``: height, width, channels,
 ``shards``), per-split counts (``splits``), the scan summary (``source``, ``leakage``) and its
 lineage (``parent``: the fingerprint of the dataset that was at the same output path before,
 see :mod:`pairgen.lineage`) and ``split_fingerprint``, which identifies the split assignment
-alone (:func:`pairgen.fingerprint.split_fingerprint`). ``created_at`` and ``pairgen_version`` are informative; the
-fingerprint (:mod:`pairgen.fingerprint`) hashes neither.
+alone (:func:`pairgen.fingerprint.split_fingerprint`). ``created_at`` and ``pairgen_version``
+are informative; the fingerprint (:mod:`pairgen.fingerprint`) hashes neither.
 
 Every reader goes through :func:`read_card`, which checks what a loader needs (``kind``,
 ``image``, ``shards``, a readable ``format_version``); ``pairgen verify`` asks for a complete
