@@ -184,6 +184,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise DatasetError(f"'{card}' is not valid JSON ({exc}). Rebuild the dataset.") from None
 
 
+def probe_card(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The raw card at ``path`` if the folder looks like a pairgen dataset, else ``None``; never raises.
+
+    For deciding what a folder is (may ``--overwrite`` replace it? which kept version is it?),
+    where any card, also one of an older or newer format, counts: a JSON object with
+    ``fingerprint`` and ``format_version``. Readers of a dataset's contents use :func:`read_card`.
+    """
+    try:
+        card = json.loads((Path(path) / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and "fingerprint" in card and "format_version" in card else None
+
+
 def read_card(path: str | os.PathLike, *, complete: bool = False) -> Card:
     """Read and validate ``<path>/dataset.json`` (see :meth:`Card.from_dict`).
 

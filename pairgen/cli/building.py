@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from pairgen.cli.common import choices, echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.cli.common import (LazyHelpOption, choices, echo_json, handle_errors, json_option, progress_enabled,
+                                quiet_option)
 from pairgen.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
@@ -106,8 +107,7 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
               help="Follow symlinks and table paths that leave the source folder.")
 @click.option("--name", help="Dataset name (default: the pipeline's).")
 @click.option("--kind", type=choices(Kind), help="Records: pairs, triplets or images (one per image).")
-@click.option("--strategy", help="Sampling strategy: per-image, balanced, per-class, exhaustive, left-right, hard "
-              "(images: per-image only).")
+@click.option("--strategy", cls=LazyHelpOption, help_text=lambda: _strategy_help())
 @click.option("--num-records", type=int, help="Records per split for balanced sampling.")
 @click.option("--positives-per-image", type=int)
 @click.option("--negatives-per-image", type=int)
@@ -167,6 +167,13 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
     if conflicts.get("groups"):
         click.echo(f"  label conflicts: {conflicts['images']:,} images with identical content under more than "
                    f"one class ({conflicts['groups']:,} groups; see pairgen inspect)")
+
+
+def _strategy_help() -> str:
+    from pairgen.sampling import SAMPLERS_BY_KIND
+
+    kinds = "; ".join(f"{kind}: {', '.join(registry)}" for kind, registry in SAMPLERS_BY_KIND.items())
+    return f"Sampling strategy. {kinds}."
 
 
 def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
