@@ -440,7 +440,9 @@ class BuildConfig:
             out["source"].pop("path")
             out["source"].pop("table")
             out["source"].pop("allow_outside_root")  # which files were used is hashed with the catalog
-            if self.sample.embeddings:  # hash what the embeddings are, not where they are
+            if self.kind is Kind.IMAGES:  # one record per image: no pair or triplet parameter is used
+                out["sample"] = {"strategy": self.sample.strategy}
+            elif self.sample.embeddings:  # hash what the embeddings are, not where they are
                 out["sample"]["embeddings"] = _file_sha256(self.sample.embeddings)
         return out
 

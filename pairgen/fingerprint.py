@@ -3,7 +3,8 @@
 The fingerprint is sha256 over the canonical JSON of::
 
     {"format_version": 1,
-     "config": <resolved config without output path, source path or run options>,
+     "config": <resolved config without output path, source path or run options;
+                for the images kind, [sample] is only its strategy>,
      "catalog": [[relative path, class name, sha256], ...]}   # used images, sorted by path
 
 So the same config and the same source bytes give the same fingerprint wherever the source

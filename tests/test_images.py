@@ -196,6 +196,20 @@ def test_other_seed_gives_other_images_dataset(src: Path, images: Path, tmp_path
     assert card["split_fingerprint"] != read_card(images).split_fingerprint
 
 
+def test_pair_sampling_settings_do_not_change_an_images_fingerprint(src: Path, images: Path,
+                                                                    tmp_path: Path) -> None:
+    """An images build uses no pair/triplet parameter, so none of them is hashed."""
+    over = {"sample.positives_per_image": 3, "sample.negatives_per_image": 2, "sample.num_records": 77,
+            "shards.records_per_shard": 10}
+    card = build(_config(src, kind="images", **over), tmp_path / "other-params")
+    assert card["fingerprint"] == read_card(images).fingerprint
+    for name in ("manifests/train.parquet", "catalog.parquet"):
+        assert (tmp_path / "other-params" / name).read_bytes() == (images / name).read_bytes()
+    pairs = [build(_config(src, kind="pairs", **{"sample.positives_per_image": 0, "sample.negatives_per_image": k}),
+                   tmp_path / f"p{k}")["fingerprint"] for k in (1, 2)]
+    assert pairs[0] != pairs[1]
+
+
 def _assignment(path: Path) -> pd.Series:
     catalog = read_table(path / "catalog.parquet")
     return catalog.set_index("path")["split"].sort_index()
