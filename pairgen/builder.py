@@ -32,7 +32,7 @@ from pairgen.rounding import largest_remainder
 from pairgen.catalog import Catalog, label_conflicts, reason_kind, scan
 from pairgen.splits import leakage_report, split
 from pairgen.card import FORMAT_VERSION, Card, ImageSpec, write_card
-from pairgen.fingerprint import fingerprint
+from pairgen.fingerprint import fingerprint, split_fingerprint
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
 _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
@@ -346,4 +346,5 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
         shards=shards,
         manifest_only=config.build.manifest_only,
         parent=parent_of(out, fp),
+        split_fingerprint=split_fingerprint(catalog.images),
     )

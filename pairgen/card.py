@@ -5,7 +5,8 @@ resolved ``config``), what its records hold (``image``: height, width, channels,
 ``compression``), every table and shard with its sha256, size and record count (``files``,
 ``shards``), per-split counts (``splits``), the scan summary (``source``, ``leakage``) and its
 lineage (``parent``: the fingerprint of the dataset that was at the same output path before,
-see :mod:`pairgen.lineage`). ``created_at`` and ``pairgen_version`` are informative; the
+see :mod:`pairgen.lineage`) and ``split_fingerprint``, which identifies the split assignment
+alone (:func:`pairgen.fingerprint.split_fingerprint`). ``created_at`` and ``pairgen_version`` are informative; the
 fingerprint (:mod:`pairgen.fingerprint`) hashes neither.
 
 Every reader goes through :func:`read_card`, which checks what a loader needs (``kind``,
@@ -88,6 +89,7 @@ class Card:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest_only: bool = False
     parent: str | None = None
+    split_fingerprint: str | None = None  # see pairgen.fingerprint; None in cards written before it
 
     @classmethod
     def from_dict(cls, data: Any, where: str | os.PathLike, *, complete: bool = False) -> "Card":

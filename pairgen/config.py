@@ -5,7 +5,7 @@ A pipeline file is TOML with one table per stage::
     name = "mnist-demo"
     version = "1.0.0"
     seed = 0
-    kind = "pairs"                  # pairs | triplets
+    kind = "pairs"                  # pairs | triplets | images
 
     [source]
     path = "../datasets/mnist-5k"   # relative to the pipeline file
@@ -90,6 +90,7 @@ class SplitBy(_Choice):
 class Kind(_Choice):
     PAIRS = "pairs"
     TRIPLETS = "triplets"
+    IMAGES = "images"
 
 
 class Encoding(_Choice):
@@ -264,9 +265,13 @@ class SampleConfig:
     def check_kind(self, kind: "Kind") -> None:
         # The sampler registries are the only list of strategy names; imported here because
         # pairgen.sampling needs pandas and imports this module (through pairgen.schema).
-        from pairgen.sampling import PAIR_SAMPLERS, TRIPLET_SAMPLERS
+        from pairgen.sampling import SAMPLERS_BY_KIND
 
-        allowed = tuple(PAIR_SAMPLERS if kind is Kind.PAIRS else TRIPLET_SAMPLERS)
+        allowed = tuple(SAMPLERS_BY_KIND[kind.value])
+        if len(allowed) == 1:
+            _check(self.strategy in allowed,
+                   f"--strategy {self.strategy!r} does not apply to {kind.value} datasets: their only "
+                   f"strategy is {allowed[0]!r} (the default). Remove --strategy / [sample] strategy.")
         _check(self.strategy in allowed,
                f"--strategy must be one of {', '.join(allowed)} for {kind.value}; "
                f"received: --strategy={self.strategy!r}.")

@@ -51,7 +51,8 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
         For pairs: ``a``, ``b`` (images ``[n, h, w, c]``), ``label``, ``a_id``, ``b_id``,
         ``a_class``, ``b_class``, ``record_id`` (``int64`` ``[n]``). For triplets: ``anchor``,
         ``positive``, ``negative`` and ``anchor_id``, ``positive_id``, ``negative_id``,
-        ``anchor_class``, ``positive_class``, ``negative_class``, ``record_id``.
+        ``anchor_class``, ``positive_class``, ``negative_class``, ``record_id``. For images:
+        ``image``, ``id``, ``class``, ``record_id``.
 
     Raises:
         DatasetError: If the dataset or split is missing, ``limit`` is negative, or a shard

@@ -79,8 +79,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     shards = card.shards
     return {
         "path": str(root), "name": card.name, "version": card.version,
-        "fingerprint": card.fingerprint, "parent": card.parent, "kind": card.kind.value,
-        "created_at": card.created_at, "pairgen_version": card.pairgen_version,
+        "fingerprint": card.fingerprint, "split_fingerprint": card.split_fingerprint,
+        "parent": card.parent, "kind": card.kind.value, "created_at": card.created_at, "pairgen_version": card.pairgen_version,
         "source": card.source, "image": card.image.to_dict(), "compression": card.compression,
         "splits": splits,
         "shards": {"count": sum(len(v) for v in shards.values()),
@@ -111,6 +111,7 @@ def format_inspect(info: dict[str, Any]) -> str:
     lines = [
         f"{info['name']} {info['version']} ({info['kind']})  {info['path']}",
         f"fingerprint  {info['fingerprint']}",
+        *([f"splits fp    {info['split_fingerprint']}"] if info.get("split_fingerprint") else []),
         f"parent       {info['parent'] or '-'}",
         f"created      {info['created_at']} with pairgen {info['pairgen_version']}",
         f"source       {src['root']} ({src['layout']}): {src['images']:,} images in {src['classes']:,} classes",
@@ -240,8 +241,9 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
         b: The second one.
 
     Returns:
-        ``identical`` (same fingerprint), ``a`` and ``b`` (path, name, version, fingerprint,
-        kind), ``config`` (differing dotted keys with both values and whether the key is
+        ``identical`` (same fingerprint), ``split_match`` (same split assignment, by split
+        fingerprint; ``None`` when a card predates it), ``a`` and ``b`` (path, name, version,
+        fingerprint, kind), ``config`` (differing dotted keys with both values and whether the key is
         fingerprinted), ``classes`` (per split: added and removed class names, B against A),
         ``images`` (added / removed / changed / unchanged by relative path and content hash,
         with examples), ``records`` (per split: common, only_a, only_b, by content) and
@@ -256,6 +258,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
     cat_a, cat_b = _catalog(ra), _catalog(rb)
     return {
         "identical": ca.fingerprint == cb.fingerprint,
+        "split_match": split_match(ca, cb),
         "a": _head(ra, ca), "b": _head(rb, cb),
         "config": _config_changes(ca.config, cb.config),
         "classes": _class_changes(cat_a, cat_b),
@@ -263,6 +266,13 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
         "records": _record_changes(ra, ca, rb, cb, cat_a, cat_b),
         "counts": _count_changes(ca, cb),
     }
+
+
+def split_match(a: Card, b: Card) -> bool | None:
+    """Whether two datasets assign the same images to the same splits (``None``: a card lacks it)."""
+    if a.split_fingerprint is None or b.split_fingerprint is None:
+        return None
+    return a.split_fingerprint == b.split_fingerprint
 
 
 def _head(root: Path, card: Card) -> dict[str, Any]:
@@ -278,6 +288,9 @@ def format_diff(d: dict[str, Any]) -> str:
              "identical fingerprints" if d["identical"] else "fingerprints differ"]
     if a["kind"] != b["kind"]:
         lines.append(f"kind: {a['kind']} -> {b['kind']} (records are not compared)")
+    if d.get("split_match") is not None:
+        lines.append("splits: same images in the same splits" if d["split_match"]
+                     else "splits: the images are split differently")
     lines.append("config:" if d["config"] else "config: same")
     lines += [f"  {c['key']}: {c['a']!r} -> {c['b']!r}{'' if c['hashed'] else '  (not fingerprinted)'}"
               for c in d["config"]]

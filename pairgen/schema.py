@@ -3,23 +3,26 @@
 A kind is a tuple of *roles* (the images of one record, in record order) plus whether records
 carry a ``label``. Every other name derives from the roles:
 
-================  ==========================  ================================
-role ``r``         pairs (``a``, ``b``)        triplets (``anchor``, ...)
-================  ==========================  ================================
-record image      ``r/image`` (bytes)         ``anchor/image``
-record ints       ``r/id``, ``r/class``       ``anchor/id``, ``anchor/class``
-manifest columns  ``r_id``, class column       ``anchor_id``, ``anchor_class``
-NumPy arrays      ``r``, ``r_id``, ``r_class``  ``anchor``, ``anchor_id``, ...
-================  ==========================  ================================
+================  ==========================  ======================  =========================
+role ``r``         pairs (``a``, ``b``)        triplets (``anchor``)   images (unnamed role)
+================  ==========================  ======================  =========================
+record image      ``r/image`` (bytes)         ``anchor/image``        ``image``
+record ints       ``r/id``, ``r/class``       ``anchor/id``, ...      ``id``, ``class``
+manifest columns  ``r_id``, class column       ``anchor_id``, ...      ``image_id``, ``class_id``
+NumPy arrays      ``r``, ``r_id``, ``r_class``  ``anchor``, ...         ``image``, ``id``, ``class``
+================  ==========================  ======================  =========================
 
 Every record also holds ``record_id`` (its manifest row); pair records hold ``label``
 (1 = same class). A role's class is read from its manifest *class column*: a triplet's positive
 shares the anchor's class, so triplet manifests store ``anchor_class`` and ``negative_class``
 only and ``positive/class`` is written from ``anchor_class``.
 
-Adding a kind (for example one image per record, for P x K batch sampling) means adding a
-:class:`KindSchema` here and its sampler in :mod:`pairgen.sampling`; the encoder, readers,
-verifier, preview and evaluation take their names from :func:`schema_of`.
+The ``images`` kind has one role with an empty name: one image per record (for P x K batch
+sampling and classification), with the catalog's own column names in its manifest.
+
+Adding a kind means adding a :class:`KindSchema` here and its sampler in
+:mod:`pairgen.sampling`; the encoder, readers, verifier, preview and evaluation take their
+names from :func:`schema_of`.
 """
 
 from __future__ import annotations
@@ -39,28 +42,37 @@ AUG_SEED = "aug_seed"
 class Role:
     """One image of a record: its name and the manifest column its class id is stored in."""
 
-    name: str
+    name: str  # "" for the single image of a one-image kind: features ``image``, ``id``, ``class``
     class_column: str
 
     @property
+    def _prefix(self) -> str:
+        return f"{self.name}/" if self.name else ""
+
+    @property
     def image_key(self) -> str:
-        """The record's image feature (bytes): ``a/image``."""
-        return f"{self.name}/image"
+        """The record's image feature (bytes): ``a/image`` (``image`` without a name)."""
+        return f"{self._prefix}image"
 
     @property
     def id_key(self) -> str:
-        """The record's image-id feature (int64): ``a/id``."""
-        return f"{self.name}/id"
+        """The record's image-id feature (int64): ``a/id`` (``id``)."""
+        return f"{self._prefix}id"
 
     @property
     def class_key(self) -> str:
-        """The record's class-id feature (int64): ``a/class``."""
-        return f"{self.name}/class"
+        """The record's class-id feature (int64): ``a/class`` (``class``)."""
+        return f"{self._prefix}class"
 
     @property
     def id_column(self) -> str:
-        """The manifest column with the catalog ``image_id``: ``a_id``."""
-        return f"{self.name}_id"
+        """The manifest column with the catalog ``image_id``: ``a_id`` (``image_id``)."""
+        return f"{self.name}_id" if self.name else "image_id"
+
+    @property
+    def stores_class(self) -> bool:
+        """Whether the manifest has a class column of this role's own (a triplet's positive has not)."""
+        return self.class_column == (f"{self.name}_class" if self.name else "class_id")
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class KindSchema:
     roles: tuple[Role, ...]
     labelled: bool
     symmetric: bool = False  # the roles are interchangeable: (a, b) is the same record as (b, a)
+    every_image: bool = False  # every image of a split is in one record per augmentation copy
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -138,13 +151,21 @@ class KindSchema:
         return out
 
     @property
+    def target(self) -> str | None:
+        """The int64 feature a Keras-style ``(x, y)`` element pairs with the images, if any:
+        ``label`` for a labelled kind, the class of a one-image kind (``class``), else ``None``."""
+        if self.labelled:
+            return LABEL
+        return self.roles[0].class_key if len(self.roles) == 1 else None
+
+    @property
     def arrays(self) -> tuple[str, ...]:
         """The array names :func:`pairgen.load_numpy` returns, in order."""
         return tuple(array_name(k) for k in (*self.image_keys, *self.int_keys))
 
 
 def array_name(feature: str) -> str:
-    """The array key of a record feature: ``a/image`` -> ``a``, ``a/id`` -> ``a_id``."""
+    """The array key of a record feature: ``a/image`` -> ``a``, ``a/id`` -> ``a_id``, ``image`` -> ``image``."""
     return feature.replace("/image", "").replace("/", "_")
 
 
@@ -154,7 +175,8 @@ TRIPLETS = KindSchema(
     (Role("anchor", "anchor_class"), Role("positive", "anchor_class"), Role("negative", "negative_class")),
     labelled=False,
 )
-SCHEMAS: dict[Kind, KindSchema] = {s.kind: s for s in (PAIRS, TRIPLETS)}
+IMAGES = KindSchema(Kind.IMAGES, (Role("", "class_id"),), labelled=False, every_image=True)
+SCHEMAS: dict[Kind, KindSchema] = {s.kind: s for s in (PAIRS, TRIPLETS, IMAGES)}
 
 
 def schema_of(kind: Kind | str) -> KindSchema:

@@ -183,13 +183,15 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
         with_ids: Add a dict of the record's ``int64`` features as the last element:
             ``record_id``, ``label``, ``a/id``, ``b/id``, ``a/class``, ``b/class`` for pairs;
             ``record_id`` and ``anchor/``, ``positive/``, ``negative/`` ``id`` and ``class``
-            for triplets.
+            for triplets; ``record_id``, ``id`` and ``class`` for images.
 
     Returns:
         For pairs, elements ``((a, b), label)``; for triplets ``(anchor, positive,
-        negative)``; with ``with_ids``, ``((a, b), label, ids)`` and ``(anchor, positive,
-        negative, ids)``. Images have shape ``(h, w, c)`` (plus a leading batch axis when
-        ``batch_size`` is set); ``label`` is ``float32`` (1 = same class).
+        negative)``; for images ``(image, class)``, as ``keras.utils.image_dataset_from_directory``
+        gives ``(x, y)``; with ``with_ids``, an ids dict is added last (``((a, b), label, ids)``,
+        ``(anchor, positive, negative, ids)``, ``(image, class, ids)``). Images have shape
+        ``(h, w, c)`` (plus a leading batch axis when ``batch_size`` is set); ``label`` is
+        ``float32`` (1 = same class); ``class`` is the ``int64`` catalog ``class_id``.
 
     Raises:
         DatasetError: If the directory, ``dataset.json`` or the split is missing, an argument
@@ -203,7 +205,7 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     card = read_card(root)
     schema = schema_of(card.kind)
     image_keys, int_keys = schema.image_keys, schema.int_keys
-    keys = (*image_keys, *int_keys) if with_ids else (*image_keys, "label")
+    keys = (*image_keys, *int_keys) if with_ids else (*image_keys, *filter(None, [schema.target]))
     ds = _parsed_batches(card, root, split, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,
                          seed=seed, repeat=repeat, normalize=normalize,
                          shuffle_buffer=shuffle_buffer, keys=keys)
@@ -221,14 +223,18 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
 def _element_fn(kind: Kind, id_keys: tuple[str, ...]):
     """Parsed features -> ``load``'s elements, with a dict of ``id_keys`` last if any.
 
-    A labelled kind gives ``((images...), label)``, any other kind its images.
+    A kind with a target gives ``(x, y)``: ``((a, b), label)`` for pairs (``label`` as
+    ``float32``), ``(image, class)`` for images (``class`` as ``int64``); any other kind its
+    images.
     """
     schema = schema_of(kind)
+    target = schema.target
 
     def element(f: dict[str, tf.Tensor]) -> tuple:
         out = tuple(f[k] for k in schema.image_keys)
-        if schema.labelled:
-            out = (out, tf.cast(f["label"], tf.float32))
+        if target is not None:
+            y = tf.cast(f[target], tf.float32) if schema.labelled else f[target]
+            out = (out[0] if len(out) == 1 else out, y)
         return (*out, {k: f[k] for k in id_keys}) if id_keys else out
 
     return element
@@ -255,7 +261,7 @@ def load_arrays(path: str | os.PathLike, split: str = "test", limit: int | None 
         ``a_class``, ``b_class``, ``record_id`` (``int64`` ``[n]``). For triplets:
         ``anchor``, ``positive``, ``negative`` and ``anchor_id``, ``positive_id``,
         ``negative_id``, ``anchor_class``, ``positive_class``, ``negative_class``,
-        ``record_id``.
+        ``record_id``. For images: ``image``, ``id``, ``class``, ``record_id``.
 
     Raises:
         DatasetError: If the dataset or split is missing, ``limit`` is negative, or a check of

@@ -32,7 +32,7 @@ from pairgen.card import Card, read_card
 from pairgen.checks import check_image_spec, image_mismatch
 from pairgen.config import BuildConfig, Kind
 from pairgen.errors import DatasetError, PairgenError
-from pairgen.fingerprint import fingerprint
+from pairgen.fingerprint import fingerprint, split_fingerprint
 from pairgen.lineage import resolve
 from pairgen.schema import LABEL, schema_of
 from pairgen.tfrecord import TFRecordError, iter_records
@@ -176,6 +176,10 @@ def _check_fingerprint(card: Card, catalog: pd.DataFrame) -> list[Problem]:
     if actual != card.fingerprint:
         return [Problem("dataset.json", "changed", f"fingerprint of its config and catalog is "
                         f"{actual[:12]}..., the card says {str(card.fingerprint)[:12]}...")]
+    splits = split_fingerprint(catalog) if card.split_fingerprint is not None else None
+    if splits != card.split_fingerprint:
+        return [Problem("dataset.json", "changed", f"split fingerprint of its catalog is "
+                        f"{splits[:12]}..., the card says {str(card.split_fingerprint)[:12]}...")]
     return []
 
 
@@ -344,7 +348,7 @@ def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
     label = manifest[LABEL].to_numpy() if schema.labelled else None
     if label is not None:
         bad(~np.isin(label, [0, 1]), "with a label other than 0 or 1")
-    own = [r for r in schema.roles if r.class_column == f"{r.name}_class"]  # roles that store their class
+    own = [r for r in schema.roles if r.stores_class]
     bad(np.logical_or.reduce([manifest[r.class_column].to_numpy() != cls[r.id_column] for r in own]),
         f"whose {'/'.join(r.class_column for r in own)} disagree with the catalog")
     if schema.kind is Kind.PAIRS:
@@ -355,8 +359,25 @@ def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
         bad(cls["positive_id"] != cls["anchor_id"], "whose positive is not of the anchor's class")
         bad(ids["positive_id"] == ids["anchor_id"], "whose positive is the anchor image itself")
         bad(cls["negative_id"] == cls["anchor_id"], "whose negative is of the anchor's class")
+    if schema.every_image:
+        bad(_coverage(ids[schema.id_columns[0]], catalog, split, card) != 0,
+            "breaking 'every image of the split once per augmentation copy'")
     out += _check_counts(rel, manifest, card.splits.get(split, {}), schema.labelled)
     return out
+
+
+def _coverage(ids: np.ndarray, catalog: pd.DataFrame, split: str, card: Card) -> np.ndarray:
+    """Per manifest row: how far its image's record count is from the expected copies (0 = right).
+
+    The rows are all flagged (1) when a catalog image of the split has no record at all.
+    """
+    augment = card.config.get("augment", {})
+    copies = int(augment.get("copies", 1)) if augment.get("enabled") else 1
+    uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    expected = np.sort(catalog.loc[catalog["split"] == split, "image_id"].to_numpy())
+    if not np.array_equal(uniq, expected):
+        return np.ones(ids.size, dtype=np.int64)
+    return counts[inverse] - copies
 
 
 def _check_counts(rel: str, manifest: pd.DataFrame, counts: dict[str, Any], labelled: bool) -> list[Problem]:

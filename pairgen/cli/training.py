@@ -155,6 +155,10 @@ def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials
     from pairgen.train.evaluation import evaluate as run_evaluation
 
     metrics = run_evaluation(run, dataset, split=split, ways=ways, trials=trials, seed=seed)
+    if metrics.get("split_match") is False:
+        click.echo(f"warning: {run} was trained on a dataset whose splits differ from those of {dataset} "
+                   "(split fingerprints differ), so its training images may be in the evaluated split; "
+                   "build both with the same source, [split] config and seed.", err=True)
     if as_json:
         echo_json(metrics)
     else:

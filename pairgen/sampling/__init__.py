@@ -1,4 +1,4 @@
-"""Vectorized, seeded pair and triplet sampling over a catalog's images.
+"""Vectorized, seeded pair and triplet sampling over a catalog's images; one record per image for ``images``.
 
 ``sample_pairs`` and ``sample_triplets`` look the strategy up in a registry (name -> sampler
 class). Adding a strategy is one import and one entry in ``PAIR_SAMPLERS`` /
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
-from pairgen.sampling.base import ClassIndex, PairSampler, SampleParams, Sampler, TripletSampler
+from pairgen.sampling.base import ClassIndex, ImageSampler, PairSampler, SampleParams, Sampler, TripletSampler
 from pairgen.sampling.hard import HardPairs, HardTriplets
 from pairgen.sampling.pairs import (BalancedPairs, ExhaustivePairs, LeftRightPairs, PerClassPairs,
                                     PerImagePairs)
+from pairgen.sampling.images import EveryImage
 from pairgen.sampling.triplets import BalancedTriplets, LeftRightTriplets, PerImageTriplets
 
 PAIR_SAMPLERS: dict[str, type[PairSampler]] = {
@@ -36,8 +37,17 @@ TRIPLET_SAMPLERS: dict[str, type[TripletSampler]] = {
     "hard": HardTriplets,
 }
 
-__all__ = ["PAIR_SAMPLERS", "TRIPLET_SAMPLERS", "ClassIndex", "PairSampler", "SampleParams",
-           "Sampler", "TripletSampler", "sample_pairs", "sample_triplets"]
+IMAGE_SAMPLERS: dict[str, type[ImageSampler]] = {
+    "per-image": EveryImage,
+}
+
+SAMPLERS_BY_KIND: dict[str, dict[str, type[Sampler]]] = {
+    "pairs": PAIR_SAMPLERS, "triplets": TRIPLET_SAMPLERS, "images": IMAGE_SAMPLERS,
+}  # record kind -> its strategy registry
+
+__all__ = ["IMAGE_SAMPLERS", "PAIR_SAMPLERS", "SAMPLERS_BY_KIND", "TRIPLET_SAMPLERS", "ClassIndex",
+           "ImageSampler", "PairSampler", "SampleParams", "Sampler", "TripletSampler", "sample_images",
+           "sample_pairs", "sample_triplets"]
 
 
 def _lookup(registry: dict[str, type[Sampler]], strategy: Any, kind: str) -> Sampler:
@@ -98,4 +108,26 @@ def sample_triplets(images: pd.DataFrame, *, strategy: str, rng: np.random.Gener
     return _lookup(TRIPLET_SAMPLERS, strategy, "triplets")(images, rng=rng, **params)
 
 
-SAMPLE_BY_KIND = {"pairs": sample_pairs, "triplets": sample_triplets}  # record kind -> its sampling function
+def sample_images(images: pd.DataFrame, *, strategy: str = "per-image", rng: np.random.Generator,
+                  **params: Any) -> pd.DataFrame:
+    """One record per image within each split (the ``images`` kind).
+
+    Args:
+        images: as for :func:`sample_pairs`.
+        strategy: a key of ``IMAGE_SAMPLERS`` (only ``per-image``: every image once).
+        rng: the only source of randomness (the ``per-image`` strategy draws nothing).
+        **params: ``SampleConfig`` fields; ``unique`` is the only one that applies (and is a
+            no-op, since every image is one record).
+
+    Returns:
+        A frame with ``image_id``, ``class_id`` (int64) and ``split`` (Categorical), grouped by
+        split in sorted name order, ``image_id`` order inside a split.
+
+    Raises:
+        SampleError: for an unknown strategy or a missing column.
+    """
+    return _lookup(IMAGE_SAMPLERS, strategy, "images")(images, rng=rng, **params)
+
+
+SAMPLE_BY_KIND = {"pairs": sample_pairs, "triplets": sample_triplets,
+                  "images": sample_images}  # record kind -> its sampling function

@@ -1,4 +1,4 @@
-"""Shared machinery for pair and triplet samplers.
+"""Shared machinery for pair, triplet and image samplers.
 
 Every strategy works on a :class:`ClassIndex`: the images of one split sorted by class once,
 with per-class offsets and counts, so that "a random member of class c" is
@@ -19,7 +19,7 @@ import pandas as pd
 
 from pairgen.errors import SampleError
 from pairgen.rounding import largest_remainder
-from pairgen.schema import PAIRS, TRIPLETS
+from pairgen.schema import IMAGES, PAIRS, TRIPLETS
 
 Positions = tuple[np.ndarray, ...]
 
@@ -339,6 +339,19 @@ class TripletSampler(Sampler):
 
     def unique_rows(self, cols: dict[str, np.ndarray]) -> np.ndarray:
         return first_unique([cols["anchor_id"], cols["positive_id"], cols["negative_id"]])
+
+
+class ImageSampler(Sampler):
+    """Base of images strategies: ``sample`` returns ``(image_pos,)``, one record per position."""
+
+    columns = IMAGES.sample_columns
+
+    def finish(self, index: ClassIndex, pos: list[np.ndarray]) -> dict[str, np.ndarray]:
+        (p,) = pos
+        return {"image_id": np.take(index.ids, p), "class_id": np.take(index.classes, p)}
+
+    def unique_rows(self, cols: dict[str, np.ndarray]) -> np.ndarray:
+        return first_unique([cols["image_id"]])
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:

@@ -63,10 +63,13 @@ class DatasetInfo:
         return int(sum(int(s.get("records", 0)) for s in self.card.shards.get(split, [])))
 
     def summary(self) -> dict[str, Any]:
-        """The dataset entry written into a run's ``config.json``."""
-        return {"path": str(self.path), "name": self.card.name or None, "version": self.card.version or None,
-                "fingerprint": self.fingerprint, "kind": self.kind, "image": self.card.image.to_dict(),
-                "splits": {s: self.records(s) for s in self.splits}}
+        """The dataset entry written into a run's ``config.json`` (``split_fingerprint`` when the card has one)."""
+        out = {"path": str(self.path), "name": self.card.name or None, "version": self.card.version or None,
+               "fingerprint": self.fingerprint, "kind": self.kind, "image": self.card.image.to_dict(),
+               "splits": {s: self.records(s) for s in self.splits}}
+        if self.card.split_fingerprint is not None:
+            out["split_fingerprint"] = self.card.split_fingerprint
+        return out
 
 
 def open_dataset(path: str | os.PathLike) -> DatasetInfo:

@@ -245,10 +245,22 @@ def _metrics(run: Run, info: DatasetInfo, split: str, thr_split: str, scores: di
         "dataset": {"name": info.card.name or None, "version": info.card.version or None,
                     "fingerprint": info.fingerprint, "kind": info.kind},
         "trained_on": run.config.get("dataset", {}).get("fingerprint"),
+        "split_match": split_match(run, info),
         "threshold_split_metrics": {k: val[k] for k in ("accuracy", "roc_auc", "eer", "pairs")},
         "class_disjoint": bool(trained) and not (_classes(info, split) & trained),
     })
     return result
+
+
+def split_match(run: Run, info: DatasetInfo) -> bool | None:
+    """Whether the run's training dataset and ``info`` split the same images the same way.
+
+    Compares split fingerprints (:func:`pairgen.fingerprint.split_fingerprint`); ``None`` when
+    the run or the dataset predates them, so nothing can be said.
+    """
+    trained = run.config.get("dataset", {}).get("split_fingerprint")
+    here = info.card.split_fingerprint
+    return None if trained is None or here is None else trained == here
 
 
 def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int] = DEFAULT_WAYS,
@@ -289,7 +301,9 @@ def evaluate(run: str | os.PathLike, dataset: str | os.PathLike, *, split: str =
     Returns:
         A JSON-ready dict: ``pair_accuracy``, ``roc_auc``, ``eer``, ``precision``, ``recall``,
         counts, ``threshold`` (chosen on ``threshold_split``), ``triplet_accuracy`` for
-        triplet data, ``one_shot`` per N, ``class_disjoint`` and the dataset's identity.
+        triplet data, ``one_shot`` per N, ``class_disjoint``, ``split_match`` (whether the
+        run was trained on a dataset with this dataset's split assignment; ``None`` when a run
+        or card predates split fingerprints) and the dataset's identity.
 
     Raises:
         ConfigError: If ``run`` is not a run folder or its input shape does not fit the dataset.
