@@ -97,22 +97,35 @@ def fit_kwargs(config: TrainConfig, info: DatasetInfo, train: PKSplit, has_val: 
     return kw
 
 
-def build_embedding_model(config: TrainConfig, shape: tuple[int, int, int],
-                          steps: int) -> tuple[keras.Model, keras.Model]:
-    """The tower, compiled with the in-batch loss, and the distance head saved with it."""
+def steps_per_execution(requested: int, batches: int) -> int:
+    """The largest divisor of ``batches`` up to ``requested``.
+
+    Keras takes whole executions of ``steps_per_execution`` steps from an endless input, so it
+    must divide the epoch's batches for one Keras epoch to be one schedule epoch.
+    """
+    return max(d for d in range(1, min(requested, batches) + 1) if batches % d == 0)
+
+
+def build_embedding_model(config: TrainConfig, shape: tuple[int, int, int], steps: int,
+                          batches: int) -> tuple[keras.Model, keras.Model]:
+    """The tower, compiled with the in-batch loss, and the distance head saved with it.
+
+    ``steps`` is the number of optimizer steps of the run, ``batches`` the batches per epoch.
+    """
     tower = build_tower(config.model, shape, embedding_dim=config.embedding_dim, width=config.width,
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
     jit: bool | str = True if config.jit else (False if backend.name() == "tensorflow" else "auto")
     tower.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config, in_batch=True), jit_compile=jit,
-                  steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
+                  steps_per_execution=steps_per_execution(backend.steps_per_execution(config.steps_per_execution),
+                                                          batches))
     return tower, head
 
 
 def images_metrics(info: DatasetInfo, config: TrainConfig, history: dict[str, list[float]],
                    out: Path, batches: int) -> dict[str, Any]:
     """What ``metrics.json`` holds for a run on an images dataset (pair metrics come from ``evaluate``)."""
-    last = {k: float(v[-1]) for k, v in history.items() if v and k in ("loss", "val_loss")}
+    last = {k: float(v[-1]) for k, v in history.items() if v and k in ("loss", "val_loss") and np.isfinite(v[-1])}
     return {"dataset": {"name": info.card.name or None, "version": info.card.version or None,
                         "fingerprint": info.fingerprint, "kind": info.kind},
             "classes_per_batch": config.classes_per_batch, "images_per_class": config.images_per_class,
