@@ -6,8 +6,8 @@ Every batch holds ``P`` distinct classes with ``K`` images each, in the epoch sc
 
     ds = pairgen.load_classes("build/digits", "train", classes_per_batch=8, images_per_class=4,
                               seed=0, epochs=None)          # None: one epoch after another, forever
-    model.fit(ds, steps_per_epoch=pairgen.pk.PKSplit("build/digits", classes_per_batch=8,
-                                                    images_per_class=4).n_batches, epochs=10)
+    steps = pairgen.pk.PKSplit("build/digits", "train", classes_per_batch=8, images_per_class=4).n_batches
+    model.fit(ds, steps_per_epoch=steps, epochs=10)
 
 A Python generator reads each batch's serialized records by offset (``os.pread``, CRCs
 checked: see :mod:`pairgen.pk`); TensorFlow parses and decodes the whole batch at once
