@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--classes-per-batch", type=int, default=8)
     parser.add_argument("--images-per-class", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--big-copies", type=int, default=16)
+    parser.add_argument("--big-copies", type=int, default=24)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")

@@ -75,6 +75,7 @@ def test_train_on_pk_batches_then_evaluate_on_pairs(digits: dict[str, Path], tmp
 
 
 def test_train_errors_are_one_line(digits: dict[str, Path], tmp_path: Path) -> None:
+    assert _cli("train", digits["images"], "--out", tmp_path / "run", *TINY, "-q").exit_code == 0
     cases = [
         (["train", digits["pairs"], "--out", tmp_path / "a", "--classes-per-batch", "4"],
          "need an images dataset"),
@@ -82,6 +83,7 @@ def test_train_errors_are_one_line(digits: dict[str, Path], tmp_path: Path) -> N
         (["train", digits["images"], "--out", tmp_path / "c", "--classes-per-batch", "11"],
          "needs 11 classes with at least 4 images"),
         (["train", digits["images"], "--out", tmp_path / "d", "--mining", "none"], "--mining none needs fixed"),
+        (["evaluate", tmp_path / "run", digits["images"]], "holds images, not pairs or triplets to score"),
     ]
     for args, message in cases:
         res = _cli(*args)

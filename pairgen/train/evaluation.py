@@ -313,6 +313,10 @@ def evaluate(run: str | os.PathLike, dataset: str | os.PathLike, *, split: str =
         raise ConfigError(f"--trials must be > 0; received: --trials {trials}.")
     loaded = load_run(run)
     info = open_dataset(dataset)
+    if info.kind == "images":
+        raise DatasetError(f"dataset '{info.path}' holds images, not pairs or triplets to score; build a pairs "
+                           "dataset with the same source, split config and seed (`pairgen build ... --kind pairs`) "
+                           "and evaluate on it.")
     want = tuple(int(x) for x in loaded.tower.input_shape[1:])
     if want != info.shape:
         raise DatasetError(f"dataset '{info.path}' has {info.shape[0]}x{info.shape[1]}x{info.shape[2]} images but "
