@@ -22,9 +22,10 @@
    (tf.data), and `pairgen.stream` (batch 256, shuffled) against `load_numpy`.
 
 3. Memory. Builds once (build/bench-pk-big) an images dataset of `--big-copies` augmented copies
-   of 10,000 synthetic 64x64x3 PNGs (raw records, 90% train), then reads one epoch of its train
-   split in a fresh child process with `pk_batches` and with `stream` and prints that process's
-   peak RSS (`VmHWM`) and the split's bytes on disk over it.
+   (flips) of 10,000 synthetic 64x64x3 PNGs (raw records, 16 MB shards, 90% train), then reads
+   one epoch of its train split in a fresh child process with `pk_batches` (16 x 4) and with
+   `stream` (batch 256, shuffled through a 1,000-record buffer) and prints that process's peak
+   RSS (`VmHWM`) and the split's bytes on disk over it.
 
     python benchmarks/pk_quality.py [--pair-epochs 2] [--classes-per-batch 8 --images-per-class 8]
 """
@@ -177,13 +178,15 @@ def big_dataset(copies: int) -> Path:
 
     out = ROOT / "build" / "bench-pk-big"
     card = out / "dataset.json"
-    if card.is_file() and json.loads(card.read_text())["config"]["augment"]["copies"] == copies:
+    config = json.loads(card.read_text())["config"] if card.is_file() else {}
+    if config and config["augment"]["copies"] == copies and config["shards"]["shard_mb"] == 16:
         return out
     src = big_tree(ROOT / "build" / "bench-stream-big-64x64x3-src", 64, 3)
     cfg = BuildConfig().override({
         "kind": "images", "source.path": str(src), "augment.enabled": True, "augment.flip": True,
         "augment.copies": copies, "split.fractions": {"train": 0.9, "val": 0.05, "test": 0.05},
-        "image.size": [64, 64], "image.channels": 3, "image.encoding": "raw", "build.workers": 0,
+        "image.size": [64, 64], "image.channels": 3, "image.encoding": "raw", "shards.shard_mb": 16,
+        "build.workers": 0,
         "build.overwrite": True, "build.quiet": True})
     start = time.perf_counter()
     build(cfg, out)

@@ -29,9 +29,10 @@ each batch's records by ``os.pread``, CRCs checked, ``record_id`` and class comp
 manifest (GZIP shards cannot be read by offset: rebuild with ``compression = "none"``).
 
 **Memory.** The index (about 24 bytes per record), one epoch's schedule (8 bytes per batch
-place, about 8 bytes per record) and the batches being read: :func:`pk_batches` reads
-``READ_AHEAD`` (1,024) records' worth of whole batches at once (their bytes plus the decoded
-images, float32 when normalized), :func:`pairgen.load_classes` one batch per prefetched element.
+place, about 8 bytes per record) and the batches being read: :func:`pk_batches` reads whole
+batches worth about ``READ_AHEAD_BYTES`` (4 MiB) of records at once (at least one batch; the
+bytes, then the decoded images, float32 when normalized: up to 4x the bytes),
+:func:`pairgen.load_classes` one batch per prefetched element.
 It does not grow with the split's pixels.
 
 **Sharing an epoch** between consumers (ranks, hosts): consumer ``rank`` of ``world_size`` takes
@@ -52,7 +53,7 @@ import numpy as np
 from pairgen.errors import ConfigError
 from pairgen.recordindex import Arrays, ImagesSplit
 
-READ_AHEAD = 1024  # records read and parsed at once by PKSplit.batches
+READ_AHEAD_BYTES = 4 << 20  # record bytes read and parsed at once by PKSplit.batches (whole batches)
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -230,7 +231,8 @@ class PKSplit(ImagesSplit):
         take = consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad)
         # Several batches are read and parsed together: the column parser's cost per call
         # outweighs its cost per record for batches of a few dozen records.
-        step = max(1, READ_AHEAD // self.batch_size)
+        record_bytes = float(self.index.length.mean()) if len(self.index.length) else 1.0
+        step = max(1, int(READ_AHEAD_BYTES // (self.batch_size * record_bytes)))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for start in range(0, len(take), step):
                 rows = schedule[take[start:start + step]]

@@ -75,12 +75,16 @@ class TripletLoss(keras.losses.Loss):
     * ``batch-semi-hard`` (Schroff et al. 2015): per anchor-positive pair, the nearest
       negative that is farther than the positive, or the farthest negative when none is;
       averaged over anchor-positive pairs.
+
+    ``squared=False`` mines on the plain Euclidean distance instead of its square (Hermans et
+    al.: with squared distances batch-hard training collapses more easily; the P x K trainer
+    uses it).
     """
 
     def __init__(self, margin: float = 0.5, metric: str = "l2", mining: str = "none",
-                 name: str = "triplet", **kwargs: Any) -> None:
+                 name: str = "triplet", squared: bool = True, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        self.margin, self.metric, self.mining = float(margin), metric, mining
+        self.margin, self.metric, self.mining, self.squared = float(margin), metric, mining, bool(squared)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         emb = ops.cast(y_pred, "float32")
@@ -93,6 +97,8 @@ class TripletLoss(keras.losses.Loss):
         flat = ops.reshape(emb, (-1, dim))
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         dist = pairwise_distances(flat, self.metric)
+        if self.metric == "l2" and not self.squared:
+            dist = ops.sqrt(dist + 1e-12)
         same = ops.equal(labels[:, None], labels[None, :])
         pos_mask = ops.cast(same, "float32") * (1.0 - ops.eye(ops.shape(labels)[0]))
         neg_mask = 1.0 - ops.cast(same, "float32")
@@ -101,7 +107,8 @@ class TripletLoss(keras.losses.Loss):
         return _semi_hard(dist, pos_mask, neg_mask, self.margin)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "margin": self.margin, "metric": self.metric, "mining": self.mining}
+        return {**super().get_config(), "margin": self.margin, "metric": self.metric, "mining": self.mining,
+                "squared": self.squared}
 
 
 def _rowwise(a: Any, b: Any, metric: str) -> Any:
@@ -177,5 +184,6 @@ def make_loss(config: TrainConfig, *, in_batch: bool = False) -> keras.losses.Lo
     if config.loss == "bce":
         return bce_loss()
     if config.loss == "triplet":
-        return TripletLoss(margin=config.margin, metric=config.distance, mining=config.mining)
+        return TripletLoss(margin=config.margin, metric=config.distance, mining=config.mining,
+                           squared=not in_batch)
     raise ConfigError(f"the training config is not resolved (loss={config.loss!r}); call TrainConfig.resolve(kind).")
