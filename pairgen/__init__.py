@@ -43,6 +43,7 @@ _EXPORTS = {
     "leakage_report": "pairgen.splits",
     "sample_pairs": "pairgen.sampling",
     "sample_triplets": "pairgen.sampling",
+    "sample_images": "pairgen.sampling",
     "build": "pairgen.builder",
     "load": "pairgen.tfdata",
     "feature_spec": "pairgen.tfdata",
@@ -51,6 +52,7 @@ _EXPORTS = {
     "load_classes": "pairgen.pk_tf",
     "pk_batches": "pairgen.pk",
     "fingerprint": "pairgen.fingerprint",
+    "split_fingerprint": "pairgen.fingerprint",
     "read_card": "pairgen.card",
     "Card": "pairgen.card",
 }

@@ -197,19 +197,17 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
 
 
 def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
-    from pairgen.sampling import SAMPLE_BY_KIND
+    from pairgen.sampling import SAMPLE_BY_KIND, SampleParams
 
     images = catalog.images[catalog.images["split"] == name]
     columns = mf.manifest_columns(config.kind)
     if images.empty or (quota == 0 and config.sample.strategy == "balanced"):
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).assign(split=pd.Series(dtype=object))
     sampler = SAMPLE_BY_KIND[config.kind.value]
-    params = {k: v for k, v in vars(config.sample).items() if k != "strategy"}
-    params["num_records"] = quota
-    if config.sample.strategy == "hard":
-        params["embeddings"] = _load_embeddings(config, catalog)
+    embeddings = _load_embeddings(config, catalog) if config.sample.strategy == "hard" else None
+    params = SampleParams.from_config(config.sample, embeddings).share(quota)
     rng = np.random.default_rng(stream(config.seed, _SAMPLE_KEY, index))
-    table = sampler(images, strategy=config.sample.strategy, rng=rng, **params)
+    table = sampler(images, strategy=config.sample.strategy, rng=rng, resolved=params)
     copies = config.augment.copies if config.augment.enabled else 1
     if copies > 1:
         table = table.loc[table.index.repeat(copies)].reset_index(drop=True)

@@ -6,8 +6,8 @@ resolved ``config``), what its records hold (``image``: height, width, channels,
 ``shards``), per-split counts (``splits``), the scan summary (``source``, ``leakage``) and its
 lineage (``parent``: the fingerprint of the dataset that was at the same output path before,
 see :mod:`pairgen.lineage`) and ``split_fingerprint``, which identifies the split assignment
-alone (:func:`pairgen.fingerprint.split_fingerprint`). ``created_at`` and ``pairgen_version`` are informative; the
-fingerprint (:mod:`pairgen.fingerprint`) hashes neither.
+alone (:func:`pairgen.fingerprint.split_fingerprint`). ``created_at`` and ``pairgen_version``
+are informative; the fingerprint (:mod:`pairgen.fingerprint`) hashes neither.
 
 Every reader goes through :func:`read_card`, which checks what a loader needs (``kind``,
 ``image``, ``shards``, a readable ``format_version``); ``pairgen verify`` asks for a complete
@@ -182,6 +182,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(card.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"'{card}' is not valid JSON ({exc}). Rebuild the dataset.") from None
+
+
+def probe_card(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The raw card at ``path`` if the folder looks like a pairgen dataset, else ``None``; never raises.
+
+    For deciding what a folder is (may ``--overwrite`` replace it? which kept version is it?),
+    where any card, also one of an older or newer format, counts: a JSON object with
+    ``fingerprint`` and ``format_version``. Readers of a dataset's contents use :func:`read_card`.
+    """
+    try:
+        card = json.loads((Path(path) / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and "fingerprint" in card and "format_version" in card else None
 
 
 def read_card(path: str | os.PathLike, *, complete: bool = False) -> Card:

@@ -20,13 +20,12 @@ version; ``path@3fa9c1`` is the one whose fingerprint starts with that hex prefi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from pairgen.card import CARD_NAME
+from pairgen.card import CARD_NAME, probe_card
 from pairgen.errors import DatasetError
 
 VERSIONS_DIR = "versions"
@@ -40,13 +39,6 @@ def version_dir_name(card: dict[str, Any]) -> str:
     return f"{card['version']}-{str(card['fingerprint'])[:12]}"
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((path / CARD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def parent_of(out: str | os.PathLike, fingerprint: str) -> str | None:
     """The ``parent`` of a dataset with ``fingerprint`` about to be installed at ``out``.
 
@@ -54,7 +46,7 @@ def parent_of(out: str | os.PathLike, fingerprint: str) -> str | None:
     (a rebuild with the same fingerprint), that dataset's own parent; ``None`` if ``out``
     holds no dataset.
     """
-    previous = _read(Path(out)) if Path(out).is_dir() else None
+    previous = probe_card(Path(out)) if Path(out).is_dir() else None
     if previous is None:
         return None
     return previous.get("parent") if previous.get("fingerprint") == fingerprint else previous.get("fingerprint")
@@ -84,7 +76,7 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     from pairgen.outdir import TEMP_MARKER
 
     tmp, out = Path(tmp), Path(out)
-    previous = _read(out) if out.is_dir() else None
+    previous = probe_card(out) if out.is_dir() else None
     old = out.parent / f".{out.name}.old"
     if out.exists():
         out.rename(old)  # never over an existing .old: the build recovered that before it began
@@ -144,7 +136,7 @@ def adopt(old: Path, out: Path, card: dict[str, Any]) -> Path:
 
     kept = out / VERSIONS_DIR
     target = kept / version_dir_name(card)
-    if target.exists() or card.get("fingerprint") == (_read(out) or {}).get("fingerprint"):
+    if target.exists() or card.get("fingerprint") == (probe_card(out) or {}).get("fingerprint"):
         raise BuildError(f"'{old}', left by an interrupted install, holds a dataset that '{out}' already has; "
                          f"delete '{old}' yourself after checking it.")
     if (old / VERSIONS_DIR).is_dir():
@@ -155,7 +147,7 @@ def adopt(old: Path, out: Path, card: dict[str, Any]) -> Path:
     kept.mkdir(exist_ok=True)
     (old / LATEST_FILE).unlink(missing_ok=True)
     old.rename(target)
-    current = _read(out)
+    current = probe_card(out)
     if current is not None:
         (out / LATEST_FILE).write_text(version_dir_name(current) + "\n", encoding="utf-8")
     return target
@@ -175,11 +167,11 @@ def list_versions(path: str | os.PathLike) -> list[dict[str, Any]]:
         ``latest`` (true for ``path`` itself).
     """
     root = Path(path)
-    top = _read(root)
+    top = probe_card(root)
     kept = root / VERSIONS_DIR
     rest: dict[str, dict[str, Any]] = {}
     for child in sorted(kept.iterdir()) if kept.is_dir() else []:
-        card = _read(child) if child.is_dir() else None
+        card = probe_card(child) if child.is_dir() else None
         if card is not None:
             rest.setdefault(str(card.get("fingerprint")), _entry(card, child, latest=False))
     chain = [_entry(top, root, latest=True)] if top is not None else []

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from pairgen import augment as _augment
 from pairgen import example, imageio, sourceio
-from pairgen.config import AugmentConfig, ImageConfig, Kind
+from pairgen.config import AugmentConfig, Encoding, ImageConfig, Kind
 from pairgen.errors import BuildError
 from pairgen.schema import schema_of
 
@@ -49,13 +49,33 @@ def _read(source: Source, image_id: int, image: ImageConfig) -> np.ndarray:
     try:
         data = sourceio.read_source(path)
     except OSError as exc:
-        raise BuildError(f"cannot read source image '{path}': {exc.strerror}. "
-                         "Was the source changed during the build?") from None
+        raise BuildError(f"cannot read source image '{path}': {exc.strerror}. Was the source changed or "
+                         "moved since the scan?") from None
     if source.sha256 is not None and hashlib.sha256(data).hexdigest() != source.sha256[image_id]:
         raise BuildError(f"source image '{path}' changed during the build (its content no longer matches "
                          "the sha256 taken by the scan); nothing was written to --out. Rebuild once the "
                          "source is stable.")
     return imageio.decode(data, channels=image.channels, max_pixels=image.max_pixels, source=rel)
+
+
+def plain_pixels(source: Source, image_id: int, image: ImageConfig, augment: AugmentConfig) -> np.ndarray:
+    """One image brought to the dataset's size without jitter (``augment`` gives the interpolation)."""
+    plain = augment if not augment.enabled else replace(augment, enabled=False)
+    return _augment.transform_record([_read(source, image_id, image)], image=image, augment=plain,
+                                     rng=np.random.default_rng(0))[0]
+
+
+def record_pixels(source: Source, image_id: int, image: ImageConfig, augment: AugmentConfig) -> np.ndarray:
+    """The pixels an un-augmented record holds for one image, as a reader decodes them.
+
+    The same rendering as :func:`render_record`; for JPEG records the encoding's loss is
+    included (the image is encoded and decoded again), so a model sees what it trained on.
+    """
+    pixels = plain_pixels(source, image_id, image, augment)
+    if image.encoding is Encoding.JPEG:
+        data = imageio.encode(pixels, image.encoding, jpeg_quality=image.jpeg_quality)
+        pixels = imageio.decode_record_image(data, image.encoding, pixels.shape)
+    return pixels
 
 
 def render_record(source: Source, render: Render, ids: tuple[int, ...], aug_seed: int,
@@ -78,8 +98,7 @@ def render_record(source: Source, render: Render, ids: tuple[int, ...], aug_seed
         for i in ids:
             key = ("enc", i)
             if key not in cache:
-                pixels = _augment.transform_record([_read(source, i, img_cfg)], image=img_cfg,
-                                                   augment=aug_cfg, rng=np.random.default_rng(0))[0]
+                pixels = plain_pixels(source, i, img_cfg, aug_cfg)
                 cache[key] = imageio.encode(pixels, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality)
             out.append(cache[key])
         return out

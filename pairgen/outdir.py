@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from pairgen.card import probe_card
 from pairgen.errors import BuildError
 
 try:  # POSIX; elsewhere builds run unlocked
@@ -75,15 +75,6 @@ def check_out_path(out: str | os.PathLike, sources: Iterable[str | os.PathLike])
     return path
 
 
-def read_card(path: Path) -> dict[str, Any] | None:
-    """The card at ``path`` if it is a pairgen dataset (a valid ``dataset.json``), else ``None``."""
-    try:
-        card = json.loads((path / "dataset.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) and "fingerprint" in card and "format_version" in card else None
-
-
 def check_replaceable(out: Path, given: str | os.PathLike, *, replace: bool) -> None:
     """Refuse to build into ``out`` unless it is missing, empty, or (with ``replace``) a dataset.
 
@@ -94,7 +85,7 @@ def check_replaceable(out: Path, given: str | os.PathLike, *, replace: bool) -> 
     entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
     if not entries:
         return
-    card = read_card(out)
+    card = probe_card(out)
     if card is None:
         raise BuildError(f"output '{given}' is not empty and is not a pairgen dataset (no valid dataset.json); "
                          "pairgen only replaces its own datasets. Choose another --out.")
@@ -160,7 +151,7 @@ def recover(out: Path) -> list[str]:
         raise BuildError(f"'{tmp}' is in the way of the build and was not made by pairgen; move it away.")
     if os.path.lexists(old):
         done.append(_recover_old(out, old))
-    if (out / TEMP_MARKER).is_file() and read_card(out) is not None:
+    if (out / TEMP_MARKER).is_file() and probe_card(out) is not None:
         (out / TEMP_MARKER).unlink()
     for line in done:
         print(f"pairgen: {line}", file=sys.stderr)
@@ -176,7 +167,7 @@ def _recover_old(out: Path, old: Path) -> str:
     if old.is_dir() and not old.is_symlink() and not any(old.iterdir()):
         old.rmdir()
         return f"removed '{old}', an empty folder left by an interrupted install"
-    card = read_card(old) if not old.is_symlink() else None
+    card = probe_card(old) if not old.is_symlink() else None
     if card is None:
         raise BuildError(f"'{old}' is in the way of the build and is not a pairgen dataset; move it away.")
     if not os.path.lexists(out):

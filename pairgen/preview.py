@@ -37,7 +37,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass(frozen=True)
-class Layout:
+class Grid:
     """Where everything goes in a montage (all sizes in pixels)."""
 
     kind: str  # a record kind (pairs, triplets)
@@ -85,13 +85,13 @@ def tile_size(height: int, width: int) -> tuple[int, int]:
     return height, width
 
 
-def make_layout(kind: str, count: int, image_hw: tuple[int, int], columns: int | None = None) -> Layout:
-    """The montage layout for ``count`` records: roughly 4:3 landscape unless ``columns`` is given."""
+def make_grid(kind: str, count: int, image_hw: tuple[int, int], columns: int | None = None) -> Grid:
+    """The montage grid for ``count`` records: roughly 4:3 landscape unless ``columns`` is given."""
     tile = tile_size(*image_hw)
     if columns is None:
         aspect = len(schema_of(kind).roles) * (tile[1] + INNER) / (tile[0] + HEADER + CAPTION)
         columns = max(1, min(count, round(math.sqrt(count * 4 / 3 / aspect))))
-    return Layout(kind, count, tile, columns)
+    return Grid(kind, count, tile, columns)
 
 
 def pick_indices(total: int, count: int) -> list[int]:
@@ -160,8 +160,8 @@ def preview(path: str | os.PathLike, *, out: str | os.PathLike, split: str = "tr
     recs = read_records(root, card, split, indices)
     names = _class_names(root)
     shape = card.image.shape
-    layout = make_layout(card.kind.value, len(recs), shape[:2], columns)
-    canvas = render(recs, layout, shape=shape, encoding=card.image.encoding, class_names=names)
+    grid = make_grid(card.kind.value, len(recs), shape[:2], columns)
+    canvas = render(recs, grid, shape=shape, encoding=card.image.encoding, class_names=names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(out.suffix or ".png", canvas) if out.suffix.lower() in (".png", ".jpg", ".jpeg") else (False, None)
@@ -177,23 +177,23 @@ def _class_names(root: Path) -> dict[int, str]:
     return dict(zip(pairs["class_id"].astype(int).tolist(), pairs["class_name"].astype(str).tolist()))
 
 
-def render(records: list[dict[str, list]], layout: Layout, *, shape: tuple[int, int, int], encoding: str,
+def render(records: list[dict[str, list]], grid: Grid, *, shape: tuple[int, int, int], encoding: str,
            class_names: dict[int, str]) -> np.ndarray:
     """Draw decoded records (``decode_example`` dicts) into a BGR uint8 montage."""
-    canvas = np.full((*layout.size, 3), BACKGROUND, dtype=np.uint8)
-    th, tw = layout.tile
-    schema = layout.schema
+    canvas = np.full((*grid.size, 3), BACKGROUND, dtype=np.uint8)
+    th, tw = grid.tile
+    schema = grid.schema
     for i, rec in enumerate(records):
-        y, x = layout.cell_origin(i)
-        ch, cw = layout.cell
+        y, x = grid.cell_origin(i)
+        ch, cw = grid.cell
         if schema.labelled:  # a framed pos / neg header; unlabelled kinds name each image instead
             color = POS_COLOR if rec[LABEL][0] == 1 else NEG_COLOR
             cv2.rectangle(canvas, (x, y), (x + cw - 1, y + ch - 1), color, FRAME)
             _text(canvas, "pos" if rec[LABEL][0] == 1 else "neg", (y + FRAME, x + FRAME), cw - 2 * FRAME, color)
         for s, role in enumerate(schema.roles):
-            iy, ix = layout.image_origin(i, s)
+            iy, ix = grid.image_origin(i, s)
             pixels = decode_record_image(rec[role.image_key][0], encoding, shape)
-            canvas[iy:iy + th, ix:ix + tw] = _display(pixels, layout.tile)
+            canvas[iy:iy + th, ix:ix + tw] = _display(pixels, grid.tile)
             if not schema.labelled:
                 _text(canvas, role.name, (iy - HEADER, ix), tw, TEXT_COLOR)
             label = class_names.get(int(rec[role.class_key][0]), str(rec[role.class_key][0]))

@@ -80,7 +80,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     return {
         "path": str(root), "name": card.name, "version": card.version,
         "fingerprint": card.fingerprint, "split_fingerprint": card.split_fingerprint,
-        "parent": card.parent, "kind": card.kind.value, "created_at": card.created_at, "pairgen_version": card.pairgen_version,
+        "parent": card.parent, "kind": card.kind.value, "created_at": card.created_at,
+        "pairgen_version": card.pairgen_version,
         "source": card.source, "image": card.image.to_dict(), "compression": card.compression,
         "splits": splits,
         "shards": {"count": sum(len(v) for v in shards.values()),

@@ -77,7 +77,7 @@ class Piece:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class _ReadSpec:
     """What a reader needs to know about a split's records."""
 
     image_keys: tuple[str, ...]
@@ -159,7 +159,7 @@ def consumer_pieces(counts: list[int], files: list[str], *, shard_index: int, nu
     return _truncate(pieces, least)
 
 
-def _read_piece(piece: Piece, layout: _Layout, pool: ThreadPoolExecutor) -> Arrays:
+def _read_piece(piece: Piece, layout: _ReadSpec, pool: ThreadPoolExecutor) -> Arrays:
     """A piece's records (feature name to array), the shard's count checked against the card."""
     limit = None if piece.stop >= piece.records else piece.stop
     args = (layout.image_keys, layout.int_keys, layout.shape, layout.encoding)
@@ -234,7 +234,7 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
         yield rest
 
 
-def _finish(batch: Arrays, layout: _Layout, normalize: bool) -> Arrays:
+def _finish(batch: Arrays, layout: _ReadSpec, normalize: bool) -> Arrays:
     """Rename features to :func:`load_numpy`'s keys and scale pixels as it does."""
     out: Arrays = {}
     for key in layout.image_keys:
@@ -309,7 +309,7 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
     image_keys, int_keys = schema.image_keys, schema.int_keys
     check_split(card, root, split)
     counts = _split_counts(card, root, split)
-    layout = _Layout(tuple(image_keys), tuple(int_keys), shape, encoding, card.compression, root)
+    layout = _ReadSpec(tuple(image_keys), tuple(int_keys), shape, encoding, card.compression, root)
     order_rng, buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)
     order = order_rng.permutation(len(files)) if shuffle else None
     pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
@@ -318,7 +318,7 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
                     buffer=shuffle_buffer, rng=buffer_rng if shuffle else None)
 
 
-def _iterate(pieces: list[Piece], layout: _Layout, *, batch_size: int, normalize: bool, drop_remainder: bool,
+def _iterate(pieces: list[Piece], layout: _ReadSpec, *, batch_size: int, normalize: bool, drop_remainder: bool,
              buffer: int, rng: np.random.Generator | None) -> Iterator[Arrays]:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         parts: Iterable[Arrays] = (_read_piece(piece, layout, pool) for piece in pieces)

@@ -246,7 +246,7 @@ def _split_records(card: Card, split: str) -> int | None:
     return None if any(c is None for c in counts) else int(sum(counts))
 
 
-def load_arrays(path: str | os.PathLike, split: str = "test", limit: int | None = None, *,
+def load_arrays(path: str | os.PathLike, split: str = "train", limit: int | None = None, *,
                 normalize: bool = True) -> dict[str, np.ndarray]:
     """Read a split into NumPy arrays, in manifest order (for evaluation tools).
 

@@ -105,3 +105,13 @@ def test_console_script_error_exit_code(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.strip().startswith("Error: source") and "Traceback" not in res.stderr
+
+
+def test_build_help_lists_the_strategies_of_the_sampler_registries() -> None:
+    from pairgen.sampling import IMAGE_SAMPLERS, PAIR_SAMPLERS, TRIPLET_SAMPLERS
+
+    result = CliRunner().invoke(main, ["build", "--help"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if "--strategy" in l)
+    assert (f"pairs: {', '.join(PAIR_SAMPLERS)}; triplets: {', '.join(TRIPLET_SAMPLERS)}; "
+            f"images: {', '.join(IMAGE_SAMPLERS)}.") in line

@@ -185,7 +185,7 @@ def test_numpy_reader_targets_belong_to_their_images(data, name: str, mining: st
 
 
 def test_preview_reads_each_record_with_its_ids(data, tmp_path: Path) -> None:
-    from pairgen.preview import make_layout, pick_indices, preview, read_records
+    from pairgen.preview import make_grid, pick_indices, preview, read_records
 
     path = data["triplets-uneven"]
     card = read_card(path)
@@ -200,11 +200,11 @@ def test_preview_reads_each_record_with_its_ids(data, tmp_path: Path) -> None:
     out = preview(path, split="train", count=24, out=tmp_path / "p.png")
     montage = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
     picked = pick_indices(sum(sizes), 24)
-    layout = make_layout("triplets", len(picked), (28, 28))
-    th, tw = layout.tile
+    grid = make_grid("triplets", len(picked), (28, 28))
+    th, tw = grid.tile
     for i, rec in enumerate(read_records(path, card, "train", picked)):
         for s, role in enumerate(ROLES["triplets"]):
-            y, x = layout.image_origin(i, s)
+            y, x = grid.image_origin(i, s)
             want = cv2.resize(data["pixels"][rec[f"{role}/id"][0]], (tw, th), interpolation=cv2.INTER_NEAREST)
             assert (montage[y:y + th, x:x + tw] == want).all()
 

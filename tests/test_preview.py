@@ -15,7 +15,7 @@ from pairgen.cli import main
 from pairgen.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.imageio import decode_record_image
-from pairgen.preview import (FRAME, NEG_COLOR, POS_COLOR, make_layout, pick_indices, preview,
+from pairgen.preview import (FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview,
                              read_records)
 from pairgen.card import read_json as read_card
 
@@ -53,14 +53,14 @@ def test_montage_shows_the_records_from_the_shards(datasets, tmp_path: Path, kin
     total = card["splits"]["train"]["records"]
     indices = pick_indices(total, 8)
     records = read_records(path, card, "train", indices)
-    layout = make_layout(kind, len(records), (20, 20))
-    assert montage.shape[:2] == layout.size
-    th, tw = layout.tile
+    grid = make_grid(kind, len(records), (20, 20))
+    assert montage.shape[:2] == grid.size
+    th, tw = grid.tile
     for i, rec in enumerate(records):
         for s, name in enumerate(slots):
-            y, x = layout.image_origin(i, s)
+            y, x = grid.image_origin(i, s)
             np.testing.assert_array_equal(montage[y:y + th, x:x + tw],
-                                          _expected_tile(rec[f"{name}/image"][0], card, layout.tile))
+                                          _expected_tile(rec[f"{name}/image"][0], card, grid.tile))
 
 
 def test_pairs_are_framed_green_pos_and_red_neg(datasets, tmp_path: Path) -> None:
@@ -68,13 +68,13 @@ def test_pairs_are_framed_green_pos_and_red_neg(datasets, tmp_path: Path) -> Non
     out = preview(path, split="train", count=12, out=tmp_path / "p.png")
     montage = cv2.imread(str(out), cv2.IMREAD_COLOR)
     records = read_records(path, card, "train", pick_indices(card["splits"]["train"]["records"], 12))
-    layout = make_layout("pairs", len(records), (20, 20))
+    grid = make_grid("pairs", len(records), (20, 20))
     labels = {rec["label"][0] for rec in records}
     assert labels == {0, 1}
     for i, rec in enumerate(records):
-        y, x = layout.cell_origin(i)
+        y, x = grid.cell_origin(i)
         color = POS_COLOR if rec["label"][0] == 1 else NEG_COLOR
-        h = layout.cell[0]
+        h = grid.cell[0]
         assert tuple(int(v) for v in montage[y + h // 2, x + FRAME // 2]) == color
 
 

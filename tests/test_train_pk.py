@@ -83,7 +83,7 @@ def test_train_errors_are_one_line(digits: dict[str, Path], tmp_path: Path) -> N
         (["train", digits["images"], "--out", tmp_path / "c", "--classes-per-batch", "11"],
          "needs 11 classes with at least 4 images"),
         (["train", digits["images"], "--out", tmp_path / "d", "--mining", "none"], "--mining none needs fixed"),
-        (["evaluate", tmp_path / "run", digits["images"]], "holds images, not pairs or triplets to score"),
+        (["evaluate", tmp_path / "run", digits["images"]], "pairgen evaluate scores pairs or triplets"),
     ]
     for args, message in cases:
         res = _cli(*args)

@@ -224,3 +224,40 @@ def test_evaluate_through_pairgens_reader_matches_tf_data(run: Path, demo: Path,
     monkeypatch.setitem(sys.modules, "pairgen.tfdata", None)  # any use of the tf.data loader would fail
     got = json.loads(json.dumps(evaluation.evaluate(run, demo)))
     assert got == want
+
+
+def test_run_records_the_split_fingerprint_and_evaluate_says_when_splits_differ(
+        run: Path, demo: Path, digits: Path, tmp_path: Path) -> None:
+    from pairgen.cli.training import evaluate
+
+    recorded = json.loads((run / "config.json").read_text())["dataset"]["split_fingerprint"]
+    assert recorded == json.loads((demo / "dataset.json").read_text())["split_fingerprint"]
+    same = CliRunner().invoke(evaluate, [str(run), str(demo), "--json", "--ways", "3", "--trials", "20"])
+    assert same.exit_code == 0 and same.stderr == "" and json.loads(same.stdout)["split_match"] is True
+    # Same source and split config, another seed: other test images, possibly seen in training.
+    reseeded = _build(digits, tmp_path / "seed1", seed=1)
+    other = CliRunner().invoke(evaluate, [str(run), str(reseeded), "--json", "--ways", "3", "--trials", "20"])
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.stdout)["split_match"] is False
+    assert len(other.stderr.strip().splitlines()) == 1 and "splits differ" in other.stderr
+    # The images dataset of the demo's source, split config and seed shares the demo's splits,
+    # but evaluate scores pairs: it says so in one line.
+    images = _build(digits, tmp_path / "images", kind="images")
+    assert json.loads((images / "dataset.json").read_text())["split_fingerprint"] == recorded
+    refused = CliRunner().invoke(evaluate, [str(run), str(images)])
+    assert refused.exit_code == 1 and "--kind pairs" in refused.output and "Traceback" not in refused.output
+    # A run written before split fingerprints: nothing is said, split_match is null.
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["dataset"]["split_fingerprint"]
+    (old / "config.json").write_text(json.dumps(config))
+    quiet = CliRunner().invoke(evaluate, [str(old), str(reseeded), "--ways", "3", "--trials", "20"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "pair accuracy" in quiet.stdout
+    assert _split_match(old, reseeded) is None
+
+
+def _split_match(run: Path, dataset: Path) -> bool | None:
+    from pairgen.train.evaluation import evaluate as run_evaluation
+
+    return run_evaluation(run, dataset, ways=(3,), trials=20)["split_match"]

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from pairgen.cli.common import choices, echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.cli.common import (LazyHelpOption, choices, echo_json, handle_errors, json_option, progress_enabled,
+                                quiet_option)
 from pairgen.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
@@ -105,8 +106,8 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
 @click.option("--allow-outside-root", is_flag=True, default=None,
               help="Follow symlinks and table paths that leave the source folder.")
 @click.option("--name", help="Dataset name (default: the pipeline's).")
-@click.option("--kind", type=choices(Kind))
-@click.option("--strategy", help="Sampling strategy: per-image, balanced, per-class, exhaustive, left-right, hard.")
+@click.option("--kind", type=choices(Kind), help="Records: pairs, triplets or images (one per image).")
+@click.option("--strategy", cls=LazyHelpOption, help_text=lambda: _strategy_help())
 @click.option("--num-records", type=int, help="Records per split for balanced sampling.")
 @click.option("--positives-per-image", type=int)
 @click.option("--negatives-per-image", type=int)
@@ -132,7 +133,7 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
 @quiet_option
 @handle_errors
 def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags: Any) -> None:
-    """Build a versioned pair/triplet dataset from PIPELINE (TOML) and/or flags.
+    """Build a versioned pair, triplet or images dataset from PIPELINE (TOML) and/or flags.
 
     Flags override the pipeline file. Without a pipeline, --src is required.
 
@@ -141,6 +142,7 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
         pairgen build pipelines/mnist-demo.toml --out build/mnist-demo
         pairgen build --src data/faces --kind triplets --split-by class --image-size 64x64 \\
             --channels 3 --encoding png --out build/faces
+        pairgen build pipelines/mnist-demo.toml --kind images --out build/mnist-images
     """
     from pairgen.builder import build as do_build
     from pairgen.config import BuildConfig, ConfigError
@@ -165,6 +167,13 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
     if conflicts.get("groups"):
         click.echo(f"  label conflicts: {conflicts['images']:,} images with identical content under more than "
                    f"one class ({conflicts['groups']:,} groups; see pairgen inspect)")
+
+
+def _strategy_help() -> str:
+    from pairgen.sampling import SAMPLERS_BY_KIND
+
+    kinds = "; ".join(f"{kind}: {', '.join(registry)}" for kind, registry in SAMPLERS_BY_KIND.items())
+    return f"Sampling strategy. {kinds}."
 
 
 def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:

@@ -45,6 +45,22 @@ def choices(enum_type: type[enum.Enum]) -> click.Choice:
     return click.Choice([str(m.value) for m in enum_type])
 
 
+class LazyHelpOption(click.Option):
+    """An option whose help text is made only when help is shown (``help_text``: a callable).
+
+    For help that lists a registry whose import is not free (the sampler registry needs
+    pandas): ``pairgen --help`` and every command that is run, not asked for help, skip it.
+    """
+
+    def __init__(self, *args: Any, help_text: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._help_text = help_text
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self._help_text()
+        return super().get_help_record(ctx)
+
+
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pairgen.errors import SampleError
+from pairgen.config import SampleConfig
+from pairgen.errors import ConfigError, SampleError
 from pairgen.rounding import largest_remainder
 from pairgen.schema import IMAGES, PAIRS, TRIPLETS
 
@@ -26,7 +27,13 @@ Positions = tuple[np.ndarray, ...]
 
 @dataclass(frozen=True)
 class SampleParams:
-    """Sampling parameters (the fields of ``SampleConfig``); unknown keywords are ignored."""
+    """One sampler call's parameters: a ``[sample]`` config's fields as the build resolved them.
+
+    Built only by :meth:`from_kwargs`, which validates through
+    :class:`~pairgen.config.SampleConfig`, so the API and the TOML config share one set of rules.
+    The two differences are resolved values: ``num_records`` is one split's share (0 for a
+    split that gets none) and ``embeddings`` is the array, not the file it was read from.
+    """
 
     positives_per_image: int = 1
     negatives_per_image: int = 1
@@ -40,18 +47,34 @@ class SampleParams:
 
     @classmethod
     def from_kwargs(cls, params: dict[str, Any]) -> "SampleParams":
-        """Keep the known keys (``None`` means default), check ranges, ignore the rest."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        out = cls(**{k: v for k, v in params.items() if k in names and v is not None})
-        for name in ("positives_per_image", "negatives_per_image", "num_records", "per_class",
-                     "max_pairs_per_class", "hard_k"):
-            value = getattr(out, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise SampleError(f"sample.{name} must be a non-negative integer; received: {name}={value!r}.")
-        if not 0.0 <= float(out.positive_fraction) <= 1.0:
-            raise SampleError("sample.positive_fraction must be in [0, 1]; "
-                              f"received: positive_fraction={out.positive_fraction!r}.")
-        return out
+        """Validate the known keys (``None`` means default) as ``[sample]`` does; ignore the rest.
+
+        Raises:
+            SampleError: a value ``SampleConfig`` would refuse, with its message.
+        """
+        given = {k: _plain(v) for k, v in params.items() if k in _CONFIG_FIELDS and v is not None}
+        try:
+            config = SampleConfig(**given)
+        except ConfigError as err:
+            raise SampleError(str(err)) from None
+        return cls.from_config(config, embeddings=params.get("embeddings"))
+
+    @classmethod
+    def from_config(cls, config: SampleConfig, embeddings: np.ndarray | None = None) -> "SampleParams":
+        """The parameters of an already validated ``[sample]`` config (``embeddings``: the array)."""
+        return cls(**{name: getattr(config, name) for name in _CONFIG_FIELDS}, embeddings=embeddings)
+
+    def share(self, num_records: int) -> "SampleParams":
+        """The same parameters with one split's share of ``num_records`` (may be 0)."""
+        return dataclasses.replace(self, num_records=int(num_records))
+
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(SampleConfig) if f.name not in ("strategy", "embeddings"))
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python ones, so ``np.int64(3)`` passes the config's integer check."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def uniform_int(rng: np.random.Generator, high: np.ndarray | int, size: int | None = None) -> np.ndarray:
@@ -267,13 +290,15 @@ class Sampler:
     def shares(self, indexes: list[ClassIndex], params: SampleParams) -> list[SampleParams]:
         """Per-split parameters; ``num_records`` is divided in proportion to split size."""
         counts = allocate(params.num_records, [ix.n for ix in indexes])
-        return [dataclasses.replace(params, num_records=k) for k in counts]
+        return [params.share(k) for k in counts]
 
-    def __call__(self, images: pd.DataFrame, *, rng: np.random.Generator, **params: Any) -> pd.DataFrame:
+    def __call__(self, images: pd.DataFrame, *, rng: np.random.Generator, resolved: SampleParams | None = None,
+                 **params: Any) -> pd.DataFrame:
+        """Sample ``images``; parameters as keywords, or ``resolved`` (the build's, already checked)."""
         if not isinstance(rng, np.random.Generator):
             raise SampleError(f"rng must be a numpy.random.Generator; received: {type(rng).__name__}.")
         check_images(images, left_right=self.left_right)
-        p = SampleParams.from_kwargs(params)
+        p = resolved if resolved is not None else SampleParams.from_kwargs(params)
         indexes = build_indexes(images, left_right=self.left_right)
         parts = []
         for index, share in zip(indexes, self.shares(indexes, p)):

@@ -128,7 +128,6 @@ class HardPairs(PairSampler):
         index.require_pairs(n_pos, n_neg)
         if n_pos + n_neg == 0 or index.n == 0:
             return np.arange(0), np.arange(0), np.arange(0)
-        _check_k(params)
         emb = _split_embeddings(index, params)
         anchors = index.rows
         pos, neg = hard_positions(index, emb, anchors, k=params.hard_k, n_pos=n_pos, n_neg=n_neg, rng=rng)
@@ -147,13 +146,7 @@ class HardTriplets(TripletSampler):
             return np.arange(0), np.arange(0), np.arange(0)
         index.require_positives("triplet positives")
         index.require_negatives("triplet negatives")
-        _check_k(params)
         emb = _split_embeddings(index, params)
         anchors = index.rows
         pos, neg = hard_positions(index, emb, anchors, k=params.hard_k, n_pos=k, n_neg=k, rng=rng)
         return np.repeat(anchors, k), pos.ravel(), neg.ravel()
-
-
-def _check_k(params: SampleParams) -> None:
-    if params.hard_k < 1:
-        raise SampleError(f"sample.hard_k must be >= 1; received: hard_k={params.hard_k}.")

@@ -28,9 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairgen import imageio
-from pairgen.augment import transform_record
-from pairgen.config import AugmentConfig, BuildConfig, Encoding, ImageConfig
+from pairgen.materialize import Source, record_pixels
+from pairgen.config import AugmentConfig, BuildConfig, ImageConfig
 from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 
@@ -61,13 +60,7 @@ def _folder_source(path: Path, shape: tuple[int, int, int], layout: str,
 
 
 def _render(root: str, rel: str, image: ImageConfig, augment: AugmentConfig) -> np.ndarray:
-    with open(os.path.join(root, rel), "rb") as f:
-        pixels = imageio.decode(f.read(), channels=image.channels, max_pixels=image.max_pixels, source=rel)
-    pixels = transform_record([pixels], image=image, augment=augment, rng=np.random.default_rng(0))[0]
-    if image.encoding is Encoding.JPEG:  # lossy: embed the pixels the records hold
-        data = imageio.encode(pixels, image.encoding, jpeg_quality=image.jpeg_quality)
-        pixels = imageio.decode_record_image(data, image.encoding, pixels.shape)
-    return pixels
+    return record_pixels(Source(root=root, paths={0: rel}), 0, image, augment)
 
 
 def embed_images(tower: keras.Model, root: str, paths: list[str], image: ImageConfig,

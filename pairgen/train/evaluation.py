@@ -313,10 +313,10 @@ def evaluate(run: str | os.PathLike, dataset: str | os.PathLike, *, split: str =
         raise ConfigError(f"--trials must be > 0; received: --trials {trials}.")
     loaded = load_run(run)
     info = open_dataset(dataset)
-    if info.kind == "images":
-        raise DatasetError(f"dataset '{info.path}' holds images, not pairs or triplets to score; build a pairs "
-                           "dataset with the same source, split config and seed (`pairgen build ... --kind pairs`) "
-                           "and evaluate on it.")
+    if len(info.schema.roles) < 2:
+        raise DatasetError(f"pairgen evaluate scores pairs or triplets; '{info.path}' is an {info.kind} dataset. "
+                           "Build a pairs dataset from the same source, [split] config and seed (--kind pairs) "
+                           "and evaluate on it: its splits are the same.")
     want = tuple(int(x) for x in loaded.tower.input_shape[1:])
     if want != info.shape:
         raise DatasetError(f"dataset '{info.path}' has {info.shape[0]}x{info.shape[1]}x{info.shape[2]} images but "
