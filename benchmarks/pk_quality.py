@@ -8,13 +8,15 @@
 
    - **pairs**: `pairgen train` defaults (conv-bn, contrastive margin 0.5, Adam 2e-3 cosine,
      batch 64) for `--pair-epochs` epochs over the train pairs (2 images per pair);
-   - **pk**: the same tower and optimizer on P x K batches of the images dataset
-     (`--loss triplet --mining batch-hard`, margin 0.5), for as many schedule epochs as give the
-     pairs run's presentations (rounded to whole epochs: both counts are printed).
+   - **pk_batch-hard**: the same tower and optimizer on P x K batches of the images dataset
+     (`--loss triplet --mining batch-hard`, margin 0.5 on the Euclidean distance), for as many
+     schedule epochs as give the pairs run's presentations (rounded to whole epochs: both counts
+     are printed); **pk_contrastive** the same with `--loss contrastive` over all in-batch pairs
+     (`--pk-runs` picks the P x K runs).
 
    Early stopping is off for both (equal budgets); both keep their best val-loss weights. Both
    runs are scored by `pairgen evaluate` on the pairs dataset's test split (threshold chosen on
-   its val split): test pair accuracy and ROC AUC, then the ratio pk / pairs.
+   its val split): test pair accuracy and ROC AUC, then each P x K run's ratio to pairs.
 
 2. Throughput on the images dataset's train split (best of `--repeats`, alternating):
    in-memory NumPy (`load_numpy`, then each P x K batch gathered from memory with the same
@@ -100,24 +102,25 @@ def quality(args: argparse.Namespace, images: Path, pairs: Path) -> None:
                  seed=0)
     budget = presentations_per_epoch(pairs, None) * args.pair_epochs
     pk_epochs = max(1, round(budget / presentations_per_epoch(images, pk)))
-    runs = {
-        "pairs": (pairs, TrainConfig(epochs=args.pair_epochs, patience=0)),
-        "pk": (images, TrainConfig(epochs=pk_epochs, patience=0, loss="triplet", mining="batch-hard",
-                                   classes_per_batch=args.classes_per_batch, images_per_class=args.images_per_class)),
-    }
+    runs = {"pairs": (pairs, TrainConfig(epochs=args.pair_epochs, patience=0))}
+    for run in args.pk_runs.split(","):
+        loss = {"contrastive": {"loss": "contrastive"}}.get(run, {"loss": "triplet", "mining": run})
+        runs[f"pk_{run}"] = (images, TrainConfig(epochs=pk_epochs, patience=0, classes_per_batch=args.classes_per_batch,
+                                                 images_per_class=args.images_per_class, **loss))
     scores = {}
     for name, (data, config) in runs.items():
         start = time.perf_counter()
         train(data, ROOT / "build" / f"bench-pk-run-{name}", config, overwrite=True, verbose=0)
         seconds = time.perf_counter() - start
         m = evaluate(ROOT / "build" / f"bench-pk-run-{name}", pairs, split="test", ways=())
-        shown = (presentations_per_epoch(pairs, None) if name == "pairs" else presentations_per_epoch(images, pk))
+        shown = presentations_per_epoch(pairs, None) if name == "pairs" else presentations_per_epoch(images, pk)
         print(f"{name}_test_pair_accuracy={m['pair_accuracy']:.4f} roc_auc={m['roc_auc']:.4f} "
               f"epochs={config.epochs} presentations={shown * config.epochs} split_match={m['split_match']} "
               f"train_seconds={seconds:.0f}", flush=True)
         scores[name] = m
-    print(f"ratio_pk_over_pairs_accuracy={scores['pk']['pair_accuracy'] / scores['pairs']['pair_accuracy']:.4f} "
-          f"ratio_pk_over_pairs_auc={scores['pk']['roc_auc'] / scores['pairs']['roc_auc']:.4f}", flush=True)
+    for name in [n for n in scores if n != "pairs"]:
+        print(f"ratio_{name}_over_pairs_accuracy={scores[name]['pair_accuracy'] / scores['pairs']['pair_accuracy']:.4f} "
+              f"auc={scores[name]['roc_auc'] / scores['pairs']['roc_auc']:.4f}", flush=True)
 
 
 def _best(fn, repeats: int) -> float:
@@ -214,6 +217,8 @@ def main() -> None:
     parser.add_argument("--pair-epochs", type=int, default=2)
     parser.add_argument("--classes-per-batch", type=int, default=8)
     parser.add_argument("--images-per-class", type=int, default=8)
+    parser.add_argument("--pk-runs", default="batch-hard,contrastive",
+                        help="P x K runs, comma-separated: batch-hard, batch-semi-hard, contrastive")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big-copies", type=int, default=24)
     parser.add_argument("--skip-quality", action="store_true")
