@@ -4,7 +4,8 @@
 images is embedded and the loss looks at every pair of the batch, using the batch's class ids:
 
 * ``--loss triplet --mining batch-hard | batch-semi-hard``: :class:`~pairgen.train.losses.TripletLoss`
-  with every image of the batch as an anchor (Hermans et al. 2017; Schroff et al. 2015);
+  with every image of the batch as an anchor, mined on the plain Euclidean distance (Hermans
+  et al. 2017; Schroff et al. 2015);
 * ``--loss contrastive``: :class:`~pairgen.train.losses.InBatchContrastiveLoss` over all
   in-batch pairs, positives and negatives weighted equally.
 
