@@ -18,10 +18,11 @@
    runs are scored by `pairgen evaluate` on the pairs dataset's test split (threshold chosen on
    its val split): test pair accuracy and ROC AUC, then each P x K run's ratio to pairs.
 
-2. Throughput on the images dataset's train split (best of `--repeats`, alternating):
-   in-memory NumPy (`load_numpy`, then each P x K batch gathered from memory with the same
-   schedule), `pairgen.pk.pk_batches` (records read by offset), `pairgen.load_classes`
-   (tf.data), and `pairgen.stream` (batch 256, shuffled) against `load_numpy`.
+2. Throughput on the images dataset's train split (best of `--repeats`, alternating), over
+   `--read-epochs` epochs of P x K batches, setup included: in-memory NumPy (`load_numpy` once,
+   then each batch gathered from memory with the same schedule), `PKSplit.batches` (the reader
+   of `pairgen.pk_batches`: records read by offset), `pairgen.load_classes(..., epochs=N)`
+   (tf.data); and one epoch of `pairgen.stream` (batch 256, shuffled) against `load_numpy`.
 
 3. Memory. Builds once (build/bench-pk-big) an images dataset of `--big-copies` augmented copies
    (flips) of 10,000 synthetic 64x64x3 PNGs (raw records, 16 MB shards, 90% train), then reads
@@ -133,22 +134,24 @@ def _best(fn, repeats: int) -> float:
 
 
 def throughput(args: argparse.Namespace, images: Path) -> None:
-    p, k = args.classes_per_batch, args.images_per_class
+    p, k, epochs = args.classes_per_batch, args.images_per_class, args.read_epochs
     split = PKSplit(images, "train", classes_per_batch=p, images_per_class=k, seed=0)
-    schedule = split.schedule(0)
-    n = schedule.size
+    n = split.n_batches * split.batch_size * epochs
 
     def in_memory() -> None:
         arrays = pairgen.load_numpy(images, "train")
-        for row in schedule:
-            arrays["image"][row], arrays["class"][row]
+        for e in range(epochs):
+            for row in split.schedule(e):
+                arrays["image"][row], arrays["class"][row]
 
     def pk_numpy() -> None:
-        for batch in pairgen.pk_batches(images, "train", classes_per_batch=p, images_per_class=k, seed=0):
-            batch["image"]
+        data = PKSplit(images, "train", classes_per_batch=p, images_per_class=k, seed=0)
+        for e in range(epochs):
+            for batch in data.batches(e):
+                batch["image"]
 
     def pk_tfdata() -> None:
-        ds = pairgen.load_classes(images, "train", classes_per_batch=p, images_per_class=k, seed=0)
+        ds = pairgen.load_classes(images, "train", classes_per_batch=p, images_per_class=k, seed=0, epochs=epochs)
         for batch in ds.as_numpy_iterator():
             batch[0]
 
@@ -162,13 +165,14 @@ def throughput(args: argparse.Namespace, images: Path) -> None:
         pairgen.load_numpy(images, "train")
 
     pk_tfdata()  # TensorFlow's import and first trace are not reading
-    times = {}
+    times: dict[str, float] = {}
     for _ in range(args.repeats):
         for name, fn in (("in_memory", in_memory), ("pk_batches", pk_numpy), ("load_classes", pk_tfdata),
                          ("load_numpy", whole), ("stream", stream)):
             times[name] = min(times.get(name, float("inf")), _best(fn, 1))
     for name in ("in_memory", "pk_batches", "load_classes"):
-        print(f"{name}_pk_records_per_s={n / times[name]:.0f} (one epoch: {len(schedule)} batches of {p}x{k})")
+        print(f"{name}_pk_records_per_s={n / times[name]:.0f} ({epochs} epochs of {split.n_batches} batches of "
+              f"{p}x{k}, setup included)")
     print(f"ratio_pk_batches_over_in_memory={times['in_memory'] / times['pk_batches']:.3f} "
           f"ratio_load_classes_over_in_memory={times['in_memory'] / times['load_classes']:.3f}")
     print(f"load_numpy_records_per_s={records / times['load_numpy']:.0f} stream_records_per_s="
@@ -220,6 +224,7 @@ def main() -> None:
     parser.add_argument("--pk-runs", default="batch-hard,contrastive",
                         help="P x K runs, comma-separated: batch-hard, batch-semi-hard, contrastive")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--read-epochs", type=int, default=5)
     parser.add_argument("--big-copies", type=int, default=24)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")

@@ -9,11 +9,11 @@ Every batch holds ``P`` distinct classes with ``K`` images each, in the epoch sc
     steps = pairgen.pk.PKSplit("build/digits", "train", classes_per_batch=8, images_per_class=4).n_batches
     model.fit(ds, steps_per_epoch=steps, epochs=10)
 
-A Python generator reads each batch's serialized records by offset (``os.pread``, CRCs
-checked: see :mod:`pairgen.pk`); TensorFlow parses and decodes the whole batch at once
-(``parse_example``, ``decode_raw`` or ``decode_png``), checks each record's ``record_id``
-and class against the schedule, and prefetches. Memory: the record index and one epoch's
-schedule (about 32 bytes per record) plus the prefetched batches.
+A Python generator reads the serialized records of a few batches at a time (about 4 MiB) by
+offset (``os.pread``, CRCs checked: see :mod:`pairgen.pk`); TensorFlow parses and decodes them
+at once (``parse_example``, ``decode_raw`` or ``decode_png``), checks each record's
+``record_id`` and class against the schedule, and prefetches. Memory: the record index and one
+epoch's schedule (about 32 bytes per record) plus the prefetched chunks of batches.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from pairgen._optional import require
 from pairgen.errors import ConfigError
-from pairgen.pk import PKSplit, consumer_batches
+from pairgen.pk import READ_AHEAD_BYTES, PKSplit, consumer_batches
 from pairgen.tfdata import _decoder, _spec_for
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load_classes (tf.data)",
@@ -39,13 +39,21 @@ def _check_epochs(epochs: int | None) -> None:
 
 def _serialized(data: PKSplit, first_epoch: int, epochs: int | None, rank: int, world_size: int,
                 pad: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(serialized records, record ids, class ids)`` of each batch, epoch after epoch."""
+    """``(serialized records, record ids, class ids)``, each ``[m, P*K]``: ``m`` batches, epoch after epoch.
+
+    Whole batches worth about :data:`pairgen.pk.READ_AHEAD_BYTES` go through Python at once, so
+    TensorFlow parses them in one call (one batch per call costs more than its records).
+    """
+    record_bytes = float(data.index.length.mean()) if len(data.index.length) else 1.0
+    step = max(1, int(READ_AHEAD_BYTES // (data.batch_size * record_bytes)))
     epoch = first_epoch
     while epochs is None or epoch < first_epoch + epochs:
         schedule = data.schedule(epoch)
-        for b in consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad).tolist():
-            ids = schedule[b]
-            yield np.array(data.read_serialized(ids), dtype=object), ids, data.classes[ids]
+        take = consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad)
+        for start in range(0, len(take), step):
+            ids = schedule[take[start:start + step]]
+            records = np.array(data.read_serialized(ids.ravel()), dtype=object).reshape(ids.shape)
+            yield records, ids, data.classes[ids]
         epoch += 1
 
 
@@ -85,25 +93,27 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
     consumer_batches(1, rank=rank, world_size=world_size, pad=pad)
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
     n = data.batch_size
-    signature = (tf.TensorSpec((n,), tf.string), tf.TensorSpec((n,), tf.int64), tf.TensorSpec((n,), tf.int64))
+    signature = (tf.TensorSpec((None, n), tf.string), tf.TensorSpec((None, n), tf.int64),
+                 tf.TensorSpec((None, n), tf.int64))
     ds = tf.data.Dataset.from_generator(lambda: _serialized(data, first_epoch, epochs, rank, world_size, pad),
                                         output_signature=signature)
     spec = _spec_for(data.card.kind)
     decode = _decoder(data.card.image.shape, data.card.image.encoding, normalize)
-    image_key = data.image_keys[0]
+    image_key, shape = data.image_keys[0], data.card.image.shape
 
     def parse(serialized: tf.Tensor, ids: tf.Tensor, classes: tf.Tensor) -> tuple:
-        f = tf.io.parse_example(serialized, spec)
+        f = tf.io.parse_example(tf.reshape(serialized, (-1,)), spec)
         check = tf.debugging.assert_equal(
-            tf.concat([f["record_id"], f["class"]], 0), tf.concat([ids, classes], 0),
+            tf.concat([f["record_id"], f["class"]], 0), tf.concat([tf.reshape(ids, (-1,)), tf.reshape(classes, (-1,))], 0),
             message=f"a record of '{data.root}' split {split!r} differs from its manifest row; "
                     f"run `pairgen verify {data.root}`")
         with tf.control_dependencies([check]):
-            images = decode(f[image_key])
-        out = (images, f["class"])
-        return (*out, {"id": f["id"], "record_id": f["record_id"]}) if with_ids else out
+            images = tf.reshape(decode(f[image_key]), (-1, n, *shape))
+        out = (images, tf.reshape(f["class"], (-1, n)))
+        ids_out = {"id": tf.reshape(f["id"], (-1, n)), "record_id": tf.reshape(f["record_id"], (-1, n))}
+        return (*out, ids_out) if with_ids else out
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     if epochs is not None:
         per_epoch = len(consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad))
         ds = ds.apply(tf.data.experimental.assert_cardinality(per_epoch * epochs))
