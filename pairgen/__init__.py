@@ -10,6 +10,7 @@ never import TensorFlow)::
     info = pairgen.build(pairgen.BuildConfig.from_toml("pipelines/mnist-demo.toml"), out="build/demo")
     ds = pairgen.load("build/demo", split="train", batch_size=256)
     arrays = pairgen.load_numpy("build/demo", split="train")   # no TensorFlow
+    ds = pairgen.load_classes("build/digits", "train", classes_per_batch=8, images_per_class=4)
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _EXPORTS = {
     "feature_spec": "pairgen.tfdata",
     "load_numpy": "pairgen.numpy_reader",
     "stream": "pairgen.streaming",
+    "load_classes": "pairgen.pk_tf",
+    "pk_batches": "pairgen.pk",
     "fingerprint": "pairgen.fingerprint",
     "split_fingerprint": "pairgen.fingerprint",
     "read_card": "pairgen.card",

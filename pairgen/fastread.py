@@ -254,6 +254,16 @@ def read_shard(path: str | os.PathLike, image_keys: Sequence[str], int_keys: Seq
     data = _file_bytes(Path(path), str(compression))
     if data is None:
         return None
+    return parse_framed(data, image_keys, int_keys, shape, encoding, limit=limit, pool=pool)
+
+
+def parse_framed(data: bytes, image_keys: Sequence[str], int_keys: Sequence[str], shape: tuple[int, int, int],
+                 encoding: str, *, limit: int | None = None, pool: ThreadPoolExecutor | None = None) -> Arrays | None:
+    """Parse TFRecord bytes (framed records, as in a plain shard) column-wise, or return None.
+
+    The body of :func:`read_shard` for bytes already in memory, such as records read by offset
+    (:mod:`pairgen.pk`); arguments and result as there.
+    """
     try:
         starts, lengths = _frame(data, limit)
         cols = _Columns(data)

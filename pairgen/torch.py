@@ -28,8 +28,27 @@ count) or wrap the loop in ``model.join()``.
 
 ``set_epoch`` must be called before the epoch's iterator is created; with
 ``persistent_workers=True`` the workers keep the dataset they were started with, so leave it
-off when you reshuffle per epoch. A class-balanced P x K batch sampler needs a per-image dataset
-kind, which pairgen does not build yet.
+off when you reshuffle per epoch.
+
+**Class-balanced P x K batches** of an images dataset (``pairgen build --kind images``):
+:class:`PKBatchSampler` yields each batch's record ids (``P`` classes x ``K`` images, the
+schedule of :mod:`pairgen.pk`) and :class:`ImageRecords` reads a batch of record ids by offset
+in whichever DataLoader worker gets it::
+
+    sampler = pairgen.torch.PKBatchSampler("build/digits", "train", classes_per_batch=8,
+                                           images_per_class=4, seed=0)
+    loader = torch.utils.data.DataLoader(pairgen.torch.ImageRecords("build/digits", "train"),
+                                         batch_sampler=sampler, num_workers=2,
+                                         collate_fn=pairgen.torch.collate)
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in loader:             # image (32, 28, 28, 1) float32, class, id, record_id
+            ...
+
+Each rank's sampler takes batches ``rank, rank + world_size, ...`` of the epoch (the epoch
+padded with its first batches to a multiple of ``world_size``, or cut with ``drop_last``), so
+ranks take the same number of steps and together read every batch; the workers of a rank
+share its batches as DataLoader workers share any batch sampler's.
 """
 
 from __future__ import annotations
@@ -37,7 +56,11 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
+import numpy as np
+
+from pairgen import pk as _pk
 from pairgen import streaming as _stream
+from pairgen.recordindex import ImagesSplit
 from pairgen._optional import require
 
 torch = require("torch", extra="torch", feature="pairgen.torch",
@@ -112,3 +135,88 @@ class StreamDataset(torch.utils.data.IterableDataset):
                                  shuffle_buffer=self.shuffle_buffer, equalize=self.equalize)
         for batch in batches:
             yield {key: torch.from_numpy(value) for key, value in batch.items()}
+
+
+class PKBatchSampler(torch.utils.data.Sampler):
+    """Batches of record ids of an images split: ``P`` distinct classes x ``K`` images each.
+
+    Args:
+        path: Dataset directory of an images dataset (``dir@version`` accepted).
+        split: Split name.
+        classes_per_batch: ``P``.
+        images_per_class: ``K``.
+        seed: Seed of the schedule; every rank must pass the same one.
+        rank: This process's rank; defaults from ``torch.distributed`` (else 0).
+        world_size: Number of ranks; defaults from ``torch.distributed`` (else 1).
+        drop_last: Cut each epoch to a multiple of ``world_size`` batches instead of padding it
+            with its first batches.
+
+    Raises:
+        ConfigError: For invalid arguments, or fewer than ``P`` classes with ``K`` images.
+        DatasetError: If the dataset is not an images dataset or cannot be read.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str = "train", *, classes_per_batch: int,
+                 images_per_class: int, seed: int = 0, rank: int | None = None, world_size: int | None = None,
+                 drop_last: bool = False) -> None:
+        default_rank, default_world = _distributed()
+        self.rank = default_rank if rank is None else rank
+        self.world_size = default_world if world_size is None else world_size
+        _pk.consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=not drop_last)
+        self.data = _pk.PKSplit(path, split, classes_per_batch=classes_per_batch,
+                                images_per_class=images_per_class, seed=seed)
+        self.pad, self.epoch = not drop_last, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s schedule for the next iteration (call it before each epoch)."""
+        _pk.check_pk_args(classes_per_batch=self.data.p, images_per_class=self.data.k, seed=self.data.seed,
+                          epoch=epoch)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(_pk.consumer_batches(self.data.n_batches, rank=self.rank, world_size=self.world_size,
+                                        pad=self.pad))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        schedule = self.data.schedule(self.epoch)
+        for b in _pk.consumer_batches(len(schedule), rank=self.rank, world_size=self.world_size,
+                                      pad=self.pad).tolist():
+            yield schedule[b].tolist()
+
+
+class ImageRecords(torch.utils.data.Dataset):
+    """The records of an images split by record id, read by offset (map-style dataset).
+
+    ``dataset[i]`` is one record; a DataLoader with a batch sampler calls ``__getitems__``,
+    which reads a whole batch at once (pass ``collate_fn=pairgen.torch.collate``).
+
+    Args:
+        path: Dataset directory of an images dataset (``dir@version`` accepted).
+        split: Split name.
+        normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
+
+    Raises:
+        DatasetError: If the dataset is not an images dataset or cannot be read.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str = "train", *, normalize: bool = True) -> None:
+        self.data = ImagesSplit(path, split)
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        return len(self.data.classes)
+
+    def __getitems__(self, ids: list[int]) -> dict[str, Any]:
+        ids_array = np.asarray(ids, np.int64)
+        if len(ids_array) and (ids_array.min() < 0 or ids_array.max() >= len(self)):
+            raise IndexError(f"record ids must be in [0, {len(self)}); received {ids_array.min()}..{ids_array.max()}")
+        batch = self.data.read(ids_array, normalize=self.normalize)
+        return {key: torch.from_numpy(value) for key, value in batch.items()}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {key: value[0] for key, value in self.__getitems__([int(index)]).items()}
+
+
+def collate(batch: dict[str, Any]) -> dict[str, Any]:
+    """The ``collate_fn`` for :class:`ImageRecords` with a batch sampler: the batch as read."""
+    return batch

@@ -284,11 +284,14 @@ def test_verify_finds_a_missing_or_repeated_image(images: Path) -> None:
     assert any("every image of the split once" in p.detail for p in problems), problems
 
 
-def test_train_refuses_an_images_dataset_in_one_line() -> None:
+def test_train_takes_an_images_dataset_as_p_x_k_batches() -> None:
     from pairgen.train.config import TrainConfig
 
-    with pytest.raises(ConfigError, match="--kind pairs or --kind triplets"):
-        TrainConfig().resolve("images")
+    resolved = TrainConfig().resolve("images")
+    assert (resolved.loss, resolved.mining, resolved.head) == ("triplet", "batch-hard", "distance")
+    assert (resolved.classes_per_batch, resolved.images_per_class, resolved.batch_size) == (16, 4, 64)
+    with pytest.raises(ConfigError, match="does not fit an images dataset"):
+        TrainConfig(loss="bce").resolve("images")
 
 
 def test_sample_images_gives_every_image_once_per_split() -> None:

@@ -85,6 +85,10 @@ def _print_metrics(m: dict[str, Any]) -> None:
               show_default=True, help="Training steps per graph call (less per-step overhead, same result; 1 on PyTorch).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
               help="Local ImageNet weight file for --model resnet50 (nothing is downloaded).")
+@click.option("--classes-per-batch", type=click.IntRange(min=2),
+              help="Images datasets: P distinct classes in every batch [batch size // K].")
+@click.option("--images-per-class", type=click.IntRange(min=2),
+              help="Images datasets: K images of each class in every batch [4].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @quiet_option
 @json_option
@@ -96,11 +100,17 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     chosen on val), config.json (with the dataset fingerprint), curves.png, distances.png
     and roc.png. With no options it uses the best measured recipe.
 
+    An images dataset (--kind images) trains the tower on class-balanced batches of P classes
+    x K images, mining triplets (or contrastive pairs) inside each batch; score the run with
+    `pairgen evaluate RUN PAIRS_DATASET` on a pairs dataset with the same splits.
+
     \b
     Example:
         pairgen train build/mnist-demo --out runs/demo
         pairgen train build/mnist-demo --out runs/lenet --model lenet --epochs 5
         pairgen train build/tll --out runs/tll --model resnet50 --weights resnet50_notop.h5
+        pairgen train build/digits --out runs/pk --loss triplet --mining batch-hard \\
+            --classes-per-batch 8 --images-per-class 4
     """
     from pairgen.train.trainer import train as run_training
 
@@ -109,7 +119,11 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     if as_json:
         echo_json(metrics)
         return
-    if not quiet:
+    if not quiet and metrics["dataset"]["kind"] == "images":
+        click.echo(f"trained {metrics['epochs_run']} epochs of {metrics['batches_per_epoch']} batches of "
+                   f"{metrics['classes_per_batch']} classes x {metrics['images_per_class']} images; "
+                   f"score it with `{metrics['evaluate']}`")
+    elif not quiet:
         _print_metrics(metrics)
     click.echo(f"wrote run {out}")
 

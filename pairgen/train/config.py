@@ -85,6 +85,8 @@ class TrainConfig:
         weights: A local Keras ImageNet weight file for ``resnet50`` (nothing is downloaded).
         train_split, val_split: Split names used for fitting and for early stopping and the
             decision threshold.
+        classes_per_batch, images_per_class: ``P`` and ``K`` of the class-balanced batches of an
+            images dataset (``None``: K = 4, P = batch_size // K); other kinds take neither.
     """
 
     model: str = "conv-bn"
@@ -109,6 +111,8 @@ class TrainConfig:
     weights: str | None = None
     train_split: str = "train"
     val_split: str = "val"
+    classes_per_batch: int | None = None
+    images_per_class: int | None = None
 
     def __post_init__(self) -> None:
         _choice(self.model, TOWERS, "--model")
@@ -129,6 +133,10 @@ class TrainConfig:
                 _positive(getattr(self, name), f"--{name.replace('_', '-')}")
         if self.margin is not None:
             _positive(self.margin, "--margin")
+        for name in ("classes_per_batch", "images_per_class"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+                raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 2; received: {value!r}.")
         if self.weights is not None and self.model != "resnet50":
             raise ConfigError(f"--weights is only used by --model resnet50; received: --model {self.model}. "
                               "Drop --weights or use --model resnet50.")
@@ -141,7 +149,7 @@ class TrainConfig:
         """Fill in every ``auto``/``None`` choice for a dataset of ``kind`` and check the combination.
 
         Args:
-            kind: ``pairs`` or ``triplets``.
+            kind: ``pairs``, ``triplets`` or ``images``.
 
         Returns:
             A config with concrete loss, head, mining and margin.
@@ -150,9 +158,10 @@ class TrainConfig:
             ConfigError: If the loss does not fit the dataset kind or the head does not fit the loss.
         """
         if kind == "images":
-            raise ConfigError("pairgen train takes a pairs or triplets dataset; this one is an images dataset. "
-                              "Build the same source, [split] config and seed with --kind pairs or --kind "
-                              "triplets: the splits stay the same.")
+            return self._resolve_images()
+        if self.classes_per_batch is not None or self.images_per_class is not None:
+            raise ConfigError(f"--classes-per-batch/--images-per-class need an images dataset; this one holds "
+                              f"{kind}. Drop them or build with --kind images.")
         loss = self.loss if self.loss != "auto" else ("triplet" if kind == "triplets" else "contrastive")
         if (loss == "triplet") != (kind == "triplets"):
             want = "--loss triplet" if kind == "triplets" else "--loss contrastive or --loss bce"
@@ -171,6 +180,30 @@ class TrainConfig:
         if self.margin is None and loss == "contrastive" and self.model in NORMALIZED_TOWERS:
             margin = 0.5
         return self.replace(loss=loss, head=head, mining=mining, margin=margin)
+
+    def _resolve_images(self) -> "TrainConfig":
+        """:meth:`resolve` for an images dataset: in-batch losses on P x K batches."""
+        loss = "triplet" if self.loss == "auto" else self.loss
+        if loss not in ("triplet", "contrastive"):
+            raise ConfigError(f"--loss {loss} does not fit an images dataset; use --loss triplet (with "
+                              "--mining batch-hard or batch-semi-hard) or --loss contrastive.")
+        if self.head not in ("auto", "distance"):
+            raise ConfigError(f"--head {self.head} does not fit an images dataset (trained on embedding "
+                              "distances); use --head distance.")
+        mining = self.mining
+        if loss == "triplet" and mining == "none":
+            raise ConfigError("--mining none needs fixed triplets; an images dataset mines them in each batch: "
+                              "use --mining batch-hard or batch-semi-hard.")
+        if loss == "contrastive" and mining not in ("auto", "none"):
+            raise ConfigError(f"--mining {mining} needs --loss triplet; received: --loss contrastive.")
+        mining = ("batch-hard" if loss == "triplet" else "none") if mining == "auto" else mining
+        margin = self.margin if self.margin is not None else _DEFAULT_MARGIN[loss]
+        if self.margin is None and loss == "contrastive" and self.model in NORMALIZED_TOWERS:
+            margin = 0.5
+        k = self.images_per_class or 4
+        p = self.classes_per_batch or max(2, self.batch_size // k)
+        return self.replace(loss=loss, head="distance", mining=mining, margin=margin, classes_per_batch=p,
+                            images_per_class=k, batch_size=p * k)
 
     @property
     def output(self) -> str:

@@ -8,7 +8,9 @@ the loss, and never in the data.
   form, with its factor 1/2), on a distance ``d``.
 * :func:`bce_loss`: binary cross-entropy on a probability of "same" (Koch et al. 2015).
 * :class:`TripletLoss`: ``max(d(a, p) - d(a, n) + margin, 0)`` with ``d`` the squared L2
-  (FaceNet) or the L1 distance, optionally with online mining inside the batch.
+  (FaceNet) or the L1 distance, optionally with online mining inside the batch; the miners
+  also take a plain batch of embeddings ``(batch, dim)`` with class ids ``(batch,)`` (P x K).
+* :class:`InBatchContrastiveLoss`: the contrastive loss over all pairs of a P x K batch.
 """
 
 from __future__ import annotations
@@ -73,12 +75,16 @@ class TripletLoss(keras.losses.Loss):
     * ``batch-semi-hard`` (Schroff et al. 2015): per anchor-positive pair, the nearest
       negative that is farther than the positive, or the farthest negative when none is;
       averaged over anchor-positive pairs.
+
+    ``squared=False`` mines on the plain Euclidean distance instead of its square (Hermans et
+    al.: with squared distances batch-hard training collapses more easily; the P x K trainer
+    uses it).
     """
 
     def __init__(self, margin: float = 0.5, metric: str = "l2", mining: str = "none",
-                 name: str = "triplet", **kwargs: Any) -> None:
+                 name: str = "triplet", squared: bool = True, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        self.margin, self.metric, self.mining = float(margin), metric, mining
+        self.margin, self.metric, self.mining, self.squared = float(margin), metric, mining, bool(squared)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         emb = ops.cast(y_pred, "float32")
@@ -91,6 +97,8 @@ class TripletLoss(keras.losses.Loss):
         flat = ops.reshape(emb, (-1, dim))
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         dist = pairwise_distances(flat, self.metric)
+        if self.metric == "l2" and not self.squared:
+            dist = ops.sqrt(dist + 1e-12)
         same = ops.equal(labels[:, None], labels[None, :])
         pos_mask = ops.cast(same, "float32") * (1.0 - ops.eye(ops.shape(labels)[0]))
         neg_mask = 1.0 - ops.cast(same, "float32")
@@ -99,7 +107,8 @@ class TripletLoss(keras.losses.Loss):
         return _semi_hard(dist, pos_mask, neg_mask, self.margin)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "margin": self.margin, "metric": self.metric, "mining": self.mining}
+        return {**super().get_config(), "margin": self.margin, "metric": self.metric, "mining": self.mining,
+                "squared": self.squared}
 
 
 def _rowwise(a: Any, b: Any, metric: str) -> Any:
@@ -132,16 +141,49 @@ def _semi_hard(dist: Any, pos_mask: Any, neg_mask: Any, margin: float) -> Any:
     return ops.sum(per_pair) / ops.maximum(ops.sum(weight), 1.0)
 
 
-def make_loss(config: TrainConfig) -> keras.losses.Loss:
-    """The loss object of a resolved config.
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class InBatchContrastiveLoss(keras.losses.Loss):
+    """Contrastive loss over every pair of a batch of embeddings ``(batch, dim)``.
+
+    ``y_true`` holds the class ids ``(batch,)``; each unordered pair of distinct rows is a
+    positive (same class) or a negative. The mean over the positives and the mean over the
+    negatives are weighted equally (a P x K batch has far more negatives).
+    """
+
+    def __init__(self, margin: float = 1.0, metric: str = "l2", name: str = "in_batch_contrastive",
+                 **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.margin, self.metric = float(margin), metric
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        emb = ops.cast(y_pred, "float32")
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        dist = pairwise_distances(emb, self.metric)
+        d = ops.sqrt(dist + 1e-12) if self.metric == "l2" else dist
+        same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
+        pos = same * (1.0 - ops.eye(ops.shape(labels)[0]))
+        neg = 1.0 - same
+        pull = ops.sum(pos * ops.square(d)) / ops.maximum(ops.sum(pos), 1.0)
+        push = ops.sum(neg * ops.square(ops.maximum(self.margin - d, 0.0))) / ops.maximum(ops.sum(neg), 1.0)
+        return 0.5 * (pull + push)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "margin": self.margin, "metric": self.metric}
+
+
+def make_loss(config: TrainConfig, *, in_batch: bool = False) -> keras.losses.Loss:
+    """The loss object of a resolved config (``in_batch``: over all pairs of a P x K batch).
 
     Raises:
         ConfigError: If ``config`` has not been resolved (its loss is still ``auto``).
     """
+    if config.loss == "contrastive" and in_batch:
+        return InBatchContrastiveLoss(margin=config.margin, metric=config.distance)
     if config.loss == "contrastive":
         return ContrastiveLoss(margin=config.margin)
     if config.loss == "bce":
         return bce_loss()
     if config.loss == "triplet":
-        return TripletLoss(margin=config.margin, metric=config.distance, mining=config.mining)
+        return TripletLoss(margin=config.margin, metric=config.distance, mining=config.mining,
+                           squared=not in_batch)
     raise ConfigError(f"the training config is not resolved (loss={config.loss!r}); call TrainConfig.resolve(kind).")

@@ -36,7 +36,7 @@ import pandas as pd
 import pairgen
 from pairgen.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
-from pairgen.train import backend, plots
+from pairgen.train import backend, classes, plots
 from pairgen.train.config import TrainConfig
 from pairgen.numpy_reader import load_numpy
 from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
@@ -134,6 +134,8 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strate
     With the numpy reader the splits read for fitting are left in ``arrays`` (split name to
     the :func:`pairgen.load_numpy` arrays) so the evaluation does not read them again.
     """
+    if info.kind == "images":
+        return _fit_images(config, info, out, verbose, strategy, timer)
     has_val = info.records(config.val_split) > 0
     steps = -(-info.records(config.train_split) // config.batch_size) * config.epochs
     callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
@@ -156,6 +158,25 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strate
         best = out / "checkpoints" / "best.weights.h5"
         if best.is_file():
             model.load_weights(str(best))
+    return tower, head, len(history.history.get("loss", []))
+
+
+def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strategy: Any,
+                timer: PhaseTimer) -> tuple[keras.Model, keras.Model, int]:
+    """:func:`_fit` for an images dataset: the tower on P x K batches (see :mod:`pairgen.train.classes`)."""
+    with timer.phase("read_train"):  # indexes the shards; the reading happens in fit
+        train_split = classes.pk_split(info, config.train_split, config)
+        has_val = classes.has_pk_val(info, config)
+        kw = classes.fit_kwargs(config, info, train_split, has_val)
+    callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
+    with timer.phase("build_compile"), strategy.scope():
+        tower, head = classes.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
+                                                    train_split.n_batches)
+    with timer.phase("training"):
+        history = tower.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
+        best = out / "checkpoints" / "best.weights.h5"
+        if best.is_file():
+            tower.load_weights(str(best))
     return tower, head, len(history.history.get("loss", []))
 
 
@@ -203,7 +224,7 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
         keras.mixed_precision.set_global_policy(previous)
     with timer.phase("write_run"):
         run = _write_run(out, config, info, tower, head, epochs_run, strategy.num_replicas_in_sync)
-    metrics = _report(run, info, arrays, timer)
+    metrics = _report_images(run, info, config) if info.kind == "images" else _report(run, info, arrays, timer)
     timer.write(out / "timings.json")
     return metrics
 
@@ -211,7 +232,8 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
 def _write_run(out: Path, config: TrainConfig, info: DatasetInfo, tower: keras.Model, head: keras.Model,
                epochs_run: int, replicas: int) -> Run:
     """Save the models and ``config.json``; returns the run as :func:`load_run` would load it."""
-    saved = triplet_model(tower, head) if config.loss == "triplet" else pair_model(tower, head)
+    triplets = config.loss == "triplet" and info.kind != "images"  # images runs save the pair model
+    saved = triplet_model(tower, head) if triplets else pair_model(tower, head)
     saved.save(out / "model.keras")
     tower.save(out / "embedding.keras")
     card = {"train": config.to_dict(), "dataset": info.summary(), "input_shape": list(info.shape),
@@ -220,6 +242,16 @@ def _write_run(out: Path, config: TrainConfig, info: DatasetInfo, tower: keras.M
     text = json.dumps(card, indent=2, sort_keys=True) + "\n"
     (out / "config.json").write_text(text, encoding="utf-8")
     return Run(out, tower, head, json.loads(text))
+
+
+def _report_images(run: Run, info: DatasetInfo, config: TrainConfig) -> dict[str, Any]:
+    """metrics.json and curves.png of a run on an images dataset (``pairgen evaluate`` scores pairs)."""
+    history = pd.read_csv(run.path / "history.csv")
+    train_split = classes.pk_split(info, config.train_split, config)
+    metrics = classes.images_metrics(info, config, history.to_dict(orient="list"), run.path, train_split.n_batches)
+    (run.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    plots.plot_history(history, run.path / "curves.png")
+    return metrics
 
 
 def _report(run: Run, info: DatasetInfo, arrays: dict[str, dict[str, np.ndarray]], timer: PhaseTimer) -> dict[str, Any]:
