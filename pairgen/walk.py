@@ -68,6 +68,12 @@ def iter_walk(root: Path, extensions: tuple[str, ...], skipped: list[tuple[str, 
             continue
         subdirs, files = [], []
         for entry in entries:
+            name = entry.name
+            # The common case, decided without a stat: a plain file with an image extension.
+            if (name.isascii() and not name.startswith(".") and name.lower().endswith(extensions)
+                    and entry.is_file(follow_symlinks=False)):
+                files.append(prefix + name)
+                continue
             kind, rel, reason = _classify(entry, prefix, extensions, real_root, seen, allow_outside_root)
             if kind == "dir":
                 subdirs.append((rel + "/", entry.path))
