@@ -7,9 +7,15 @@
    workers 1, 2 and all cores, timing each stage: scan (read, hash, header and the decode check
    in one read per file), sample (split, sampling, manifests, shard plan), render+write, card.
 4. Times ``pairgen scan``'s path (catalog.scan: read, hash, header; no decode) with N workers.
+5. Splits the build's scan into its stages: it runs the same scan (same arguments, N workers,
+   decode check) once more with ``timings`` and prints the main process's walk, wait and
+   assembly seconds, the workers' label, read (read + sha256 + header) and decode seconds
+   (summed over workers, and per worker), and the duplicate/label-conflict grouping that the
+   card and ``pairgen scan`` run on the catalog.
 
 Prints per N: the stage seconds, ``scan_vs_read_floor`` (build scan / floor),
-``scan_only_vs_read_floor`` (pairgen scan / floor) and ``scaling_efficiency`` (t1 / (tN x N)).
+``scan_only_vs_read_floor`` (pairgen scan / floor), the scan's stages and
+``scaling_efficiency`` (t1 / (tN x N)).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pairgen.builder import build  # noqa: E402
-from pairgen.catalog import scan  # noqa: E402
+from pairgen.catalog import label_conflicts, scan, summarize  # noqa: E402
 from pairgen.config import BuildConfig  # noqa: E402
 from pairgen.pool import Pool  # noqa: E402
 from pairgen.progress import Progress  # noqa: E402
@@ -106,14 +112,41 @@ def timed_scan(src: Path, workers: int) -> float:
         return time.perf_counter() - start
 
 
+def scan_stages(src: Path, workers: int) -> dict[str, float]:
+    """The build's scan (decode check included) once more, split into its stages."""
+    image = BuildConfig().override({"image.size": [28, 28], "image.channels": 1}).image
+    stages: dict[str, float] = {}
+    with Pool(workers=workers) as pool:
+        start = time.perf_counter()
+        catalog = scan(src, layout="split-folders", pool=pool, check=image, undecodable={}, timings=stages)
+        stages["total"] = time.perf_counter() - start
+    start = time.perf_counter()
+    label_conflicts(catalog.images)
+    stages["labels"] = time.perf_counter() - start
+    start = time.perf_counter()
+    summarize(catalog)
+    stages["summary"] = time.perf_counter() - start
+    return stages
+
+
+def print_stages(n: int, st: dict[str, float]) -> None:
+    busy = st["worker_label"] + st["worker_read"] + st["worker_decode"]
+    print(f"workers={n} scan_stages total_s={st['total']:.2f} main: walk_s={st['walk']:.2f} "
+          f"wait_s={st['wait']:.2f} assemble_s={st['assemble']:.2f} | workers (sum): label_s={st['worker_label']:.2f} "
+          f"read_hash_header_s={st['worker_read']:.2f} decode_s={st['worker_decode']:.2f} "
+          f"per_worker_s={busy / n:.2f} | duplicates_labels_s={st['labels']:.2f} scan_summary_s={st['summary']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="", help="comma-separated worker counts (default: 1,2,all cores)")
+    parser.add_argument("--src", type=Path, default=ROOT / "build" / "bench-scaling-src",
+                        help="where the synthetic tree is (written there once, then reused)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     counts = sorted({int(w) for w in args.workers.split(",") if w} or {1, 2, cores})
     print(f"machine_cores={cores} load_average_1m={os.getloadavg()[0]:.2f}")
-    src = make_tree(ROOT / "build" / "bench-scaling-src")
+    src = make_tree(args.src)
     floor, files = read_floor(src)
     print(f"files={files} read_floor_seconds={floor:.2f} (serial read + sha256, warm page cache)")
     out = ROOT / "build" / "bench-scaling-out"
@@ -121,12 +154,14 @@ def main() -> None:
     for n in counts:
         t = timed_build(src, out, n)
         scan_only = timed_scan(src, n)
+        stages = scan_stages(src, n)
         times[n] = t["total"]
         print(f"workers={n} records={t['records']} total_s={t['total']:.2f} scan_s={t['scan']:.2f} "
               f"check_s={t['check']:.2f} (in scan) sample_s={t['sample']:.2f} render_write_s={t['render_write']:.2f} "
               f"card_s={t['card']:.2f} records_per_s={t['records'] / t['total']:,.0f}")
         print(f"workers={n} scan_vs_read_floor={t['scan'] / floor:.2f} "
               f"scan_only_vs_read_floor={scan_only / floor:.2f} (pairgen scan path: {scan_only:.2f} s)")
+        print_stages(n, stages)
     shutil.rmtree(out, ignore_errors=True)
     for n in counts:
         if n > 1 and 1 in times:
