@@ -562,8 +562,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
     if per_class.empty:
         per_class = pd.Series([0])
     dup = images[images.duplicated("sha256", keep=False)]
-    groups = [g["path"].tolist() for _, g in dup.groupby("sha256", sort=False)]
-    groups.sort(key=lambda paths: paths[0])
+    groups, examples = _example_groups(dup["sha256"], dup["path"].tolist())
     kinds = catalog.skipped["reason"].map(reason_kind).value_counts()
     splits = images["split"].dropna()
     return {
@@ -577,7 +576,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
         "skipped_by_reason": {str(k): int(v) for k, v in sorted(kinds.items())},
         "skipped_files": catalog.skipped[["path", "reason"]].to_dict("records"),
         "label_conflicts": label_conflicts(images),
-        "duplicates": {"groups": len(groups), "images": int(len(dup)), "examples": groups[:5]},
+        "duplicates": {"groups": groups, "images": int(len(dup)), "examples": examples},
         "splits": {str(k): int(v) for k, v in sorted(splits.value_counts().items())},
     }
 
@@ -593,9 +592,18 @@ def label_conflicts(images: pd.DataFrame) -> dict[str, Any]:
         ``groups`` (sha256 groups spanning >1 class), ``images`` (images in them) and
         ``examples`` (up to 5 lists of ``"path (class)"``, sorted).
     """
-    spans = images.groupby("sha256", sort=False)["class_name"].nunique()
-    hit = images[images["sha256"].isin(spans.index[spans > 1])].sort_values("path", kind="stable")
-    groups = [[f"{p} ({c})" for p, c in zip(g["path"], g["class_name"])]
-              for _, g in hit.groupby("sha256", sort=False)]
-    groups.sort(key=lambda paths: paths[0])
-    return {"groups": len(groups), "images": int(len(hit)), "examples": groups[:5]}
+    dup = images[images.duplicated("sha256", keep=False)]  # only these can span two classes
+    spans = dup.groupby("sha256", sort=False)["class_name"].nunique()
+    hit = dup[dup["sha256"].isin(spans.index[spans > 1])].sort_values("path", kind="stable")
+    labels = [f"{p} ({c})" for p, c in zip(hit["path"], hit["class_name"])]
+    groups, examples = _example_groups(hit["sha256"], labels)
+    return {"groups": groups, "images": int(len(hit)), "examples": examples}
+
+
+def _example_groups(keys: pd.Series, labels: list[str], limit: int = 5) -> tuple[int, list[list[str]]]:
+    """The number of groups of equal ``keys``, and the labels of the ``limit`` groups whose first
+    label sorts first (each group's labels in frame order); only those groups are listed."""
+    codes, uniques = pd.factorize(keys.to_numpy(object))
+    first = np.unique(codes, return_index=True)[1]  # each group's first row
+    chosen = sorted(range(len(uniques)), key=lambda g: labels[first[g]])[:limit]
+    return len(uniques), [[labels[i] for i in np.flatnonzero(codes == g)] for g in chosen]
