@@ -2,8 +2,10 @@
 
 The walk is sorted (folders and files by name, never file-system order) and ``image_id`` is
 the row number in sorted relative-path order, so the same tree gives the same catalog on any
-machine. Every file is read once: the bytes feed both the sha256 and the header parser (no
-pixel decoding). Nothing is lost silently: each file that is not used lands in
+machine. Every file is read once, in blocks of files spread over worker processes
+(:mod:`pairgen.scanread`): the bytes feed the sha256, the header parser and, for a build, one
+decode check. The main process walks the folders while the workers read, and joins their
+results column by column. Nothing is lost silently: each file that is not used lands in
 ``Catalog.skipped`` with the reason.
 
 Layouts:
@@ -220,9 +222,10 @@ def _blocks(folders: Iterable[list[str]]) -> Iterator[list[str]]:
     block: list[str] = []
     for files in folders:
         block.extend(files)
-        while len(block) >= READ_BLOCK:
-            yield block[:READ_BLOCK]
-            block = block[READ_BLOCK:]
+        if len(block) >= READ_BLOCK:
+            full = len(block) - len(block) % READ_BLOCK
+            yield from (block[i:i + READ_BLOCK] for i in range(0, full, READ_BLOCK))
+            block = block[full:]
     if block:
         yield block
 
