@@ -489,8 +489,10 @@ def _drop_small_classes(images: pd.DataFrame, min_per_class: int, skipped: list[
 def _images_frame(images: pd.DataFrame) -> pd.DataFrame:
     """The catalog frame of rows already sorted by path: ids, dtypes and column order."""
     images = images.reset_index(drop=True)
-    names, class_id = np.unique(images["class_name"].to_numpy(object), return_inverse=True)
-    images["class_id"] = class_id.astype(np.int64).reshape(-1)
+    codes, names = pd.factorize(images["class_name"].to_numpy(object))  # hashing; sort only the names
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    images["class_id"] = rank[codes]
     images["image_id"] = np.arange(len(images), dtype=np.int64)
     images["split"] = pd.Series([None] * len(images), dtype=object)
     for col in _INT_COLUMNS:
