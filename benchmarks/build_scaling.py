@@ -9,9 +9,10 @@
 4. Times ``pairgen scan``'s path (catalog.scan: read, hash, header; no decode) with N workers.
 5. Splits the build's scan into its stages: it runs the same scan (same arguments, N workers,
    decode check) once more with ``timings`` and prints the main process's walk, wait and
-   assembly seconds, the workers' label, read (read + sha256 + header) and decode seconds
-   (summed over workers, and per worker), and the duplicate/label-conflict grouping that the
-   card and ``pairgen scan`` run on the catalog.
+   assembly seconds and CPU time, the workers' label, read (read + sha256 + header) and decode
+   seconds and CPU time (summed over workers; wall seconds well above CPU seconds mean the
+   workers waited for a core), the busy seconds per worker, and the duplicate/label-conflict
+   grouping that the card and ``pairgen scan`` run on the catalog.
 
 Prints per N: the stage seconds, ``scan_vs_read_floor`` (build scan / floor),
 ``scan_only_vs_read_floor`` (pairgen scan / floor), the scan's stages and
@@ -139,9 +140,10 @@ def scan_stages(src: Path, workers: int) -> dict[str, float]:
 def print_stages(n: int, st: dict[str, float]) -> None:
     busy = st["worker_label"] + st["worker_read"] + st["worker_decode"]
     print(f"workers={n} scan_stages total_s={st['total']:.2f} main: walk_s={st['walk']:.2f} "
-          f"wait_s={st['wait']:.2f} assemble_s={st['assemble']:.2f} | workers (sum): label_s={st['worker_label']:.2f} "
-          f"read_hash_header_s={st['worker_read']:.2f} decode_s={st['worker_decode']:.2f} "
-          f"per_worker_s={busy / n:.2f} | duplicates_labels_s={st['labels']:.2f} scan_summary_s={st['summary']:.2f}")
+          f"wait_s={st['wait']:.2f} assemble_s={st['assemble']:.2f} cpu_s={st['main_cpu']:.2f} | workers (sum): "
+          f"label_s={st['worker_label']:.2f} read_hash_header_s={st['worker_read']:.2f} "
+          f"decode_s={st['worker_decode']:.2f} cpu_s={st['worker_cpu']:.2f} per_worker_s={busy / n:.2f} | "
+          f"duplicates_labels_s={st['labels']:.2f} scan_summary_s={st['summary']:.2f}")
 
 
 def main() -> None:

@@ -117,8 +117,9 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         undecodable: Filled with relative path -> reason for images that ``check`` cannot decode.
         timings: Filled with the seconds of each stage: ``walk``, ``wait`` and ``assemble``
             (this process: walking and labelling, waiting for workers, joining their results
-            and building the frames) and ``worker_label``, ``worker_read`` (read, sha256,
-            header) and ``worker_decode``, summed over all workers.
+            and building the frames; ``main_cpu`` is this process's CPU time) and
+            ``worker_label``, ``worker_read`` (read, sha256, header), ``worker_decode`` and
+            ``worker_cpu`` (the CPU time of the other three), summed over all workers.
 
     Returns:
         The catalog; ``images.split`` is all None until :func:`pairgen.splits.split`.
@@ -386,10 +387,10 @@ class _Clock:
 
     def __init__(self, timings: dict[str, float] | None) -> None:
         self.timings = timings
-        self.mark = time.perf_counter()
+        self.mark, self.cpu = time.perf_counter(), time.process_time()
         if timings is not None:
-            timings.update(dict.fromkeys(("walk", "wait", "assemble", "worker_label", "worker_read",
-                                          "worker_decode"), 0.0))
+            timings.update(dict.fromkeys(("walk", "wait", "assemble", "main_cpu", "worker_label", "worker_read",
+                                          "worker_decode", "worker_cpu"), 0.0))
 
     def lap(self, stage: str) -> None:
         """Add the time since the last lap to ``stage``."""
@@ -412,10 +413,11 @@ class _Clock:
             yield item
 
     def workers(self, seconds: np.ndarray) -> None:
-        """Record the workers' summed label, read and decode seconds."""
+        """Record the workers' summed label, read, decode and CPU seconds, and this process's CPU."""
         if self.timings is not None:
-            for stage, value in zip(("worker_label", "worker_read", "worker_decode"), seconds):
+            for stage, value in zip(("worker_label", "worker_read", "worker_decode", "worker_cpu"), seconds):
                 self.timings[stage] = float(value)
+            self.timings["main_cpu"] = time.process_time() - self.cpu
 
 
 def _read_all(tasks: Iterable[BlockTask], skipped: list[tuple[str, str]], *, progress: bool,

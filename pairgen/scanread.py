@@ -48,7 +48,7 @@ class Block(NamedTuple):
     numbers: np.ndarray  # (rows, 4) int64: NUMBER_COLUMNS
     undecodable: Skipped  # (path, reason) of read images that the check could not decode
     skipped: Skipped
-    seconds: tuple[float, float, float]  # label, read + sha256 + header, decode check
+    seconds: tuple[float, float, float, float]  # label, read + sha256 + header, decode check; CPU
 
 
 def read_block(task: BlockTask) -> Block:
@@ -60,7 +60,7 @@ def read_block(task: BlockTask) -> Block:
     Returns:
         The rows of the files that could be read, in the block's order, and the skipped ones.
     """
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     skipped: Skipped = []
     candidates = task.items if task.label is None else task.label(task.items, skipped)
     labelled = time.perf_counter()
@@ -87,7 +87,8 @@ def read_block(task: BlockTask) -> Block:
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
-    return Block(text, sha, array, undecodable, skipped, (labelled - start, end - labelled - decode_s, decode_s))
+    seconds = (labelled - start, end - labelled - decode_s, decode_s, time.process_time() - cpu)
+    return Block(text, sha, array, undecodable, skipped, seconds)
 
 
 def _read_one(root: str, rel: str) -> tuple[bytes, tuple[int, int, int]] | str:
@@ -124,7 +125,7 @@ class Columns:
         self.sha256: list[str] = []
         self.numbers: list[np.ndarray] = []
         self.undecodable: Skipped = []
-        self.seconds = np.zeros(3)
+        self.seconds = np.zeros(4)  # summed Block.seconds
 
     def add(self, block: Block, skipped: Skipped) -> None:
         """Append one block's rows; its skipped files go to ``skipped``."""
