@@ -2,8 +2,10 @@
 
 The walk is sorted (folders and files by name, never file-system order) and ``image_id`` is
 the row number in sorted relative-path order, so the same tree gives the same catalog on any
-machine. Every file is read once: the bytes feed both the sha256 and the header parser (no
-pixel decoding). Nothing is lost silently: each file that is not used lands in
+machine. Every file is read once, in blocks of files spread over worker processes
+(:mod:`pairgen.scanread`): the bytes feed the sha256, the header parser and, for a build, one
+decode check. The main process walks the folders while the workers read, and joins their
+results column by column. Nothing is lost silently: each file that is not used lands in
 ``Catalog.skipped`` with the reason.
 
 Layouts:
@@ -29,23 +31,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import itertools
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from pairgen.config import ImageConfig, Layout
-from pairgen.errors import ImageError, PairgenError, ScanError
-from pairgen.headers import read_header
+from pairgen.errors import ScanError
+from pairgen.scanread import READ_BLOCK, BlockTask, Columns, read_block
 from pairgen.validate import has_control, name_problem
-from pairgen.walk import inside as _inside, walk
-from pairgen import sourceio
+from pairgen.walk import inside as _inside, iter_walk, walk
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_split", "side",
@@ -53,7 +54,6 @@ IMAGE_COLUMNS = ("image_id", "path", "class_name", "class_id", "split", "folder_
 SKIPPED_COLUMNS = ("path", "reason")
 _INT_COLUMNS = ("image_id", "class_id", "bytes", "width", "height", "channels")
 _OBJECT_COLUMNS = ("split", "folder_split", "side", "key")
-_READ_BLOCK = 512  # files per task: one task per file costs more than reading a small image
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +94,7 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
          table: str | os.PathLike | None = None, min_per_class: int = 1,
          max_pixels: int | None = 89_478_485, allow_outside_root: bool = False,
          progress: bool = False, pool: Any = None, check: ImageConfig | None = None,
-         undecodable: dict[str, str] | None = None) -> Catalog:
+         undecodable: dict[str, str] | None = None, timings: dict[str, float] | None = None) -> Catalog:
     """Scan a source folder or label table into a :class:`Catalog`.
 
     Args:
@@ -115,6 +115,11 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
         check: Also decode every image with this image config (channels, pixel limit), in the
             same read, and record the ones that fail in ``undecodable``.
         undecodable: Filled with relative path -> reason for images that ``check`` cannot decode.
+        timings: Filled with the seconds of each stage: ``walk``, ``wait`` and ``assemble``
+            (this process: walking and labelling, waiting for workers, joining their results
+            and building the frames; ``main_cpu`` is this process's CPU time) and
+            ``worker_label``, ``worker_read`` (read, sha256, header), ``worker_decode`` and
+            ``worker_cpu`` (the CPU time of the other three), summed over all workers.
 
     Returns:
         The catalog; ``images.split`` is all None until :func:`pairgen.splits.split`.
@@ -127,26 +132,36 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
     if table is not None:
         layout = Layout.TABLE
     _check_args(class_depth, min_per_class)
+    clock = _Clock(timings)
     src_path = Path(src).expanduser()
     if layout is Layout.TABLE:
         root, candidates, skipped = _table_candidates(src_path, table, allow_outside_root)
-    else:
+        tasks = _candidate_tasks(root, candidates, check)
+    elif layout is Layout.LEFT_RIGHT:  # duplicate stems are found in sorted order, before reading
         root = _check_root(src_path, layout)
         files, skipped = walk(root, IMAGE_EXTENSIONS, allow_outside_root=allow_outside_root)
-        candidates = _label(files, layout, root, class_depth, skipped)
-    rows = _read_all(root, candidates, skipped, progress=progress, pool=pool, check=check,
-                     undecodable=undecodable)
-    rows = _drop_oversized(rows, max_pixels, skipped)
-    if layout is Layout.LEFT_RIGHT:
-        rows = _pair_sides(rows, skipped)
-    rows = _drop_small_classes(rows, min_per_class, skipped)
-    if not rows:
+        tasks = _candidate_tasks(root, _label(files, layout, root, class_depth, skipped), check)
+    else:  # labelled in the workers, read while the walk goes on
+        root = _check_root(src_path, layout)
+        skipped = []
+        folders = iter_walk(root, IMAGE_EXTENSIONS, skipped, allow_outside_root=allow_outside_root)
+        labeler = functools.partial(_label_paths, layout=layout, class_depth=class_depth)
+        tasks = (BlockTask(str(root), block, labeler, check) for block in _blocks(folders))
+    clock.lap("walk")
+    columns = _read_all(clock.timed(tasks, "walk"), skipped, progress=progress, pool=pool, clock=clock)
+    if undecodable is not None:
+        undecodable.update(columns.undecodable)
+    images = _drop_small_classes(_drop_unpaired(_drop_oversized(columns.frame(), max_pixels, skipped), skipped),
+                                 min_per_class, skipped)
+    if images.empty:
         raise ScanError(
             f"no images found in '{src}' with layout '{layout.value}' "
             f"({len(skipped)} file(s) skipped; extensions {'/'.join(IMAGE_EXTENSIONS)}). "
             "Check --src, --layout and --min-per-class.")
-    return Catalog(root=str(root), layout=layout, images=_images_frame(rows),
-                   skipped=skipped_frame(skipped))
+    catalog = Catalog(root=str(root), layout=layout, images=_images_frame(images), skipped=skipped_frame(skipped))
+    clock.lap("assemble")
+    clock.workers(columns.seconds)
+    return catalog
 
 
 def _check_args(class_depth: int, min_per_class: int) -> None:
@@ -195,6 +210,30 @@ def _label(files: list[str], layout: Layout, root: Path, class_depth: int,
         else:
             skipped.append((rel, cand))
     return out
+
+
+def _label_paths(paths: list[str], skipped: list[tuple[str, str]], *, layout: Layout,
+                 class_depth: int) -> list[_Candidate]:
+    """Label one block of walked paths (``classes`` or ``split-folders``: no state across files)."""
+    return _label(paths, layout, Path(), class_depth, skipped)
+
+
+def _blocks(folders: Iterable[list[str]]) -> Iterator[list[str]]:
+    """Walked paths in blocks of :data:`READ_BLOCK` (the last one may be shorter)."""
+    block: list[str] = []
+    for files in folders:
+        block.extend(files)
+        if len(block) >= READ_BLOCK:
+            full = len(block) - len(block) % READ_BLOCK
+            yield from (block[i:i + READ_BLOCK] for i in range(0, full, READ_BLOCK))
+            block = block[full:]
+    if block:
+        yield block
+
+
+def _candidate_tasks(root: Path, candidates: list[_Candidate], check: ImageConfig | None) -> Iterator[BlockTask]:
+    for i in range(0, len(candidates), READ_BLOCK):
+        yield BlockTask(str(root), candidates[i:i + READ_BLOCK], None, check)
 
 
 def _check_names(cand: _Candidate) -> _Candidate | str:
@@ -343,127 +382,126 @@ def _special_file(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def _read_one(root: Path | str, cand: _Candidate, check: ImageConfig | None = None
-              ) -> tuple[_Candidate, dict[str, Any] | str]:
-    try:
-        data = sourceio.read_source(os.path.join(root, cand.path))
-    except FileNotFoundError:
-        return cand, "file does not exist"
-    except OSError as exc:
-        return cand, f"unreadable file: {exc.strerror or exc}"
-    if not data:
-        return cand, "empty file"
-    try:
-        width, height, channels = read_header(data, name=cand.path)
-    except ImageError as exc:
-        return cand, f"corrupt image: {exc}"
-    info = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "width": width, "height": height, "channels": channels}
-    if check is not None:
-        info["undecodable"] = _decode_problem(data, cand.path, check)
-    return cand, info
+class _Clock:
+    """Seconds per scan stage, kept in ``timings`` when the caller asks for them."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.mark, self.cpu = time.perf_counter(), time.process_time()
+        if timings is not None:
+            timings.update(dict.fromkeys(("walk", "wait", "assemble", "main_cpu", "worker_label", "worker_read",
+                                          "worker_decode", "worker_cpu"), 0.0))
+
+    def lap(self, stage: str) -> None:
+        """Add the time since the last lap to ``stage``."""
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[stage] += now - self.mark
+        self.mark = now
+
+    def timed(self, items: Iterable[Any], stage: str) -> Iterator[Any]:
+        """Yield ``items``, adding the time spent producing each one to ``stage``."""
+        iterator = iter(items)
+        while True:
+            self.lap("assemble")  # what ran since the last item: joining results
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.lap(stage)
+                return
+            self.lap(stage)
+            yield item
+
+    def workers(self, seconds: np.ndarray) -> None:
+        """Record the workers' summed label, read, decode and CPU seconds, and this process's CPU."""
+        if self.timings is not None:
+            for stage, value in zip(("worker_label", "worker_read", "worker_decode", "worker_cpu"), seconds):
+                self.timings[stage] = float(value)
+            self.timings["main_cpu"] = time.process_time() - self.cpu
 
 
-def _decode_problem(data: bytes, rel: str, check: ImageConfig) -> str | None:
-    from pairgen.imageio import decode
-
-    try:
-        decode(data, channels=check.channels, max_pixels=check.max_pixels, source=rel)
-    except PairgenError as exc:
-        return str(exc)
-    return None
-
-
-def read_block(task: tuple[str, list[_Candidate], ImageConfig | None]) -> list[tuple[_Candidate, dict[str, Any] | str]]:
-    """Read, hash and parse the header of each file of one block (a worker task)."""
-    root, block, check = task
-    return [_read_one(root, c, check) for c in block]
-
-
-def _read_all(root: Path, candidates: list[_Candidate], skipped: list[tuple[str, str]], *,
-              progress: bool, pool: Any = None, check: ImageConfig | None = None,
-              undecodable: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Hash and parse every candidate in worker processes; results keep the candidates' order."""
+def _read_all(tasks: Iterable[BlockTask], skipped: list[tuple[str, str]], *, progress: bool,
+              pool: Any = None, clock: _Clock) -> Columns:
+    """Run the block tasks in worker processes; the columns keep the tasks' order."""
     from pairgen.pool import Pool
 
-    tasks = ((str(root), candidates[i:i + _READ_BLOCK], check) for i in range(0, len(candidates), _READ_BLOCK))
+    tasks = iter(tasks)
     own = pool is None
-    if own:
-        pool = Pool(workers=min(os.cpu_count() or 1, -(-len(candidates) // _READ_BLOCK)))
-    rows: list[dict[str, Any]] = []
+    if own:  # one block is read here; more start one process per core
+        first = list(itertools.islice(tasks, 2))
+        tasks = itertools.chain(first, tasks)
+        pool = Pool(workers=(os.cpu_count() or 1) if len(first) > 1 else 1)
+    columns = Columns()
+    bar = None
     try:
-        results: Iterable = itertools.chain.from_iterable(pool.imap(read_block, tasks))
         if progress:
             from tqdm import tqdm
-            results = tqdm(results, total=len(candidates), desc="scan", unit="img")
-        for cand, info in results:
-            if isinstance(info, str):
-                skipped.append((cand.path, info))
-                continue
-            problem = info.pop("undecodable", None)
-            if problem is not None and undecodable is not None:
-                undecodable[cand.path] = problem
-            rows.append({**cand._asdict(), **info})
+            bar = tqdm(desc="scan", unit="img")
+        results = iter(pool.imap(read_block, tasks))
+        while True:
+            clock.lap("assemble")
+            block = next(results, None)
+            clock.lap("wait")
+            if block is None:
+                break
+            columns.add(block, skipped)
+            if bar is not None:
+                bar.update(len(block.sha256) + len(block.skipped))
     finally:
+        if bar is not None:
+            bar.close()
         if own:
             pool.close()
-    return rows
+    return columns
 
 
-def _pair_sides(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    sides: dict[str, set[str]] = {}
-    for row in rows:
-        sides.setdefault(row["key"], set()).add(row["side"])
-    kept = []
-    for row in rows:
-        if len(sides[row["key"]]) == 2:
-            kept.append(row)
-        else:
-            other = "right" if row["side"] == "left" else "left"
-            skipped.append((row["path"], f"one-sided identity: no usable {other}/{row['key']}.* image"))
-    return kept
-
-
-def _drop_oversized(rows: list[dict[str, Any]], max_pixels: int | None,
-                    skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _drop_oversized(images: pd.DataFrame, max_pixels: int | None, skipped: list[tuple[str, str]]) -> pd.DataFrame:
     """Skip images whose header declares more than ``max_pixels`` pixels (never decoded)."""
     if max_pixels is None:
-        return rows
-    kept = []
-    for row in rows:
-        pixels = int(row["width"]) * int(row["height"])
-        if pixels > max_pixels:
-            skipped.append((row["path"], f"too large: {row['width']}x{row['height']} = {pixels:,} pixels, over "
-                                         f"image.max_pixels ({max_pixels:,}); raise it if the file is trusted"))
-        else:
-            kept.append(row)
-    return kept
+        return images
+    pixels = images["width"].to_numpy(np.uint64) * images["height"].to_numpy(np.uint64)  # no int64 overflow
+    over = pixels > np.uint64(max_pixels)
+    for path, w, h in zip(images["path"][over], images["width"][over], images["height"][over]):
+        n = int(w) * int(h)
+        skipped.append((path, f"too large: {w}x{h} = {n:,} pixels, over "
+                              f"image.max_pixels ({max_pixels:,}); raise it if the file is trusted"))
+    return images[~over] if over.any() else images
 
 
-def _drop_small_classes(rows: list[dict[str, Any]], min_per_class: int,
-                        skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["class_name"]] = counts.get(row["class_name"], 0) + 1
-    kept = []
-    for row in rows:
-        n = counts[row["class_name"]]
-        if n >= min_per_class:
-            kept.append(row)
-        else:
-            skipped.append((row["path"], f"class below min_per_class: '{row['class_name']}' has "
-                                         f"{n} image(s), fewer than {min_per_class}"))
-    return kept
+def _drop_unpaired(images: pd.DataFrame, skipped: list[tuple[str, str]]) -> pd.DataFrame:
+    """Left-right: skip each image whose identity has no usable image on the other side."""
+    if images.empty or images["side"].isna().all():
+        return images
+    paired = (images.groupby("key", sort=False)["side"].transform("nunique") == 2).to_numpy()
+    for path, side, key in zip(images["path"][~paired], images["side"][~paired], images["key"][~paired]):
+        other = "right" if side == "left" else "left"
+        skipped.append((path, f"one-sided identity: no usable {other}/{key}.* image"))
+    return images[paired]
 
 
-def _images_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = sorted(rows, key=lambda r: r["path"])
-    frame = pd.DataFrame(rows, columns=[c for c in IMAGE_COLUMNS if c not in ("image_id", "class_id", "split")])
-    names = sorted(frame["class_name"].unique().tolist())
-    frame["class_id"] = np.searchsorted(np.array(names, dtype=object), frame["class_name"].to_numpy(object))
-    frame["image_id"] = np.arange(len(frame))
-    frame["split"] = None
-    return normalize_images(frame[list(IMAGE_COLUMNS)])
+def _drop_small_classes(images: pd.DataFrame, min_per_class: int, skipped: list[tuple[str, str]]) -> pd.DataFrame:
+    counts = images["class_name"].map(images["class_name"].value_counts()).to_numpy()
+    small = counts < min_per_class
+    for path, name, n in zip(images["path"][small], images["class_name"][small], counts[small]):
+        skipped.append((path, f"class below min_per_class: '{name}' has "
+                              f"{n} image(s), fewer than {min_per_class}"))
+    return images[~small] if small.any() else images
+
+
+def _images_frame(images: pd.DataFrame) -> pd.DataFrame:
+    """The catalog frame of rows already sorted by path: ids, dtypes and column order."""
+    images = images.reset_index(drop=True)
+    codes, names = pd.factorize(images["class_name"].to_numpy(object))  # hashing; sort only the names
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    images["class_id"] = rank[codes]
+    images["image_id"] = np.arange(len(images), dtype=np.int64)
+    images["split"] = pd.Series([None] * len(images), dtype=object)
+    for col in _INT_COLUMNS:
+        images[col] = images[col].astype("int64")
+    for col in ("path", "class_name", "sha256"):  # the dtype normalize_images gives
+        images[col] = images[col].astype(str)
+    return images[list(IMAGE_COLUMNS)]
 
 
 def normalize_images(frame: pd.DataFrame) -> pd.DataFrame:
@@ -531,8 +569,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
     if per_class.empty:
         per_class = pd.Series([0])
     dup = images[images.duplicated("sha256", keep=False)]
-    groups = [g["path"].tolist() for _, g in dup.groupby("sha256", sort=False)]
-    groups.sort(key=lambda paths: paths[0])
+    groups, examples = _example_groups(dup["sha256"], dup["path"].tolist())
     kinds = catalog.skipped["reason"].map(reason_kind).value_counts()
     splits = images["split"].dropna()
     return {
@@ -546,7 +583,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
         "skipped_by_reason": {str(k): int(v) for k, v in sorted(kinds.items())},
         "skipped_files": catalog.skipped[["path", "reason"]].to_dict("records"),
         "label_conflicts": label_conflicts(images),
-        "duplicates": {"groups": len(groups), "images": int(len(dup)), "examples": groups[:5]},
+        "duplicates": {"groups": groups, "images": int(len(dup)), "examples": examples},
         "splits": {str(k): int(v) for k, v in sorted(splits.value_counts().items())},
     }
 
@@ -562,9 +599,18 @@ def label_conflicts(images: pd.DataFrame) -> dict[str, Any]:
         ``groups`` (sha256 groups spanning >1 class), ``images`` (images in them) and
         ``examples`` (up to 5 lists of ``"path (class)"``, sorted).
     """
-    spans = images.groupby("sha256", sort=False)["class_name"].nunique()
-    hit = images[images["sha256"].isin(spans.index[spans > 1])].sort_values("path", kind="stable")
-    groups = [[f"{p} ({c})" for p, c in zip(g["path"], g["class_name"])]
-              for _, g in hit.groupby("sha256", sort=False)]
-    groups.sort(key=lambda paths: paths[0])
-    return {"groups": len(groups), "images": int(len(hit)), "examples": groups[:5]}
+    dup = images[images.duplicated("sha256", keep=False)]  # only these can span two classes
+    spans = dup.groupby("sha256", sort=False)["class_name"].nunique()
+    hit = dup[dup["sha256"].isin(spans.index[spans > 1])].sort_values("path", kind="stable")
+    labels = [f"{p} ({c})" for p, c in zip(hit["path"], hit["class_name"])]
+    groups, examples = _example_groups(hit["sha256"], labels)
+    return {"groups": groups, "images": int(len(hit)), "examples": examples}
+
+
+def _example_groups(keys: pd.Series, labels: list[str], limit: int = 5) -> tuple[int, list[list[str]]]:
+    """The number of groups of equal ``keys``, and the labels of the ``limit`` groups whose first
+    label sorts first (each group's labels in frame order); only those groups are listed."""
+    codes, uniques = pd.factorize(keys.to_numpy(object))
+    first = np.unique(codes, return_index=True)[1]  # each group's first row
+    chosen = sorted(range(len(uniques)), key=lambda g: labels[first[g]])[:limit]
+    return len(uniques), [[labels[i] for i in np.flatnonzero(codes == g)] for g in chosen]

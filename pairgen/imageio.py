@@ -119,7 +119,8 @@ def convert_channels(img: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(out.shape[0], out.shape[1], channels))
 
 
-def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: str = "") -> np.ndarray:
+def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: str = "",
+           size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode image file bytes into a ``(h, w, channels)`` uint8 array.
 
     Reads png, jpg/jpeg, bmp, gif (first frame), tif and webp. 16-bit images keep their high
@@ -131,6 +132,8 @@ def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: 
         channels: 1 (gray) or 3 (RGB).
         max_pixels: Refuse images with more pixels than this (``image.max_pixels``).
         source: The file name used in error messages.
+        size: ``(width, height)`` when the caller has already parsed this file's header with
+            :func:`pairgen.headers.read_header` (the scan does), so it is not parsed twice.
 
     Returns:
         A C-contiguous uint8 array of shape ``(h, w, channels)``.
@@ -140,7 +143,7 @@ def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: 
     """
     if channels not in (1, 3):
         raise ImageError(f"channels must be 1 or 3; received: channels={channels!r}.")
-    width, height = _header_size(data, source)
+    width, height = _header_size(data, source) if size is None else size
     check_pixels(width, height, max_pixels=max_pixels, source=source)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 
 def walk(root: Path, extensions: tuple[str, ...], *,
@@ -30,8 +31,30 @@ def walk(root: Path, extensions: tuple[str, ...], *,
         ``(files, skipped)``: image paths relative to ``root`` (posix, sorted) and
         ``(relative path, reason)`` for every file or folder not used.
     """
-    files: list[str] = []
     skipped: list[tuple[str, str]] = []
+    files = [rel for folder in iter_walk(root, extensions, skipped, allow_outside_root=allow_outside_root)
+             for rel in folder]
+    files.sort()
+    return files, skipped
+
+
+def iter_walk(root: Path, extensions: tuple[str, ...], skipped: list[tuple[str, str]], *,
+              allow_outside_root: bool = False) -> Iterator[list[str]]:
+    """Walk ``root`` one folder at a time, so that reading can start before the walk ends.
+
+    Folders come depth first, each folder's entries sorted by name, so the order is the same
+    on every file system (but not globally sorted: ``a/b0.png`` comes before ``a/b/x.png``).
+
+    Args:
+        root: The resolved source folder.
+        extensions: Lower-case file extensions that count as images.
+        skipped: Receives ``(relative path, reason)`` for every file or folder not used.
+        allow_outside_root: Follow symlinks that lead outside ``root`` (else skip them).
+
+    Yields:
+        The image paths (relative posix) directly in one folder, sorted; folders without
+        images yield nothing.
+    """
     real_root = os.path.realpath(root)
     seen = {real_root: "."}  # real folder -> the relative path it was walked as
     stack = [("", str(root))]
@@ -43,8 +66,14 @@ def walk(root: Path, extensions: tuple[str, ...], *,
         except OSError as exc:
             skipped.append((prefix.rstrip("/") or ".", f"unreadable folder: {exc.strerror or exc}"))
             continue
-        subdirs = []
+        subdirs, files = [], []
         for entry in entries:
+            name = entry.name
+            # The common case, decided without a stat: a plain file with an image extension.
+            if (name.isascii() and not name.startswith(".") and name.lower().endswith(extensions)
+                    and entry.is_file(follow_symlinks=False)):
+                files.append(prefix + name)
+                continue
             kind, rel, reason = _classify(entry, prefix, extensions, real_root, seen, allow_outside_root)
             if kind == "dir":
                 subdirs.append((rel + "/", entry.path))
@@ -53,8 +82,8 @@ def walk(root: Path, extensions: tuple[str, ...], *,
             else:
                 skipped.append((rel, reason))
         stack.extend(reversed(subdirs))
-    files.sort()
-    return files, skipped
+        if files:
+            yield files
 
 
 def shown_name(name: str) -> str:
