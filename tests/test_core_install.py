@@ -200,3 +200,19 @@ def test_keras_extra_trains_on_jax_without_tensorflow(core: dict[str, Path]) -> 
     res = _run(bin_dir, "embed", str(run), str(core["src"]), "--out", str(embeddings), "-q", env=jax_env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip() == f"wrote 24 embeddings of size 8 to {embeddings}"
+
+    # P x K on JAX: an images dataset of the same source, split config and seed, read by the
+    # NumPy P x K reader, then scored on the pairs dataset.
+    images, pk_run = tmp / "jax-images", tmp / "jax-pk-run"
+    res = _run(bin_dir, "build", "--src", str(core["src"]), "--out", str(images), "--kind", "images",
+               *BUILD_FLAGS, env=jax_env)
+    assert res.returncode == 0, res.stderr
+    res = _run(bin_dir, "train", str(images), "--out", str(pk_run), "--model", "small-cnn", "--width", "4",
+               "--embedding-dim", "8", "--epochs", "1", "--loss", "triplet", "--mining", "batch-hard",
+               "--classes-per-batch", "3", "--images-per-class", "2", "-q", env=jax_env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((pk_run / "config.json").read_text())["environment"]["backend"] == "jax"
+    res = _run(bin_dir, "evaluate", str(pk_run), str(ds), "--json", env=jax_env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    scores = json.loads(res.stdout)
+    assert scores["split_match"] is True and 0.0 <= scores["pair_accuracy"] <= 1.0

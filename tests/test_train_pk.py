@@ -74,6 +74,23 @@ def test_train_on_pk_batches_then_evaluate_on_pairs(digits: dict[str, Path], tmp
     assert scored["split_match"] is True  # same source, split config and seed
 
 
+def test_a_pk_run_loads_in_a_fresh_process(digits: dict[str, Path], tmp_path: Path) -> None:
+    """The saved models carry no compile state: `pairgen evaluate` in a new process scores the run,
+    and plain Keras (no pairgen import) loads the tower."""
+    run = tmp_path / "run"
+    assert _cli("train", digits["images"], "--out", run, *TINY, "--loss", "triplet", "-q").exit_code == 0
+    res = subprocess.run([sys.executable, "-m", "pairgen", "evaluate", str(run), str(digits["pairs"]), "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["split_match"] is True
+    code = ("import sys, keras; m = keras.models.load_model(sys.argv[1]); "
+            "print(m.name, m.output_shape[-1], m.compiled)")
+    res = subprocess.run([sys.executable, "-c", code, str(run / "embedding.keras")], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split()[-2:] == ["8", "False"]
+
+
 def test_train_errors_are_one_line(digits: dict[str, Path], tmp_path: Path) -> None:
     assert _cli("train", digits["images"], "--out", tmp_path / "run", *TINY, "-q").exit_code == 0
     cases = [

@@ -108,19 +108,23 @@ def steps_per_execution(requested: int, batches: int) -> int:
 
 
 def build_embedding_model(config: TrainConfig, shape: tuple[int, int, int], steps: int,
-                          batches: int) -> tuple[keras.Model, keras.Model]:
-    """The tower, compiled with the in-batch loss, and the distance head saved with it.
+                          batches: int) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """``(fitted, tower, head)``: the model to fit, the tower it shares its layers with, the head.
 
+    ``fitted`` is the tower's graph under another model, compiled with the in-batch loss, so the
+    saved tower (``embedding.keras``) and pair model carry no compile state: they load with plain
+    ``keras.models.load_model`` in any process, without pairgen's loss classes registered.
     ``steps`` is the number of optimizer steps of the run, ``batches`` the batches per epoch.
     """
     tower = build_tower(config.model, shape, embedding_dim=config.embedding_dim, width=config.width,
                         weights=config.weights)
     head = build_head(config.head, int(tower.output_shape[-1]), distance=config.distance)
+    fitted = keras.Model(tower.inputs, tower.outputs, name="pk_embedding")
     jit: bool | str = True if config.jit else (False if backend.name() == "tensorflow" else "auto")
-    tower.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config, in_batch=True), jit_compile=jit,
-                  steps_per_execution=steps_per_execution(backend.steps_per_execution(config.steps_per_execution),
-                                                          batches))
-    return tower, head
+    fitted.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config, in_batch=True), jit_compile=jit,
+                   steps_per_execution=steps_per_execution(backend.steps_per_execution(config.steps_per_execution),
+                                                           batches))
+    return fitted, tower, head
 
 
 def images_metrics(info: DatasetInfo, config: TrainConfig, history: dict[str, list[float]],

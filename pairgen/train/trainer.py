@@ -170,13 +170,13 @@ def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
         kw = classes.fit_kwargs(config, info, train_split, has_val)
     callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
     with timer.phase("build_compile"), strategy.scope():
-        tower, head = classes.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
-                                                    train_split.n_batches)
+        fitted, tower, head = classes.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
+                                                            train_split.n_batches)
     with timer.phase("training"):
-        history = tower.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
+        history = fitted.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
         best = out / "checkpoints" / "best.weights.h5"
         if best.is_file():
-            tower.load_weights(str(best))
+            fitted.load_weights(str(best))
     return tower, head, len(history.history.get("loss", []))
 
 
