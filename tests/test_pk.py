@@ -261,3 +261,22 @@ def test_torch_sampler_with_workers_and_ranks(data: dict[str, Path]) -> None:
     assert ranks[0] == expected[0::2] and ranks[1] == (expected[1::2] + expected[:1])[:len(ranks[0])]
     assert set(ranks[0]) | set(ranks[1]) == set(expected)  # complete; disjoint but for the padding batch
     assert len(set(ranks[0]) & set(ranks[1])) == (len(ranks[0]) * 2 - len(expected))
+
+
+def test_torch_records_work_in_spawned_workers(data: dict[str, Path]) -> None:
+    """Spawned DataLoader workers (the default on macOS and Windows) get the dataset by pickling:
+    it must reopen its shards there and give the same batches as forked workers."""
+    torch = pytest.importorskip("torch")
+    import pairgen.torch as pt
+
+    path = data["images"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = pt.PKBatchSampler(path, "train", classes_per_batch=P, images_per_class=K, seed=3)
+    want = load_numpy(path, "train")
+    loader = torch.utils.data.DataLoader(pt.ImageRecords(path, "train"), batch_sampler=sampler, num_workers=2,
+                                         collate_fn=pt.collate, multiprocessing_context="spawn")
+    batches = list(loader)
+    assert [b["record_id"].tolist() for b in batches] == [list(map(int, ids)) for ids in sampler]
+    for batch in batches:
+        np.testing.assert_array_equal(batch["image"].numpy(), want["image"][batch["record_id"].numpy()])
