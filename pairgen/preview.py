@@ -10,6 +10,7 @@ pixels stay visible; large ones are shrunk to fit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 class Grid:
     """Where everything goes in a montage (all sizes in pixels)."""
 
-    kind: str  # a record kind (pairs, triplets)
+    kind: str  # a record kind (pairs, triplets, images)
     count: int
     tile: tuple[int, int]  # (height, width) of one displayed image
     columns: int
@@ -54,9 +55,14 @@ class Grid:
         return len(self.schema.roles)
 
     @property
+    def header(self) -> int:
+        """Height of the band above the images: pos / neg, or the role names; none for one image."""
+        return HEADER if self.schema.labelled or self.slots > 1 else 0
+
+    @property
     def cell(self) -> tuple[int, int]:
         h, w = self.tile
-        return HEADER + h + CAPTION + 2 * FRAME, self.slots * w + (self.slots - 1) * INNER + 2 * FRAME
+        return self.header + h + CAPTION + 2 * FRAME, self.slots * w + (self.slots - 1) * INNER + 2 * FRAME
 
     @property
     def size(self) -> tuple[int, int]:
@@ -71,7 +77,7 @@ class Grid:
     def image_origin(self, i: int, slot: int) -> tuple[int, int]:
         """Top-left corner of record ``i``'s image number ``slot`` (0 = a / anchor)."""
         y, x = self.cell_origin(i)
-        return y + FRAME + HEADER, x + FRAME + slot * (self.tile[1] + INNER)
+        return y + FRAME + self.header, x + FRAME + slot * (self.tile[1] + INNER)
 
 
 def tile_size(height: int, width: int) -> tuple[int, int]:
@@ -87,11 +93,11 @@ def tile_size(height: int, width: int) -> tuple[int, int]:
 
 def make_grid(kind: str, count: int, image_hw: tuple[int, int], columns: int | None = None) -> Grid:
     """The montage grid for ``count`` records: roughly 4:3 landscape unless ``columns`` is given."""
-    tile = tile_size(*image_hw)
+    grid = Grid(kind, count, tile_size(*image_hw), 1)
     if columns is None:
-        aspect = len(schema_of(kind).roles) * (tile[1] + INNER) / (tile[0] + HEADER + CAPTION)
+        aspect = grid.slots * (grid.tile[1] + INNER) / (grid.tile[0] + grid.header + CAPTION)
         columns = max(1, min(count, round(math.sqrt(count * 4 / 3 / aspect))))
-    return Grid(kind, count, tile, columns)
+    return dataclasses.replace(grid, columns=columns)
 
 
 def pick_indices(total: int, count: int) -> list[int]:
@@ -194,8 +200,8 @@ def render(records: list[dict[str, list]], grid: Grid, *, shape: tuple[int, int,
             iy, ix = grid.image_origin(i, s)
             pixels = decode_record_image(rec[role.image_key][0], encoding, shape)
             canvas[iy:iy + th, ix:ix + tw] = _display(pixels, grid.tile)
-            if not schema.labelled:
-                _text(canvas, role.name, (iy - HEADER, ix), tw, TEXT_COLOR)
+            if not schema.labelled and grid.header:
+                _text(canvas, role.name, (iy - grid.header, ix), tw, TEXT_COLOR)
             label = class_names.get(int(rec[role.class_key][0]), str(rec[role.class_key][0]))
             _text(canvas, label, (iy + th, ix), tw, TEXT_COLOR)
     return canvas

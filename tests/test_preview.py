@@ -18,6 +18,7 @@ from pairgen.imageio import decode_record_image
 from pairgen.preview import (FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview,
                              read_records)
 from pairgen.card import read_json as read_card
+from pairgen.schema import schema_of
 
 
 def _config(src: Path, **overrides) -> BuildConfig:
@@ -34,7 +35,9 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
     build(_config(src), base / "pairs")
     build(_config(src, kind="triplets", **{"image.channels": 3, "image.encoding": "png"}), base / "triplets")
     build(_config(src, **{"build.manifest_only": True}), base / "manifest-only")
-    return {"pairs": base / "pairs", "triplets": base / "triplets", "manifest-only": base / "manifest-only"}
+    build(_config(src, kind="images"), base / "images")
+    return {"pairs": base / "pairs", "triplets": base / "triplets", "manifest-only": base / "manifest-only",
+            "images": base / "images"}
 
 
 def _expected_tile(data: bytes, card: dict, tile: tuple[int, int]) -> np.ndarray:
@@ -45,7 +48,8 @@ def _expected_tile(data: bytes, card: dict, tile: tuple[int, int]) -> np.ndarray
     return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR) if pixels.ndim == 2 else pixels
 
 
-@pytest.mark.parametrize("kind, slots", [("pairs", ("a", "b")), ("triplets", ("anchor", "positive", "negative"))])
+@pytest.mark.parametrize("kind, slots", [("pairs", ("a", "b")), ("triplets", ("anchor", "positive", "negative")),
+                                         ("images", ("",))])
 def test_montage_shows_the_records_from_the_shards(datasets, tmp_path: Path, kind: str, slots) -> None:
     path, card = datasets[kind], read_card(datasets[kind])
     out = preview(path, split="train", count=8, out=tmp_path / "p.png")
@@ -60,7 +64,15 @@ def test_montage_shows_the_records_from_the_shards(datasets, tmp_path: Path, kin
         for s, name in enumerate(slots):
             y, x = grid.image_origin(i, s)
             np.testing.assert_array_equal(montage[y:y + th, x:x + tw],
-                                          _expected_tile(rec[f"{name}/image"][0], card, grid.tile))
+                                          _expected_tile(rec[schema_of(kind).roles[s].image_key][0], card,
+                                                         grid.tile))
+
+
+def test_single_image_records_have_no_header_band() -> None:
+    images, pairs = make_grid("images", 6, (20, 20), columns=3), make_grid("pairs", 6, (20, 20), columns=3)
+    assert images.header == 0 and pairs.header > 0
+    assert images.image_origin(0, 0)[0] == images.cell_origin(0)[0] + FRAME
+    assert images.cell[0] == pairs.cell[0] - pairs.header
 
 
 def test_pairs_are_framed_green_pos_and_red_neg(datasets, tmp_path: Path) -> None:
