@@ -23,6 +23,7 @@ The card is read by :func:`pairgen.card.read_card` and the record names come fro
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -76,15 +77,25 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
     arrays = fastread.read_split(files, image_keys, int_keys, card.image.shape, card.image.encoding,
                                  compression=card.compression,
                                  limit=limit, fallback=read_records, on_shard=check_count)
+    return named_arrays(arrays, image_keys, int_keys, normalize)
+
+
+def named_arrays(features: dict[str, np.ndarray], image_keys: Sequence[str], int_keys: Sequence[str],
+                 normalize: bool) -> dict[str, np.ndarray]:
+    """Feature arrays under :func:`load_numpy`'s keys (``a/image`` -> ``a``), pixels scaled as it does.
+
+    ``normalize``: ``float32`` pixels in [0, 1], else the ``uint8`` arrays as given. Every NumPy
+    reader (:func:`load_numpy`, :func:`pairgen.stream`, the P x K reader) returns this.
+    """
     out: dict[str, np.ndarray] = {}
     for key in image_keys:
-        pixels = arrays[key]
+        pixels = features[key]
         if normalize:
             pixels = pixels.astype(np.float32)
             pixels *= np.float32(1.0 / 255.0)
         out[array_name(key)] = pixels
     for key in int_keys:
-        out[array_name(key)] = arrays[key]
+        out[array_name(key)] = features[key]
     return out
 
 

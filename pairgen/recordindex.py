@@ -27,7 +27,8 @@ from pairgen.checks import check_split, record_images
 from pairgen.errors import DatasetError
 from pairgen.example import decode_example
 from pairgen.lineage import resolve
-from pairgen.schema import array_name, schema_of
+from pairgen.numpy_reader import named_arrays
+from pairgen.schema import schema_of
 from pairgen.tfrecord import masked_crc
 
 Arrays = dict[str, np.ndarray]
@@ -194,15 +195,7 @@ class ImagesSplit:
         if parsed is None:
             parsed = self._parse_slow(frames, ids)
         self._check_parsed(parsed, ids)
-        out: Arrays = {}
-        for key in self.image_keys:
-            pixels = parsed[key]
-            if normalize:
-                pixels = pixels.astype(np.float32)
-                pixels *= np.float32(1.0 / 255.0)
-            out[array_name(key)] = pixels
-        out.update({array_name(key): parsed[key] for key in self.int_keys})
-        return out
+        return named_arrays(parsed, self.image_keys, self.int_keys, normalize)
 
     def _parse_slow(self, frames: list[bytes], ids: np.ndarray) -> Arrays:
         """Per-record parsing of any valid ``tf.train.Example`` layout."""

@@ -59,8 +59,8 @@ from pairgen.checks import check_split, count_message
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.lineage import resolve
 from pairgen.card import Card, read_card
-from pairgen.numpy_reader import read_records
-from pairgen.schema import array_name, schema_of
+from pairgen.numpy_reader import named_arrays, read_records
+from pairgen.schema import schema_of
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 Arrays = dict[str, np.ndarray]
@@ -236,16 +236,7 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
 
 def _finish(batch: Arrays, layout: _ReadSpec, normalize: bool) -> Arrays:
     """Rename features to :func:`load_numpy`'s keys and scale pixels as it does."""
-    out: Arrays = {}
-    for key in layout.image_keys:
-        pixels = batch[key]
-        if normalize:
-            pixels = pixels.astype(np.float32)
-            pixels *= np.float32(1.0 / 255.0)
-        out[array_name(key)] = pixels
-    for key in layout.int_keys:
-        out[array_name(key)] = batch[key]
-    return out
+    return named_arrays(batch, layout.image_keys, layout.int_keys, normalize)
 
 
 def _epoch_rngs(seed: int, epoch: int, shard_index: int, num_shards: int) -> tuple[np.random.Generator, ...]:

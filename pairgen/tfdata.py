@@ -257,11 +257,8 @@ def load_arrays(path: str | os.PathLike, split: str = "train", limit: int | None
         normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
 
     Returns:
-        For pairs: ``a``, ``b`` (images ``[n, h, w, c]``), ``label``, ``a_id``, ``b_id``,
-        ``a_class``, ``b_class``, ``record_id`` (``int64`` ``[n]``). For triplets:
-        ``anchor``, ``positive``, ``negative`` and ``anchor_id``, ``positive_id``,
-        ``negative_id``, ``anchor_class``, ``positive_class``, ``negative_class``,
-        ``record_id``. For images: ``image``, ``id``, ``class``, ``record_id``.
+        The arrays :func:`pairgen.load_numpy` returns for the split: the same keys, dtypes and
+        values (tested equal), read through tf.data.
 
     Raises:
         DatasetError: If the dataset or split is missing, ``limit`` is negative, or a check of

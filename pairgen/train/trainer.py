@@ -153,12 +153,7 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strate
         kw = {"x": train_ds, "validation_data": val_ds, "shuffle": False}
     with timer.phase("build_compile"), strategy.scope():
         tower, head, model = build_model(config, info.shape, steps)
-    with timer.phase("training"):
-        history = model.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
-        best = out / "checkpoints" / "best.weights.h5"
-        if best.is_file():
-            model.load_weights(str(best))
-    return tower, head, len(history.history.get("loss", []))
+    return tower, head, _train(model, config, out, verbose, callbacks, kw, timer)
 
 
 def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strategy: Any,
@@ -172,12 +167,18 @@ def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
     with timer.phase("build_compile"), strategy.scope():
         fitted, tower, head = classes.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
                                                             train_split.n_batches)
+    return tower, head, _train(fitted, config, out, verbose, callbacks, kw, timer)
+
+
+def _train(model: keras.Model, config: TrainConfig, out: Path, verbose: int, callbacks: list[Any],
+           kw: dict[str, Any], timer: PhaseTimer) -> int:
+    """Fit ``model``, then restore the best checkpoint's weights if one was kept; the epochs run."""
     with timer.phase("training"):
-        history = fitted.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
+        history = model.fit(epochs=config.epochs, verbose=verbose, callbacks=callbacks, **kw)
         best = out / "checkpoints" / "best.weights.h5"
         if best.is_file():
-            fitted.load_weights(str(best))
-    return tower, head, len(history.history.get("loss", []))
+            model.load_weights(str(best))
+    return len(history.history.get("loss", []))
 
 
 def _environment(strategy_replicas: int) -> dict[str, Any]:
