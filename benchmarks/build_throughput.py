@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pairgen import imageio  # noqa: E402
-from pairgen.augment import transform_record  # noqa: E402
-from pairgen.builder import build  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.rendering.augment import transform_record  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
 
 CLASSES, PER_CLASS, SIZE = 1000, 20, 105
 JITTER = {"augment.enabled": True, "augment.resize": [130, 130], "augment.crop": [105, 105],
@@ -74,8 +74,8 @@ def rss_child(out: Path) -> dict:
     code = f"""
 import json, resource, sys
 sys.path.insert(0, {str(ROOT)!r})
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 cfg = BuildConfig.from_toml({str(ROOT / 'pipelines' / 'mnist-demo.toml')!r}).override(
     {{"sample.strategy": "balanced", "sample.num_records": 200000, "build.overwrite": True}})
 card = build(cfg, {str(out)!r})

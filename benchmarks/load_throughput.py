@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pairgen.config import ShardConfig  # noqa: E402
-from pairgen.example import encode_pair  # noqa: E402
-from pairgen.shards import ShardWriter, plan_shards  # noqa: E402
+from pairgen.spec.config import ShardConfig  # noqa: E402
+from pairgen.codec.example import encode_pair  # noqa: E402
+from pairgen.writing.shards import ShardWriter, plan_shards  # noqa: E402
 
 BATCH = 256
 

@@ -3,10 +3,10 @@
 Reads the train split of the demo dataset (pipelines/mnist-demo.toml, built once into
 build/mnist-demo: 32,000 pairs of raw 28x28x1 images) with
 
-- `per_record`: `pairgen.numpy_reader.read_records` (every record framed, checked and parsed as a
+- `per_record`: `pairgen.reading.arrays.read_records` (every record framed, checked and parsed as a
   `tf.train.Example` in Python, images by `np.frombuffer`), then scaled to float32 as
   `load_numpy` scales: what `load_numpy` did before the column-wise reader;
-- `load_numpy`: `pairgen.load_numpy(dir, "train")` (column-wise, pairgen.fastread);
+- `load_numpy`: `pairgen.load_numpy(dir, "train")` (column-wise, pairgen.codec.columnar);
 
 checks that both give the same arrays, and prints records/s of each and their ratio. The same
 is done for a PNG copy of the split (written once into build/mnist-demo-png; images decoded
@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 
 import pairgen
-from pairgen.card import read_card
-from pairgen.numpy_reader import read_records
-from pairgen.schema import schema_of
+from pairgen.dataset.card import read_card
+from pairgen.reading.arrays import read_records
+from pairgen.spec.schema import schema_of
 
 
 def demo(out: Path) -> Path:
@@ -46,9 +46,9 @@ def png_copy(src: Path, out: Path) -> Path:
     """The train split of ``src`` re-encoded as PNG records (same ids, labels, order)."""
     if (out / "dataset.json").is_file():
         return out
-    from pairgen.example import encode_pair
-    from pairgen.shards import ShardWriter, plan_shards
-    from pairgen.config import ShardConfig
+    from pairgen.codec.example import encode_pair
+    from pairgen.writing.shards import ShardWriter, plan_shards
+    from pairgen.spec.config import ShardConfig
 
     arrays = pairgen.load_numpy(src, "train", normalize=False)
     n = len(arrays["record_id"])

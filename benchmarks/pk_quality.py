@@ -51,16 +51,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pairgen  # noqa: E402
-from pairgen.builder import build  # noqa: E402
-from pairgen.card import read_card  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
-from pairgen.pk import PKSplit  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
+from pairgen.dataset.card import read_card  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.reading.pk import PKSplit  # noqa: E402
 
 CHILD = """
 import json, sys, time, warnings
 sys.path.insert(0, {root!r})
 warnings.simplefilter("ignore")
-import numpy as np, pairgen, pairgen.pk, pairgen.streaming
+import numpy as np, pairgen, pairgen.reading.pk, pairgen.reading.streaming
 
 def status_mb(field):
     for line in open("/proc/self/status"):
@@ -70,7 +70,7 @@ def status_mb(field):
 base = status_mb("VmHWM")
 start, n = time.perf_counter(), 0
 if {mode!r} == "pk":
-    batches = pairgen.pk.pk_batches({path!r}, "train", classes_per_batch=16, images_per_class=4, seed=0)
+    batches = pairgen.reading.pk.pk_batches({path!r}, "train", classes_per_batch=16, images_per_class=4, seed=0)
 else:
     batches = pairgen.stream({path!r}, "train", batch_size=256, shuffle=True, seed=0, shuffle_buffer=1000)
 for batch in batches:

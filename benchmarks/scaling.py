@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 cfg = BuildConfig().override({{"source.path": {src!r}, "sample.strategy": "balanced", "sample.num_records": {n},
     "image.size": [28, 28], "image.channels": 1, "image.encoding": "raw", "build.workers": 0,
     "build.executor": {executor!r}, "build.overwrite": True}})

@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pairgen  # noqa: E402
-from pairgen.builder import build  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
 
 BATCH = 256
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-import numpy as np, pairgen, pairgen.streaming
+import numpy as np, pairgen, pairgen.reading.streaming
 
 def status_mb(field):  # VmHWM is the peak RSS of this process image (ru_maxrss survives exec from the parent)
     for line in open("/proc/self/status"):

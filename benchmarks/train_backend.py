@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from pairgen.errors import DatasetError  # noqa: E402
-from pairgen.numpy_reader import load_numpy, read_card  # noqa: E402
+from pairgen.reading.arrays import load_numpy, read_card  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.trainer import build_model  # noqa: E402

@@ -37,8 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pairgen.builder import build  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 
 REFERENCE = TrainConfig(model="lenet", loss="contrastive", head="bn-sigmoid", margin=1.0, optimizer="rmsprop",

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen.card import read_json, write_card
-from pairgen.shards import ShardSpec, ShardWriter, shard_path
-from pairgen.tfrecord import iter_records
+from pairgen.dataset.card import read_json, write_card
+from pairgen.writing.shards import ShardSpec, ShardWriter, shard_path
+from pairgen.codec.tfrecord import iter_records
 
 
 def random_image(rng: np.random.Generator, size: int | tuple[int, int] = 24,

@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pairgen import manifest as mf
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.dataset import tables as mf
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.materialize import Render, Source, render_record
-from pairgen.example import decode_example
-from pairgen.tfrecord import iter_records
-from pairgen.card import read_json as read_card
+from pairgen.rendering.records import Render, Source, render_record
+from pairgen.codec.example import decode_example
+from pairgen.codec.tfrecord import iter_records
+from pairgen.dataset.card import read_json as read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def test_killed_build_leaves_no_finished_dataset(tmp_path: Path, make_image_tree
     src = make_image_tree(tmp_path / "src", classes=5, per_class=40, size=64)
     out = tmp_path / "ds"
     code = (
-        "import sys; from pairgen.builder import build; from pairgen.config import BuildConfig;"
+        "import sys; from pairgen.writing.builder import build; from pairgen.spec.config import BuildConfig;"
         f"build(BuildConfig().override({{'source.path': {str(src)!r}, 'image.size': [64, 64],"
         "'image.encoding': 'png', 'augment.enabled': True, 'augment.copies': 50, 'augment.rotation': 20.0,"
         f"'build.workers': 1}}), {str(out)!r})"

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from conftest import random_image, write_image
-from pairgen.config import Layout
+from pairgen.spec.config import Layout
 from pairgen.errors import ConfigError, ImageError, ScanError
-from pairgen.headers import read_header
-from pairgen.catalog import IMAGE_COLUMNS, Catalog, reason_kind, scan, summarize
+from pairgen.codec.headers import read_header
+from pairgen.scanning.catalog import IMAGE_COLUMNS, Catalog, reason_kind, scan, summarize
 
 
 def _reasons(catalog: Catalog) -> dict[str, str]:

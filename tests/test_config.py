@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pairgen.config import BuildConfig, Encoding, Kind, Layout, SplitBy, parse_fractions
+from pairgen.spec.config import BuildConfig, Encoding, Kind, Layout, SplitBy, parse_fractions
 from pairgen.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import image_tree
 
 from pairgen.cli import main
-from pairgen.numpy_reader import load_numpy
+from pairgen.reading.arrays import load_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ("tensorflow", "keras", "matplotlib", "ray", "jax", "torch")
@@ -151,7 +151,7 @@ def test_core_names_the_extra_for_tensorflow_keras_and_ray(core: dict[str, Path]
     _assert_one_line_error(_run(bin_dir, "build", "--src", str(core["src"]), "--out", str(tmp / "ray-ds"),
                                 "--executor", "ray", *BUILD_FLAGS, env=env), "pip install 'pairgen[ray]'")
 
-    for code in (f"import pairgen; pairgen.load({ds!r})", "from pairgen.tfdata import load_arrays",
+    for code in (f"import pairgen; pairgen.load({ds!r})", "from pairgen.reading.tfdata import load_arrays",
                  f"import pairgen; pairgen.feature_spec({ds!r})"):
         res = _run(bin_dir, "python", "-c", code, env=env)
         assert res.returncode == 1

@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
-import pairgen.shardwork
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+import pairgen.writing.shardwork
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.progress import Progress
-from pairgen.verify import verify
+from pairgen.workers.progress import Progress
+from pairgen.tools.verify import verify
 from conftest import flip_pipeline
 
 _OPENS: dict[str, int] | None = None
@@ -69,7 +69,7 @@ def test_each_source_file_is_read_a_bounded_number_of_times(tmp_path: Path, make
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_bytes_identical_for_1_2_3_workers_with_parts(tmp_path: Path, make_image_tree, monkeypatch,
                                                       compression: str) -> None:
-    monkeypatch.setattr(pairgen.shardwork, "MIN_PART_RECORDS", 100)  # big shards split into parts
+    monkeypatch.setattr(pairgen.writing.shardwork, "MIN_PART_RECORDS", 100)  # big shards split into parts
     src = make_image_tree(tmp_path, classes=4, per_class=20, size=32)
     over = {"augment.enabled": True, "augment.crop": [28, 28], "augment.flip": True, "image.encoding": "png",
             "shards.records_per_shard": 500, "shards.compression": compression}
@@ -78,7 +78,7 @@ def test_bytes_identical_for_1_2_3_workers_with_parts(tmp_path: Path, make_image
     assert len(sizes) >= 3 and len(set(sizes)) > 1  # several shards of uneven size
     shards = sum(len(v) for v in cards[1]["shards"].values())
     total = sum(s["records"] for s in cards[1]["splits"].values())
-    assert pairgen.shardwork.part_records(total, 3, shards) < min(sizes)  # 3 workers: in parts, joined
+    assert pairgen.writing.shardwork.part_records(total, 3, shards) < min(sizes)  # 3 workers: in parts, joined
     first = _files(tmp_path / "w1")
     assert any(k.startswith("shards/") for k in first)
     for w in (2, 3):

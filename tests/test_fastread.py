@@ -1,4 +1,4 @@
-"""The column-wise shard reader (pairgen.fastread) against the per-record reader it speeds up."""
+"""The column-wise shard reader (pairgen.codec.columnar) against the per-record reader it speeds up."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen import fastread
+from pairgen.codec import columnar as fastread
 from pairgen.errors import DatasetError
-from pairgen.numpy_reader import load_numpy, read_records
-from pairgen.schema import PAIRS, schema_of
-from pairgen.example import encode_example, encode_pair, encode_triplet
-from pairgen.tfrecord import Writer
+from pairgen.reading.arrays import load_numpy, read_records
+from pairgen.spec.schema import PAIRS, schema_of
+from pairgen.codec.example import encode_example, encode_pair, encode_triplet
+from pairgen.codec.tfrecord import Writer
 
 H, W = 7, 5
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import pairgen
-from pairgen import manifest as mf
-from pairgen.builder import build
-from pairgen.catalog import scan
-from pairgen.config import BuildConfig, canonical_json
-from pairgen.tfrecord import iter_records
-from pairgen.card import read_json as read_card
-from pairgen.fingerprint import fingerprint
+from pairgen.dataset import tables as mf
+from pairgen.writing.builder import build
+from pairgen.scanning.catalog import scan
+from pairgen.spec.config import BuildConfig, canonical_json
+from pairgen.codec.tfrecord import iter_records
+from pairgen.dataset.card import read_json as read_card
+from pairgen.dataset.fingerprints import fingerprint
 
 # One changed value per fingerprinted config key (BuildConfig.to_dict(hashed=True) leaves).
 CHANGES = {

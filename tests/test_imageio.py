@@ -1,4 +1,4 @@
-"""Decoding, channel conversion, limits, encoding and resizing in pairgen.imageio."""
+"""Decoding, channel conversion, limits, encoding and resizing in pairgen.codec.images."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pairgen.errors import ImageError
-from pairgen.imageio import decode, decode_record_image, encode, fit, nearest_indices
+from pairgen.codec.images import decode, decode_record_image, encode, fit, nearest_indices
 
 # Pure colours (BGR) in 4x4 blocks: survive GIF's palette and every lossless codec exactly.
 _BLOCKS_BGR = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255], [0, 0, 0], [0, 255, 255]],

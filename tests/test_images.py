@@ -18,17 +18,17 @@ from click.testing import CliRunner
 from conftest import image_tree, split_folders_tree
 
 import pairgen
-from pairgen.builder import build
-from pairgen.card import read_card
+from pairgen.writing.builder import build
+from pairgen.dataset.card import read_card
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError
-from pairgen.fingerprint import split_fingerprint
-from pairgen.manifest import read_table
-from pairgen.numpy_reader import load_numpy
-from pairgen.schema import IMAGES, schema_of
-from pairgen.streaming import stream
-from pairgen.verify import check_manifest, verify
+from pairgen.dataset.fingerprints import split_fingerprint
+from pairgen.dataset.tables import read_table
+from pairgen.reading.arrays import load_numpy
+from pairgen.spec.schema import IMAGES, schema_of
+from pairgen.reading.streaming import stream
+from pairgen.tools.verify import check_manifest, verify
 
 AUGMENT = {"augment.enabled": True, "augment.copies": 3, "augment.flip": True, "augment.brightness": 0.2}
 
@@ -134,7 +134,7 @@ def test_every_reader_returns_the_same_records(images: Path, augmented: Path) ->
 
 def test_tf_readers_match_load_numpy(images: Path) -> None:
     pytest.importorskip("tensorflow")
-    from pairgen.tfdata import load_arrays
+    from pairgen.reading.tfdata import load_arrays
 
     want = load_numpy(images, "train")
     arrays = load_arrays(images, "train")
@@ -152,7 +152,7 @@ def test_tf_readers_match_load_numpy(images: Path) -> None:
 
 def test_torch_stream_dataset_reads_an_images_dataset(augmented: Path) -> None:
     torch = pytest.importorskip("torch")
-    from pairgen.torch import StreamDataset
+    from pairgen.reading.torch import StreamDataset
 
     want = load_numpy(augmented, "train")
     loader = torch.utils.data.DataLoader(StreamDataset(augmented, "train", batch_size=8), batch_size=None,

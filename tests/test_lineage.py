@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen.builder import build
+from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import DatasetError
-from pairgen.lineage import list_versions, resolve, split_ref
-from pairgen.report import inspect
-from pairgen.verify import verify
-from pairgen.card import read_json as read_card, write_card
+from pairgen.dataset.versions import list_versions, resolve, split_ref
+from pairgen.tools.inspection import inspect
+from pairgen.tools.verify import verify
+from pairgen.dataset.card import read_json as read_card, write_card
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

@@ -15,19 +15,19 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen.builder import build
-from pairgen.checks import dataset_errors
+from pairgen.writing.builder import build
+from pairgen.reading.checks import dataset_errors
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import DatasetError
-from pairgen.numpy_reader import load_numpy
-from pairgen.tfrecord import Writer, iter_records
-from pairgen.verify import verify
-from pairgen.card import FORMAT_VERSION
+from pairgen.reading.arrays import load_numpy
+from pairgen.codec.tfrecord import Writer, iter_records
+from pairgen.tools.verify import verify
+from pairgen.dataset.card import FORMAT_VERSION
 
 tf = pytest.importorskip("tensorflow")
 
-from pairgen.tfdata import load, load_arrays  # noqa: E402
+from pairgen.reading.tfdata import load, load_arrays  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,15 @@ import pandas as pd
 import pytest
 from conftest import image_tree, reshard
 
-from pairgen.builder import build
-from pairgen.config import BuildConfig
-from pairgen.imageio import decode
-from pairgen.numpy_reader import load_numpy
-from pairgen.card import read_json as read_card, write_card
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
+from pairgen.codec.images import decode
+from pairgen.reading.arrays import load_numpy
+from pairgen.dataset.card import read_json as read_card, write_card
 
 tf = pytest.importorskip("tensorflow")
 
-from pairgen.tfdata import load, load_arrays  # noqa: E402
+from pairgen.reading.tfdata import load, load_arrays  # noqa: E402
 
 ROLES = {"pairs": ("a", "b"), "triplets": ("anchor", "positive", "negative")}
 TINY = {"epochs": 1, "width": 4, "embedding_dim": 8, "batch_size": 32}
@@ -185,7 +185,7 @@ def test_numpy_reader_targets_belong_to_their_images(data, name: str, mining: st
 
 
 def test_preview_reads_each_record_with_its_ids(data, tmp_path: Path) -> None:
-    from pairgen.preview import make_grid, pick_indices, preview, read_records
+    from pairgen.tools.preview import make_grid, pick_indices, preview, read_records
 
     path = data["triplets-uneven"]
     card = read_card(path)
@@ -211,7 +211,7 @@ def test_preview_reads_each_record_with_its_ids(data, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_verify_checks_every_record_of_every_shard(data, name: str, tmp_path: Path) -> None:
-    from pairgen.verify import verify
+    from pairgen.tools.verify import verify
 
     assert verify(data[name]).ok
     swapped = tmp_path / "swapped"

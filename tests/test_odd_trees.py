@@ -15,15 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import random_image, write_image
-from pairgen import manifest as mf
-from pairgen.builder import build
-from pairgen.catalog import scan, summarize
+from pairgen.dataset import tables as mf
+from pairgen.writing.builder import build
+from pairgen.scanning.catalog import scan, summarize
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ImageError
-from pairgen.headers import read_header
-from pairgen.imageio import decode
-from pairgen.report import format_inspect, inspect
+from pairgen.codec.headers import read_header
+from pairgen.codec.images import decode
+from pairgen.tools.inspection import format_inspect, inspect
 
 
 def _config(src: Path, **overrides) -> BuildConfig:
@@ -219,7 +219,7 @@ def test_jpeg2000_named_png_is_refused_without_decoding(tmp_path: Path, make_ima
     assert reasons["class_00/bomb.png"] == ("corrupt image: image 'class_00/bomb.png' is corrupt or not a supported "
                                             "image (its header is not png, jpg, bmp, gif, tif or webp). Convert it "
                                             "to png or jpg, or remove it.")
-    code = ("import sys; from pairgen.headers import read_header\n"
+    code = ("import sys; from pairgen.codec.headers import read_header\n"
             f"try:\n    read_header({str(src / 'class_00' / 'bomb.png')!r})\nexcept ValueError as e:\n    print(e)\n"
             "print('cv2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pairgen
-from pairgen._optional import EXTRAS, keras_backend, require
+from pairgen.extras import EXTRAS, keras_backend, require
 from pairgen.errors import MissingDependencyError, PairgenError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,16 +79,16 @@ def test_keras_backend_follows_env_then_config(tmp_path: Path, monkeypatch: pyte
 def _core_modules() -> list[str]:
     """Every pairgen module the core uses: all but the tf.data loaders, the PyTorch dataset and the trainer."""
     names = [m.name for m in pkgutil.walk_packages(pairgen.__path__, "pairgen.")]
-    optional = ("pairgen.tfdata", "pairgen.pk_tf", "pairgen.torch", "pairgen.__main__")
+    optional = ("pairgen.reading.tfdata", "pairgen.reading.pk_tf", "pairgen.torch", "pairgen.__main__")
     core = sorted(n for n in names if n not in optional and not n.startswith("pairgen.train."))
     return core + ["pairgen.train", "pairgen.train.config"]
 
 
 def test_core_modules_never_import_heavy_optional_packages() -> None:
     modules = _core_modules()
-    assert {"pairgen.cli", "pairgen.cli.datasets", "pairgen.cli.training", "pairgen.builder", "pairgen.numpy_reader",
-            "pairgen.preview", "pairgen.verify", "pairgen.report",
-            "pairgen.streaming"} <= set(modules)
+    assert {"pairgen.cli", "pairgen.cli.datasets", "pairgen.cli.training", "pairgen.writing.builder", "pairgen.reading.arrays",
+            "pairgen.tools.preview", "pairgen.tools.verify", "pairgen.tools.inspection",
+            "pairgen.reading.streaming"} <= set(modules)
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}:\n    importlib.import_module(name)\n"
             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")

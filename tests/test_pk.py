@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from conftest import image_tree, reshard
 
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.numpy_reader import load_numpy
-from pairgen.pk import PKSplit, batches_per_epoch, consumer_batches, epoch_rng, pk_batches, pk_schedule
+from pairgen.reading.arrays import load_numpy
+from pairgen.reading.pk import PKSplit, batches_per_epoch, consumer_batches, epoch_rng, pk_batches, pk_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS = [20, 13, 9, 25, 3, 16]
@@ -117,7 +117,7 @@ def test_consumer_batches_equal_and_complete(n: int, world: int, pad: bool) -> N
 # -- reading a real images dataset -------------------------------------------------------------
 
 def test_split_has_several_uneven_shards(data: dict[str, Path]) -> None:
-    from pairgen.card import read_card
+    from pairgen.dataset.card import read_card
 
     counts = [e["records"] for e in read_card(data["images"]).shards["train"]]
     assert len(counts) == 4 and len(set(counts)) == 4
@@ -168,7 +168,7 @@ def test_bad_arguments_are_one_line_errors(data: dict[str, Path]) -> None:
 def test_damaged_record_is_named(data: dict[str, Path], tmp_path: Path) -> None:
     import shutil
 
-    from pairgen.card import read_card
+    from pairgen.dataset.card import read_card
 
     path = tmp_path / "bad"
     shutil.copytree(data["images"], path)
@@ -236,7 +236,7 @@ def test_load_classes_errors(data: dict[str, Path]) -> None:
 
 def test_torch_sampler_with_workers_and_ranks(data: dict[str, Path]) -> None:
     torch = pytest.importorskip("torch")
-    import pairgen.torch as pt
+    import pairgen.reading.torch as pt
 
     path = data["images"]
     want = load_numpy(path, "train")
@@ -267,7 +267,7 @@ def test_torch_records_work_in_spawned_workers(data: dict[str, Path]) -> None:
     """Spawned DataLoader workers (the default on macOS and Windows) get the dataset by pickling:
     it must reopen its shards there and give the same batches as forked workers."""
     torch = pytest.importorskip("torch")
-    import pairgen.torch as pt
+    import pairgen.reading.torch as pt
 
     path = data["images"]
     with warnings.catch_warnings():

@@ -10,15 +10,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen.builder import build
+from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.imageio import decode_record_image
-from pairgen.preview import (FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview,
+from pairgen.codec.images import decode_record_image
+from pairgen.tools.preview import (FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview,
                              read_records)
-from pairgen.card import read_json as read_card
-from pairgen.schema import schema_of
+from pairgen.dataset.card import read_json as read_card
+from pairgen.spec.schema import schema_of
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

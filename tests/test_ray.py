@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen.builder import build
+from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.progress import Progress
-from pairgen.verify import verify
+from pairgen.workers.progress import Progress
+from pairgen.tools.verify import verify
 
 ray = pytest.importorskip("ray")
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen import outdir
-from pairgen.builder import build
+from pairgen.dataset import outdir
+from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.verify import verify
-from pairgen.card import read_json as read_card
+from pairgen.tools.verify import verify
+from pairgen.dataset.card import read_json as read_card
 from conftest import flip_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_read_only_parent_is_one_line(tmp_path: Path, make_image_tree, mounts) -
 
 
 def _enospc_in_worker(task, source=None, cache=None):
-    from pairgen.materialize import make_chunk
+    from pairgen.rendering.records import make_chunk
 
     if os.getpid() != _PARENT_PID:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/worker/shard-00000.tfrecord")
@@ -237,11 +237,11 @@ def _enospc_in_worker(task, source=None, cache=None):
 @pytest.mark.parametrize("where", ["worker", "writer"])
 def test_injected_write_error_is_one_line_and_removes_the_partial(tmp_path: Path, make_image_tree,
                                                                   monkeypatch, where: str) -> None:
-    from pairgen import shardwork
+    from pairgen.writing import shardwork
 
     src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
     if where == "worker":  # rendering in a worker process
-        monkeypatch.setattr("pairgen.shardwork.make_chunk", _enospc_in_worker)
+        monkeypatch.setattr("pairgen.writing.shardwork.make_chunk", _enospc_in_worker)
     else:  # the worker's shard file
         def full(self, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.tmp))
@@ -299,8 +299,8 @@ def test_out_is_a_file_or_the_current_folder(tmp_path: Path, make_image_tree, mo
 
 _CRASH = """
 import os, pathlib, shutil, sys
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 where = sys.argv[3]
 calls = []
 real_rename, real_rmtree = pathlib.Path.rename, shutil.rmtree

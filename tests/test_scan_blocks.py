@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import pairgen.catalog
-from pairgen.builder import build
-from pairgen.catalog import scan
-from pairgen.config import BuildConfig
-from pairgen.pool import Pool
+import pairgen.scanning.catalog
+from pairgen.writing.builder import build
+from pairgen.scanning.catalog import scan
+from pairgen.spec.config import BuildConfig
+from pairgen.workers.pool import Pool
 from conftest import random_image, write_image
 
 _OPENS: dict[str, int] | None = None
@@ -60,7 +60,7 @@ def _scan(root: Path, workers: int, **kwargs) -> tuple[pd.DataFrame, pd.DataFram
 def test_catalog_is_the_same_for_any_worker_count_and_block_size(tmp_path: Path, monkeypatch,
                                                                  block: int) -> None:
     root = _odd_tree(tmp_path)
-    monkeypatch.setattr(pairgen.catalog, "READ_BLOCK", block)
+    monkeypatch.setattr(pairgen.scanning.catalog, "READ_BLOCK", block)
     images, skipped, undecodable = _scan(root, 1, min_per_class=2)
     # Sorted by path, not in walk order ("cls/sub/..." sorts before "cls/sub0.png").
     assert images["path"].tolist() == sorted(images["path"])
@@ -108,7 +108,7 @@ def test_scan_reads_each_file_once(tmp_path: Path, make_image_tree, make_split_f
 
 def test_build_bytes_identical_across_workers_with_many_scan_blocks(tmp_path: Path, make_image_tree,
                                                                     monkeypatch) -> None:
-    monkeypatch.setattr(pairgen.catalog, "READ_BLOCK", 7)  # the scan spreads over many tasks
+    monkeypatch.setattr(pairgen.scanning.catalog, "READ_BLOCK", 7)  # the scan spreads over many tasks
     src = make_image_tree(tmp_path, classes=4, per_class=20, size=20, nested=True)
     cfg = BuildConfig().override({"source.path": str(src), "image.size": [20, 20], "image.encoding": "png"})
     cards = {w: build(cfg.override({"build.workers": w}), tmp_path / f"w{w}") for w in (1, 2)}

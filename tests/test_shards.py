@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from pairgen.config import ShardConfig
+from pairgen.spec.config import ShardConfig
 from pairgen.errors import BuildError, DatasetError
-from pairgen.example import encode_pair
-from pairgen.shards import ShardSpec, ShardWriter, plan_shards, shard_boundaries
-from pairgen.tfrecord import iter_records
+from pairgen.codec.example import encode_pair
+from pairgen.writing.shards import ShardSpec, ShardWriter, plan_shards, shard_boundaries
+from pairgen.codec.tfrecord import iter_records
 
 
 def _records(n: int) -> list[bytes]:
@@ -131,7 +131,7 @@ def test_read_missing_file_raises(tmp_path):
 
 
 def test_importing_records_and_shards_does_not_import_tensorflow():
-    code = "import sys, pairgen.shards, pairgen.example; print('tensorflow' in sys.modules)"
+    code = "import sys, pairgen.writing.shards, pairgen.codec.example; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

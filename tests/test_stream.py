@@ -18,12 +18,12 @@ import pytest
 from conftest import image_tree, reshard
 
 import pairgen
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError, PairgenError
-from pairgen.numpy_reader import load_numpy
-from pairgen.streaming import num_records, stream
-from pairgen.card import read_json, write_card
+from pairgen.reading.arrays import load_numpy
+from pairgen.reading.streaming import num_records, stream
+from pairgen.dataset.card import read_json, write_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +203,7 @@ def test_stream_never_imports_tensorflow_or_torch(data: dict[str, Path]) -> None
 
 
 def test_import_pairgen_torch_without_torch_names_the_extra() -> None:
-    code = "import sys\nsys.modules['torch'] = None\nimport pairgen.torch\n"
+    code = "import sys\nsys.modules['torch'] = None\nimport pairgen.reading.torch\n"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen import manifest as mf
+from pairgen.dataset import tables as mf
 from pairgen.cli import main
-from pairgen.config import AugmentConfig, BuildConfig
+from pairgen.spec.config import AugmentConfig, BuildConfig
 from pairgen.errors import ConfigError
-from pairgen.validate import MAX_IMAGE_BYTES, check_record_memory
+from pairgen.spec.validation import MAX_IMAGE_BYTES, check_record_memory
 
 # (pipeline TOML, message the one-line error must contain)
 BAD_PIPELINES = [

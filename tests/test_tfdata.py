@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen.config import ShardConfig
+from pairgen.spec.config import ShardConfig
 from pairgen.errors import DatasetError
-from pairgen.example import encode_pair, encode_triplet
-from pairgen.shards import ShardWriter, plan_shards
+from pairgen.codec.example import encode_pair, encode_triplet
+from pairgen.writing.shards import ShardWriter, plan_shards
 
 tf = pytest.importorskip("tensorflow")
-from pairgen.tfdata import feature_spec, load, load_arrays  # noqa: E402
+from pairgen.reading.tfdata import feature_spec, load, load_arrays  # noqa: E402
 
 H, W = 6, 5
 
@@ -222,7 +222,7 @@ def test_single_shard_split_is_in_manifest_order(tmp_path):
     ("pairs", "raw", 1, "none"), ("pairs", "png", 3, "gzip"), ("triplets", "png", 1, "none"),
     ("triplets", "raw", 3, "gzip")])
 def test_load_numpy_equals_load_arrays_without_tensorflow(tmp_path, kind, encoding, channels, compression):
-    from pairgen.numpy_reader import load_numpy
+    from pairgen.reading.arrays import load_numpy
 
     make_dataset(tmp_path, kind=kind, encoding=encoding, channels=channels, compression=compression)
     for normalize in (True, False):

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from conftest import image_tree
 
-from pairgen.builder import build
-from pairgen.config import BuildConfig
+from pairgen.writing.builder import build
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.numpy_reader import load_numpy
-from pairgen.card import read_json
+from pairgen.reading.arrays import load_numpy
+from pairgen.dataset.card import read_json
 
 torch = pytest.importorskip("torch")
 
-from pairgen.torch import StreamDataset  # noqa: E402
+from pairgen.reading.torch import StreamDataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from pairgen.builder import build  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 from pairgen.cli import main  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--width", "4", "--embedding-dim", "8", "--classes-per-batch", "5",
@@ -115,7 +115,7 @@ def test_train_on_the_torch_backend_reads_pk_batches_without_tf_data(digits: dic
     run = tmp_path / "torch-run"
     code = ("import sys\nfrom pairgen.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(sorted(m for m in ('pairgen.pk_tf', 'pairgen.tfdata') if m in sys.modules))\n")
+            "print(sorted(m for m in ('pairgen.reading.pk_tf', 'pairgen.reading.tfdata') if m in sys.modules))\n")
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     out = subprocess.run([sys.executable, "-c", code, "train", str(digits["images"]), "--out", str(run), *TINY,
                           "--loss", "contrastive", "-q"], capture_output=True, text=True, cwd=ROOT, env=env,

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from pairgen.builder import build  # noqa: E402
-from pairgen.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.sampling import sample_pairs  # noqa: E402
 from pairgen.sampling.hard import load_embeddings  # noqa: E402
 
@@ -88,7 +88,7 @@ def test_train_writes_every_run_file(run: Path, demo: Path) -> None:
 def test_saved_models_reload_and_agree(run: Path, demo: Path) -> None:
     import keras
 
-    from pairgen.tfdata import load_arrays
+    from pairgen.reading.tfdata import load_arrays
     from pairgen.train import layers  # noqa: F401
 
     model = keras.models.load_model(run / "model.keras")
@@ -221,7 +221,7 @@ def test_evaluate_through_pairgens_reader_matches_tf_data(run: Path, demo: Path,
 
     want = json.loads((run / "metrics.json").read_text())
     monkeypatch.setattr(evaluation, "resolve_reader", lambda reader: "numpy")
-    monkeypatch.setitem(sys.modules, "pairgen.tfdata", None)  # any use of the tf.data loader would fail
+    monkeypatch.setitem(sys.modules, "pairgen.reading.tfdata", None)  # any use of the tf.data loader would fail
     got = json.loads(json.dumps(evaluation.evaluate(run, demo)))
     assert got == want
 

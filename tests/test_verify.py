@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen import manifest as mf
-from pairgen.builder import build
+from pairgen.dataset import tables as mf
+from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.config import BuildConfig
+from pairgen.spec.config import BuildConfig
 from pairgen.errors import DatasetError
-from pairgen.tfrecord import TFRecordError, iter_records
-from pairgen.verify import verify
-from pairgen.card import read_json as read_card, write_card
+from pairgen.codec.tfrecord import TFRecordError, iter_records
+from pairgen.tools.verify import verify
+from pairgen.dataset.card import read_json as read_card, write_card
 
 SHARD = "shards/train-00000-of-00002.tfrecord"
 

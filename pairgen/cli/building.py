@@ -14,7 +14,7 @@ import click
 
 from pairgen.cli.common import (LazyHelpOption, choices, echo_json, handle_errors, json_option, progress_enabled,
                                 quiet_option)
-from pairgen.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
+from pairgen.spec.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
 @click.command()
@@ -43,8 +43,8 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixel
         pairgen scan data/omniglot --class-depth 2 --json
         pairgen scan data/tll --layout left-right --out catalog.parquet
     """
-    from pairgen import manifest as mf
-    from pairgen.catalog import scan as do_scan, summarize
+    from pairgen.dataset import tables as mf
+    from pairgen.scanning.catalog import scan as do_scan, summarize
 
     table = src if layout == "table" else None
     catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class,
@@ -61,7 +61,7 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixel
 
 def _printable(text: str) -> str:
     """Text safe to print on one line: control characters become escapes."""
-    from pairgen.validate import has_control
+    from pairgen.spec.validation import has_control
 
     return repr(text)[1:-1] if has_control(text) else text
 
@@ -144,9 +144,9 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
             --channels 3 --encoding png --out build/faces
         pairgen build pipelines/mnist-demo.toml --kind images --out build/mnist-images
     """
-    from pairgen.builder import build as do_build
-    from pairgen.config import BuildConfig, ConfigError
-    from pairgen.progress import Progress
+    from pairgen.writing.builder import build as do_build
+    from pairgen.spec.config import BuildConfig, ConfigError
+    from pairgen.workers.progress import Progress
 
     if pipeline is None and not flags.get("src"):
         raise ConfigError("give a PIPELINE file or --src SOURCE; see `pairgen build --help`.")
@@ -170,9 +170,9 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
 
 
 def _strategy_help() -> str:
-    from pairgen.sampling import SAMPLERS_BY_KIND
+    from pairgen.spec.config import STRATEGIES
 
-    kinds = "; ".join(f"{kind}: {', '.join(registry)}" for kind, registry in SAMPLERS_BY_KIND.items())
+    kinds = "; ".join(f"{kind.value}: {', '.join(names)}" for kind, names in STRATEGIES.items())
     return f"Sampling strategy. {kinds}."
 
 
@@ -198,7 +198,7 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
     if flags.get("channels"):
         out["image.channels"] = int(flags["channels"])
     if flags.get("splits"):
-        from pairgen.config import parse_fractions
+        from pairgen.spec.config import parse_fractions
 
         out["split.fractions"] = dict(parse_fractions(flags["splits"]))
     if flags.get("ray_address") and not flags.get("executor"):

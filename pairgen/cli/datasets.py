@@ -36,7 +36,7 @@ def verify(path: str, rebuild_src: Path | None, quick: bool, as_json: bool) -> N
         pairgen verify build/mnist-demo
         pairgen verify build/mnist-demo@1.0.0 --rebuild-check datasets/mnist-5k
     """
-    from pairgen.verify import verify as do_verify
+    from pairgen.tools.verify import verify as do_verify
 
     report = do_verify(path, rebuild_src=rebuild_src, quick=quick)
     if as_json:
@@ -61,7 +61,7 @@ def inspect(path: str, as_json: bool) -> None:
         pairgen inspect build/mnist-demo
         pairgen inspect build/mnist-demo@db0614ab --json
     """
-    from pairgen.report import format_inspect, inspect as do_inspect
+    from pairgen.tools.inspection import format_inspect, inspect as do_inspect
 
     info = do_inspect(path)
     if as_json:
@@ -85,7 +85,7 @@ def diff(a: str, b: str, as_json: bool) -> None:
         pairgen diff build/seed0 build/seed1
         pairgen diff build/mnist-demo@1.0.0 build/mnist-demo --json
     """
-    from pairgen.report import diff as do_diff, format_diff
+    from pairgen.tools.inspection import diff as do_diff, format_diff
 
     result = do_diff(a, b)
     if as_json:
@@ -113,7 +113,7 @@ def preview(path: str, split: str, count: int, columns: int | None, out: Path) -
     Example:
         pairgen preview build/mnist-demo --split train --count 24 --out build/mnist-demo-preview.png
     """
-    from pairgen.preview import preview as do_preview
+    from pairgen.tools.preview import preview as do_preview
 
     written = do_preview(path, out=out, split=split, count=count, columns=columns)
     click.echo(f"preview written to {written}")

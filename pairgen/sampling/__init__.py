@@ -1,8 +1,8 @@
 """Vectorized, seeded pair and triplet sampling over a catalog's images; one record per image for ``images``.
 
 ``sample_pairs`` and ``sample_triplets`` look the strategy up in a registry (name -> sampler
-class). Adding a strategy is one import and one entry in ``PAIR_SAMPLERS`` /
-``TRIPLET_SAMPLERS``: subclass :class:`PairSampler` or :class:`TripletSampler` and implement
+class). Adding a strategy is one name in :data:`pairgen.spec.config.STRATEGIES`, one import and
+one entry in ``PAIR_SAMPLERS`` / ``TRIPLET_SAMPLERS``: subclass :class:`PairSampler` or :class:`TripletSampler` and implement
 ``sample(index, params, *, rng)``.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
+from pairgen.spec.config import STRATEGIES
 from pairgen.sampling.base import ClassIndex, ImageSampler, PairSampler, SampleParams, Sampler, TripletSampler
 from pairgen.sampling.hard import HardPairs, HardTriplets
 from pairgen.sampling.pairs import (BalancedPairs, ExhaustivePairs, LeftRightPairs, PerClassPairs,
@@ -44,6 +45,11 @@ IMAGE_SAMPLERS: dict[str, type[ImageSampler]] = {
 SAMPLERS_BY_KIND: dict[str, dict[str, type[Sampler]]] = {
     "pairs": PAIR_SAMPLERS, "triplets": TRIPLET_SAMPLERS, "images": IMAGE_SAMPLERS,
 }  # record kind -> its strategy registry
+
+for _kind, _names in STRATEGIES.items():  # the registries implement exactly the names the config accepts
+    if tuple(SAMPLERS_BY_KIND[_kind.value]) != _names:
+        raise ImportError(f"pairgen.sampling: the {_kind.value} samplers {tuple(SAMPLERS_BY_KIND[_kind.value])} "
+                          f"differ from pairgen.spec.config.STRATEGIES {_names}")
 
 __all__ = ["IMAGE_SAMPLERS", "PAIR_SAMPLERS", "SAMPLERS_BY_KIND", "TRIPLET_SAMPLERS", "ClassIndex",
            "ImageSampler", "PairSampler", "SampleParams", "Sampler", "TripletSampler", "sample_images",

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pairgen.config import SampleConfig
+from pairgen.spec.config import SampleConfig
 from pairgen.errors import ConfigError, SampleError
-from pairgen.rounding import largest_remainder
-from pairgen.schema import IMAGES, PAIRS, TRIPLETS
+from pairgen.sampling.rounding import largest_remainder
+from pairgen.spec.schema import IMAGES, PAIRS, TRIPLETS
 
 Positions = tuple[np.ndarray, ...]
 
@@ -30,7 +30,7 @@ class SampleParams:
     """One sampler call's parameters: a ``[sample]`` config's fields as the build resolved them.
 
     Built only by :meth:`from_kwargs`, which validates through
-    :class:`~pairgen.config.SampleConfig`, so the API and the TOML config share one set of rules.
+    :class:`~pairgen.spec.config.SampleConfig`, so the API and the TOML config share one set of rules.
     The two differences are resolved values: ``num_records`` is one split's share (0 for a
     split that gets none) and ``embeddings`` is the array, not the file it was read from.
     """

@@ -2,11 +2,11 @@
 
 Two readers (``TrainConfig.reader``):
 
-* ``tfdata`` streams the shards through :func:`pairgen.tfdata.load`. Pairs come as
+* ``tfdata`` streams the shards through :func:`pairgen.reading.tfdata.load`. Pairs come as
   ``((a, b), label)``. Triplets need class ids for online mining: they come with each record
   (``load(..., with_ids=True)``), never from the manifest, so they belong to their images
   whatever order the shards are read in.
-* ``numpy`` reads each split into memory with :func:`pairgen.numpy_reader.load_numpy` (no
+* ``numpy`` reads each split into memory with :func:`pairgen.reading.arrays.load_numpy` (no
   TensorFlow), for the JAX and PyTorch backends of Keras: ``([a, b], label)`` or
   ``([anchor, positive, negative], class ids)``; ``fit`` shuffles them each epoch.
 
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pairgen.errors import DatasetError
-from pairgen.lineage import resolve
-from pairgen.card import Card, read_card
-from pairgen.numpy_reader import load_numpy
-from pairgen.schema import LABEL, TRIPLETS, KindSchema, schema_of
+from pairgen.dataset.versions import resolve
+from pairgen.dataset.card import Card, read_card
+from pairgen.reading.arrays import load_numpy
+from pairgen.spec.schema import LABEL, TRIPLETS, KindSchema, schema_of
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -97,7 +97,7 @@ def resolve_reader(reader: str) -> str:
         MissingDependencyError: For ``tfdata`` without TensorFlow (before any run folder is made).
     """
     if reader == "tfdata":
-        import pairgen.tfdata  # noqa: F401  (names the pairgen[tf] extra when TensorFlow is missing)
+        import pairgen.reading.tfdata  # noqa: F401  (names the pairgen[tf] extra when TensorFlow is missing)
     if reader != "auto":
         return reader
     import keras  # the TensorFlow backend implies TensorFlow is installed
@@ -124,7 +124,7 @@ def fit_inputs(info: DatasetInfo, arrays: dict[str, np.ndarray], *,
 
 def pair_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     """``((a, b), label)`` batches of a pair dataset."""
-    from pairgen.tfdata import load
+    from pairgen.reading.tfdata import load
 
     return load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
@@ -137,7 +137,7 @@ def triplet_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: 
     each record itself (``load(..., with_ids=True)``), when ``with_classes`` (needed by the
     miners), else zeros.
     """
-    from pairgen.tfdata import load
+    from pairgen.reading.tfdata import load
 
     ds = load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed, with_ids=with_classes)
     return ds.map(_classes_target if with_classes else _zeros_target)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pairgen._optional import require_keras
+from pairgen.extras import require_keras
 
 require_keras("pairgen embed")  # Keras or its backend missing: one line naming the extra, no traceback
 import keras  # noqa: E402
@@ -28,10 +28,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairgen.materialize import Source, record_pixels
-from pairgen.config import AugmentConfig, BuildConfig, ImageConfig
+from pairgen.rendering.records import Source, record_pixels
+from pairgen.spec.config import AugmentConfig, BuildConfig, ImageConfig
 from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
+from pairgen.dataset import layout
 
 _CHUNK = 256
 
@@ -45,14 +46,14 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     if not os.path.isdir(root):
         raise DatasetError(f"the source root '{root}' of dataset '{info.path}' is gone; restore it or pass "
                            "the image folder itself as SOURCE.")
-    catalog = pd.read_parquet(info.path / "catalog.parquet")
+    catalog = pd.read_parquet(info.path / layout.CATALOG)
     meta = {"dataset_fingerprint": info.fingerprint, "dataset": str(info.path)}
     return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
 
 
 def _folder_source(path: Path, shape: tuple[int, int, int], layout: str,
                    class_depth: int) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
-    from pairgen.catalog import scan
+    from pairgen.scanning.catalog import scan
 
     catalog = scan(path, layout=layout, class_depth=class_depth)
     image = ImageConfig(size=(shape[0], shape[1]), channels=shape[2])
@@ -105,7 +106,7 @@ def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathL
     tower = keras.models.load_model(model_file, compile=False)
     shape = tuple(int(x) for x in tower.input_shape[1:])
     src = Path(source)
-    if (src / "dataset.json").is_file() or "@" in src.name:
+    if (src / layout.CARD).is_file() or "@" in src.name:
         root, catalog, image, augment, meta = _dataset_source(src)
     else:
         root, catalog, image, augment, meta = _folder_source(src, shape, layout, class_depth)

@@ -3,7 +3,7 @@
 The decision threshold is always chosen on the validation split (``train`` when the dataset
 has no ``val``), never on the split being evaluated unless that split *is* the validation
 split. One-shot trials use the split's distinct images, taken from its records
-(:func:`pairgen.tfdata.load_arrays`, or :func:`pairgen.load_numpy` without TensorFlow; first
+(:func:`pairgen.reading.tfdata.load_arrays`, or :func:`pairgen.load_numpy` without TensorFlow; first
 occurrence of each image id), so they are exactly
 the pixels the model sees; with augmented builds that is the first jittered copy.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from pairgen._optional import require_keras
+from pairgen.extras import require_keras
 
 require_keras("pairgen evaluate")  # Keras or its backend missing: one line naming the extra, no traceback
 import keras  # noqa: E402
@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.checks import raise_dataset_errors
-from pairgen.numpy_reader import load_numpy
+from pairgen.reading.checks import raise_dataset_errors
+from pairgen.reading.arrays import load_numpy
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
 from pairgen.train.data import DatasetInfo, open_dataset, require_split, resolve_reader
 from pairgen.train.models import pair_model, triplet_model
 from pairgen.train.timing import NO_TIMER, PhaseTimer
+from pairgen.dataset import layout
 
 DEFAULT_WAYS = (5, 20)
 DEFAULT_TRIALS = 400
@@ -92,7 +93,7 @@ class Scores:
 def _read_split(info: DatasetInfo, split: str, *, normalize: bool) -> dict[str, np.ndarray]:
     """A split as arrays in manifest order: through tf.data when TensorFlow is there, else pairgen's reader."""
     if resolve_reader("auto") == "tfdata":
-        from pairgen.tfdata import load_arrays
+        from pairgen.reading.tfdata import load_arrays
 
         return load_arrays(info.path, split, normalize=normalize)
     return load_numpy(info.path, split, normalize=normalize)
@@ -219,7 +220,7 @@ def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], tr
 
 
 def _classes(info: DatasetInfo, split: str) -> set[int]:
-    frame = pd.read_parquet(info.path / "manifests" / f"{split}.parquet", columns=list(info.schema.class_columns))
+    frame = pd.read_parquet(info.path / layout.manifest(split), columns=list(info.schema.class_columns))
     return set(np.unique(frame.to_numpy()).tolist())
 
 
@@ -255,7 +256,7 @@ def _metrics(run: Run, info: DatasetInfo, split: str, thr_split: str, scores: di
 def split_match(run: Run, info: DatasetInfo) -> bool | None:
     """Whether the run's training dataset and ``info`` split the same images the same way.
 
-    Compares split fingerprints (:func:`pairgen.fingerprint.split_fingerprint`); ``None`` when
+    Compares split fingerprints (:func:`pairgen.split_fingerprint`); ``None`` when
     the run or the dataset predates them, so nothing can be said.
     """
     trained = run.config.get("dataset", {}).get("split_fingerprint")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pairgen._optional import require_keras
+from pairgen.extras import require_keras
 
 require_keras("pairgen.train")  # Keras or its backend missing: one line naming the extra, no traceback
 import keras  # noqa: E402

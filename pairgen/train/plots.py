@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from pairgen._optional import require
+from pairgen.extras import require
 
 require("matplotlib", extra="keras", feature="pairgen train (its curves.png, distances.png, roc.png)")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pairgen._optional import require_keras
+from pairgen.extras import require_keras
 
 require_keras("pairgen train")  # Keras or its backend missing: one line naming the extra, no traceback
 import keras  # noqa: E402
@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 
 import pairgen
-from pairgen.checks import raise_dataset_errors
+from pairgen.reading.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
-from pairgen.train import backend, classes, plots
+from pairgen.train import backend, pk, plots
 from pairgen.train.config import TrainConfig
-from pairgen.numpy_reader import load_numpy
+from pairgen.reading.arrays import load_numpy
 from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
 from pairgen.train.evaluation import Run, evaluate_scores
 from pairgen.train.losses import make_loss
@@ -158,14 +158,14 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strate
 
 def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strategy: Any,
                 timer: PhaseTimer) -> tuple[keras.Model, keras.Model, int]:
-    """:func:`_fit` for an images dataset: the tower on P x K batches (see :mod:`pairgen.train.classes`)."""
+    """:func:`_fit` for an images dataset: the tower on P x K batches (see :mod:`pairgen.train.pk`)."""
     with timer.phase("read_train"):  # indexes the shards; the reading happens in fit
-        train_split = classes.pk_split(info, config.train_split, config)
-        has_val = classes.has_pk_val(info, config)
-        kw = classes.fit_kwargs(config, info, train_split, has_val)
+        train_split = pk.pk_split(info, config.train_split, config)
+        has_val = pk.has_pk_val(info, config)
+        kw = pk.fit_kwargs(config, info, train_split, has_val)
     callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
     with timer.phase("build_compile"), strategy.scope():
-        fitted, tower, head = classes.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
+        fitted, tower, head = pk.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
                                                             train_split.n_batches)
     return tower, head, _train(fitted, config, out, verbose, callbacks, kw, timer)
 
@@ -248,8 +248,8 @@ def _write_run(out: Path, config: TrainConfig, info: DatasetInfo, tower: keras.M
 def _report_images(run: Run, info: DatasetInfo, config: TrainConfig) -> dict[str, Any]:
     """metrics.json and curves.png of a run on an images dataset (``pairgen evaluate`` scores pairs)."""
     history = pd.read_csv(run.path / "history.csv")
-    train_split = classes.pk_split(info, config.train_split, config)
-    metrics = classes.images_metrics(info, config, history.to_dict(orient="list"), run.path, train_split.n_batches)
+    train_split = pk.pk_split(info, config.train_split, config)
+    metrics = pk.images_metrics(info, config, history.to_dict(orient="list"), run.path, train_split.n_batches)
     (run.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plots.plot_history(history, run.path / "curves.png")
     return metrics

@@ -1,0 +1,103 @@
+"""Parquet tables of a dataset directory: catalog, skipped files and per-split manifests.
+
+Manifests hold ids and metadata only, never pixels. Tables are written with fixed options
+(zstd, no index, fixed row-group size) so the same rows always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairgen.spec.schema import IMAGE_COLUMNS, SKIPPED_COLUMNS
+from pairgen.spec.config import Kind
+from pairgen.errors import DatasetError
+from pairgen.spec.schema import PAIRS, TRIPLETS, schema_of
+
+PAIR_COLUMNS = PAIRS.manifest_columns
+TRIPLET_COLUMNS = TRIPLETS.manifest_columns
+CATALOG_COLUMNS = IMAGE_COLUMNS
+ROW_GROUP_SIZE = 1 << 20
+
+
+def manifest_columns(kind: Kind) -> tuple[str, ...]:
+    """The manifest column names for ``kind``."""
+    return schema_of(kind).manifest_columns
+
+
+def image_columns(kind: Kind) -> tuple[str, ...]:
+    """The id columns whose images make one record, in record order."""
+    return schema_of(kind).id_columns
+
+
+def file_digest(path: str | Path) -> tuple[int, str]:
+    """Return ``(size in bytes, sha256 hex)`` of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def _arrow_table(df: pd.DataFrame, columns: tuple[str, ...]) -> pa.Table:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(f"table is missing columns {missing}; expected {list(columns)}.")
+    arrays = []
+    for col in columns:
+        values = df[col]
+        if values.dtype.kind in "iub":
+            arrays.append(pa.array(values.to_numpy(), type=pa.int64()))
+        elif values.dtype.kind == "f":
+            arrays.append(pa.array(values.to_numpy(), type=pa.float64()))
+        else:
+            arrays.append(pa.array(_as_str_list(values), type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _as_str_list(values: pd.Series) -> list:
+    out = values.astype(object).to_numpy()
+    return [None if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in out]
+
+
+def write_table(df: pd.DataFrame, path: str | Path, columns: tuple[str, ...]) -> dict:
+    """Write ``df[columns]`` to Parquet deterministically.
+
+    Args:
+        df: The rows to write.
+        path: Destination file (its folder is created).
+        columns: Column order; integer columns become int64, others string.
+
+    Returns:
+        ``{"bytes": int, "sha256": str, "records": int}`` of the written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = _arrow_table(df, columns)
+    pq.write_table(
+        table, path, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True, store_schema=False,
+    )
+    size, digest = file_digest(path)
+    return {"bytes": size, "sha256": digest, "records": len(df)}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet table written by :func:`write_table`.
+
+    Raises:
+        DatasetError: if the file is missing or not Parquet.
+    """
+    try:
+        return pq.read_table(path).to_pandas()
+    except FileNotFoundError:
+        raise DatasetError(f"'{path}' does not exist; is this a pairgen dataset directory?") from None
+    except pa.ArrowInvalid as exc:
+        raise DatasetError(f"'{path}' is not a readable Parquet file ({exc}). Rebuild the dataset.") from None

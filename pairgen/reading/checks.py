@@ -1,0 +1,260 @@
+"""Cheap checks that the loaders run on what they read.
+
+Before a split is read, :func:`check_split` makes sure that:
+
+* the card's ``format_version`` is one this pairgen can read (checked by
+  :func:`pairgen.dataset.card.read_card`);
+* the card's image spec (``image.height``, ``width``, ``channels``, ``encoding``) agrees
+  with the build config the card records (:func:`check_image_spec`): a raw record holds
+  only bytes, so a spec edited to another shape of the same byte count (28x28 to 14x56)
+  can only be told from the card itself;
+* every shard has the byte size the card lists; when it does not, its records are counted
+  so the error says how many it holds (:func:`check_shard_sizes`);
+* the first record of every shard has the image features the card describes (the byte
+  count for ``raw``, the decoded shape for ``png``/``jpeg``) and the ``record_id`` at which
+  the card places the shard (:func:`check_first_records`).
+
+While a split is read, each shard's record count is compared with the card when the shard
+ends: by :func:`pairgen.load_numpy` for the NumPy reader, and ``assert_cardinality`` on each
+shard inside the tf.data pipeline, whose TensorFlow error :func:`dataset_errors` (and
+:func:`raise_dataset_errors`) turn into the :class:`DatasetError` naming the shard.
+``pairgen verify`` does the full check of every record.
+
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import numpy as np
+
+from pairgen.dataset.card import Card, read_card
+from pairgen.errors import DatasetError, PairgenError
+from pairgen.codec.images import decode_record_image
+from pairgen.codec.example import decode_example
+from pairgen.spec.schema import schema_of
+from pairgen.codec.tfrecord import TFRecordError, iter_records, read_records_at
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")
+
+
+def spec_text(shape: tuple[int, int, int], encoding: str) -> str:
+    """``28x28x1 raw``."""
+    return f"{shape[0]}x{shape[1]}x{shape[2]} {encoding}"
+
+
+def check_image_spec(card: Card, where: str | os.PathLike) -> None:
+    """Raise if the card's image spec disagrees with the build config it records.
+
+    Cards without a recorded config (written by other tools) are not checked.
+
+    Raises:
+        DatasetError: If height, width, channels or encoding differ from ``config.image``.
+    """
+    image = card.config.get("image") if isinstance(card.config, dict) else None
+    if not isinstance(image, dict) or not image.get("size"):
+        return
+    shape, encoding = card.image.shape, card.image.encoding
+    try:
+        want = (int(image["size"][0]), int(image["size"][1]), int(image.get("channels", shape[2])))
+    except (TypeError, ValueError, IndexError):
+        return  # an unreadable config is reported by verify's fingerprint check
+    want_encoding = str(image.get("encoding", encoding))
+    if (shape, encoding) != (want, want_encoding):
+        raise DatasetError(f"'{Path(where) / 'dataset.json'}' says images are {spec_text(shape, encoding)} but "
+                           f"its build config says {spec_text(want, want_encoding)}: the card was edited. "
+                           "Restore dataset.json or rebuild the dataset.")
+
+
+def count_message(path: str, count: int, expected: int, root: str | os.PathLike) -> str:
+    """The one-line error for a shard whose record count differs from the card."""
+    return f"shard '{path}' holds {count} records, dataset.json says {expected}; run `pairgen verify {root}`."
+
+
+def _count(path: str, compression: str) -> int:
+    return sum(1 for _ in iter_records(path, compression=compression, read_data=False))
+
+
+def check_shard_sizes(card: Card, root: Path, split: str) -> None:
+    """Raise if a shard's file size differs from the card (one ``stat`` per shard).
+
+    Raises:
+        DatasetError: Naming the shard and, when its records can be counted and differ, how
+            many it holds.
+    """
+    compression = card.compression
+    for entry in card.shards.get(split, []):
+        want = entry.get("bytes")
+        path = str(root / entry["path"])
+        if want is None or not os.path.isfile(path) or os.path.getsize(path) == int(want):
+            continue
+        try:
+            count = _count(path, compression)
+        except TFRecordError as exc:
+            raise DatasetError(f"shard '{path}' is damaged ({exc}); run `pairgen verify {root}`.") from None
+        if "records" in entry and count != int(entry["records"]):
+            raise DatasetError(count_message(path, count, int(entry["records"]), root))
+        raise DatasetError(f"shard '{path}' has {os.path.getsize(path):,} bytes, dataset.json says "
+                           f"{int(want):,}: it changed after the build; run `pairgen verify {root}`.")
+
+
+def image_mismatch(record: dict[str, list], image_keys: tuple[str, ...],
+                   card: Card) -> tuple[list[np.ndarray], str | None]:
+    """Decode a record's images and say how they differ from the card's image spec.
+
+    Returns:
+        The decoded uint8 ``(h, w, c)`` images (one per key of ``image_keys``, up to the
+        first bad one) and ``None``, or a one-phrase reason (``"a/image: ..."``).
+    """
+    shape, encoding = card.image.shape, card.image.encoding
+    out: list[np.ndarray] = []
+    for key in image_keys:
+        values = record.get(key) or []
+        if len(values) != 1:
+            return out, f"{key}: missing"
+        try:
+            out.append(decode_record_image(values[0], encoding, shape))
+        except PairgenError as exc:
+            return out, f"{key}: {str(exc).rstrip('.')}"
+    return out, None
+
+
+def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: Card,
+                  where: str, index: int, root: str | os.PathLike) -> list[np.ndarray]:
+    """Decode the images of a decoded record, checking them against the card's image spec.
+
+    Returns:
+        One uint8 ``(h, w, c)`` array per key of ``image_keys``.
+
+    Raises:
+        DatasetError: Naming the shard (``where``), the record and the feature.
+    """
+    images, problem = image_mismatch(record, image_keys, card)
+    if problem is not None:
+        raise DatasetError(f"shard '{where}' record {index} does not match the image spec "
+                           f"{spec_text(card.image.shape, card.image.encoding)} of dataset.json ({problem}); restore dataset.json "
+                           f"or run `pairgen verify {root}`.")
+    return images
+
+
+def check_first_records(card: Card, root: Path, split: str) -> None:
+    """Decode the first record of every shard of ``split`` and check its images and place.
+
+    A shard's first ``record_id`` must be the number of records the card lists before it,
+    so shards listed in another order than they were written are caught too (for records in
+    pairgen's own layout; see :func:`_own_layout`).
+
+    Raises:
+        DatasetError: If a record's images do not match the card's image spec, or a shard
+            starts at another record than the card says.
+    """
+    compression, image_keys = card.compression, schema_of(card.kind).image_keys
+    start = 0
+    for entry in card.shards.get(split, []):
+        path = str(root / entry["path"])
+        records = int(entry.get("records", 1))
+        if records and os.path.isfile(path):
+            try:
+                first = read_records_at(path, [0], compression=compression).get(0)
+                record = decode_example(first) if first is not None else None
+            except PairgenError as exc:
+                raise DatasetError(f"shard '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
+            if record is not None:
+                record_images(record, image_keys, card, path, 0, root)
+                if _own_layout(record, card):
+                    _check_start(record, start, path, root)
+        start += records
+
+
+def _own_layout(record: dict[str, list], card: Card) -> bool:
+    """Whether a record has exactly the features of pairgen's own layout, one value each.
+
+    Only such records number themselves by ``record_id`` across a split's shards; records
+    written by other tools are read (per record) without checking where they start.
+    """
+    schema = schema_of(card.kind)
+    return set(record) == set(schema.feature_types) and all(len(v) == 1 for v in record.values())
+
+
+def _check_start(record: dict[str, list], start: int, path: str, root: str | os.PathLike) -> None:
+    first = (record.get("record_id") or [start])[0]
+    if first != start:
+        raise DatasetError(f"shard '{path}' starts with record_id {first} but the shard list in dataset.json "
+                           f"places it at record {start}: the list's order or counts were changed; "
+                           f"run `pairgen verify {root}`.")
+
+
+def check_split(card: Card, root: Path, split: str) -> None:
+    """All the checks a loader runs before reading ``split`` (see the module docstring)."""
+    check_image_spec(card, root)
+    check_shard_sizes(card, root, split)
+    check_first_records(card, root, split)
+
+
+def diagnose_counts(root: str | os.PathLike) -> DatasetError:
+    """Count the records of every shard of a dataset and name the first that differs from the card.
+
+    Called only after a cardinality check failed inside TensorFlow, whose error carries the
+    counts but not the shard.
+    """
+    root = Path(root)
+    card = read_card(root)
+    compression = card.compression
+    for entries in card.shards.values():
+        for entry in entries:
+            path = str(root / entry["path"])
+            try:
+                count = _count(path, compression)
+            except PairgenError as exc:
+                return DatasetError(f"shard '{path}' is damaged ({exc}); run `pairgen verify {root}`.")
+            if "records" in entry and count != int(entry["records"]):
+                return DatasetError(count_message(path, count, int(entry["records"]), root))
+    return DatasetError(f"the records read from '{root}' differ from what dataset.json lists; "
+                        f"run `pairgen verify {root}`.")
+
+
+def _is_count_failure(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("tensorflow") and bool(_CARDINALITY_RE.search(str(exc)))
+
+
+@contextlib.contextmanager
+def dataset_errors(root: str | os.PathLike) -> Iterator[None]:
+    """Around a loop over ``pairgen.load(root, ...)``: a shard count check that fails inside
+    TensorFlow is raised as the one-line :class:`DatasetError` naming the shard.
+
+    Example::
+
+        with pairgen.reading.checks.dataset_errors("build/mnist-demo"):
+            for (a, b), label in pairgen.load("build/mnist-demo", "train", batch_size=256):
+                ...
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
+        if not _is_count_failure(exc):
+            raise
+        raise diagnose_counts(root) from None
+
+
+def raise_dataset_errors(func: _F) -> _F:
+    """Like :func:`dataset_errors` for a function that takes a dataset's ``DatasetInfo``
+    (anything with ``path`` and ``card``) among its arguments."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
+            infos = [a for a in (*args, *kwargs.values()) if hasattr(a, "card") and hasattr(a, "path")]
+            if not infos or not _is_count_failure(exc):
+                raise
+            raise diagnose_counts(infos[0].path) from None
+
+    return wrapper  # type: ignore[return-value]

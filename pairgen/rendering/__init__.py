@@ -1,0 +1,1 @@
+"""Manifest rows -> pixels -> record bytes: decode, resize, augment, encode."""

@@ -1,0 +1,160 @@
+"""Seeded split assignment and duplicate-content (leakage) checks.
+
+* ``by="image"``: stratified per class. Each class's images are permuted with ``rng`` and cut
+  by the fractions; counts use largest-remainder rounding with the remainders carried from
+  class to class, so each class gets ``floor`` or ``ceil`` of its exact share and the totals
+  stay within one image of the global target (a split with 10% still gets images when every
+  class is small). For a left-right catalog the unit is the identity (``key``), so both sides
+  of an identity always land in the same split.
+* ``by="class"``: class-disjoint; the classes are permuted and cut by the fractions, and every
+  split with a non-zero fraction gets at least one class.
+* ``by="folders"``: the split is the source's ``folder_split``.
+
+``dedupe=True`` drops all but the first image (lowest ``image_id``) of each group with
+identical bytes *before* splitting. ``image_id`` is never renumbered: ids stay the scan's row
+numbers, so they may have gaps after a dedupe but always point at the same file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pairgen.spec.config import Layout, SplitBy, SplitConfig
+from pairgen.errors import SplitError
+from pairgen.sampling.rounding import largest_remainder
+from pairgen.scanning.catalog import Catalog, skipped_frame
+
+Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
+DEFAULT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
+
+
+def split(catalog: Catalog, *, by: SplitBy | str = "image", fractions: Fractions = DEFAULT_FRACTIONS,
+          rng: np.random.Generator | None = None, dedupe: bool = False) -> Catalog:
+    """Assign every image of a catalog to a split.
+
+    Args:
+        catalog: A scanned catalog.
+        by: ``image`` (stratified per class), ``class`` (class-disjoint) or ``folders``.
+        fractions: ``(("train", 0.8), ...)``, ``{"train": 0.8, ...}`` or
+            ``"train=0.8,val=0.1,test=0.1"``; must sum to 1 (ignored for ``folders``).
+        rng: The generator that permutes images/classes; required unless ``by="folders"``.
+        dedupe: Keep only the first image of each identical-content group (moved to skipped).
+
+    Returns:
+        A new catalog whose ``images.split`` is filled (and, with dedupe, fewer images).
+
+    Raises:
+        ConfigError: ``by`` or ``fractions`` is invalid.
+        SplitError: The split cannot be made (no folder splits, too few classes, no rng).
+    """
+    cfg = SplitConfig(by=by, fractions=fractions, dedupe=dedupe)
+    images, skipped = catalog.images.copy(), catalog.skipped
+    if dedupe:
+        images, dropped = _dedupe(images)
+        skipped = skipped_frame([*skipped.itertuples(index=False, name=None), *dropped])
+    if cfg.by is SplitBy.FOLDERS:
+        assigned = _by_folders(images, catalog.layout)
+    else:
+        if rng is None:
+            raise SplitError(f"split(by={cfg.by.value!r}) needs rng=np.random.default_rng(seed); "
+                             "pass the generator derived from your seed.")
+        if cfg.by is SplitBy.CLASS or catalog.layout is Layout.LEFT_RIGHT:
+            assigned = _by_unit(images, cfg.fractions, rng)
+        else:
+            assigned = _by_image(images, cfg.fractions, rng)
+    images["split"] = pd.Series(list(assigned), index=images.index, dtype=object)
+    return catalog.replace(images=images.reset_index(drop=True), skipped=skipped)
+
+
+def _dedupe(images: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    images = images.sort_values("image_id", kind="stable")
+    first_path = images.groupby("sha256", sort=False)["path"].transform("first")
+    dup = images.duplicated("sha256", keep="first").to_numpy()
+    dropped = [(p, f"duplicate content of {f}")
+               for p, f in zip(images["path"][dup], first_path[dup])]
+    return images[~dup], dropped
+
+
+def _by_folders(images: pd.DataFrame, layout: Layout) -> np.ndarray:
+    folder = images["folder_split"]
+    if len(images) and folder.isna().any():
+        raise SplitError(f"--split-by folders needs split folders (layout 'split-folders', or a "
+                         f"table with a split column); this catalog's layout is '{layout.value}'. "
+                         "Use --split-by image or --split-by class.")
+    return folder.to_numpy(object)
+
+
+def apportion(n: int, fractions: Sequence[float], carry: np.ndarray | None = None) -> np.ndarray:
+    """Split ``n`` items by ``fractions`` with largest-remainder rounding.
+
+    Args:
+        n: Number of items.
+        fractions: One fraction per split (summing to 1).
+        carry: Optional running remainders from earlier groups (updated in place), so that
+            rounding spreads fairly across many small groups.
+
+    Returns:
+        int64 counts, one per split, summing to ``n``; each is floor or ceil of its share.
+    """
+    # Shares within 1e-9 of an integer count as that integer; ties go to the split listed first.
+    return largest_remainder(np.asarray(fractions, dtype=np.float64) * n, n, carry, tol=1e-9)
+
+
+def _cut(n: int, counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    return np.repeat(np.array(names, dtype=object), counts)[:n]
+
+
+def _by_image(images: pd.DataFrame, fractions: Sequence[tuple[str, float]],
+              rng: np.random.Generator) -> np.ndarray:
+    names = [k for k, _ in fractions]
+    values = [v for _, v in fractions]
+    out = np.empty(len(images), dtype=object)
+    carry = np.zeros(len(values))
+    positions = images.reset_index(drop=True).groupby("class_id", sort=True).indices
+    for class_id in sorted(positions):
+        rows = np.sort(positions[class_id])  # image_id order within the class
+        counts = apportion(len(rows), values, carry)
+        out[rows[rng.permutation(len(rows))]] = _cut(len(rows), counts, names)
+    return out
+
+
+def _by_unit(images: pd.DataFrame, fractions: Sequence[tuple[str, float]],
+             rng: np.random.Generator) -> np.ndarray:
+    """Class-disjoint (and left-right identity) split: whole classes go to one split."""
+    names = [k for k, _ in fractions]
+    values = np.array([v for _, v in fractions])
+    units = np.sort(images["class_id"].unique())
+    wanted = int((values > 0).sum())
+    if len(units) < wanted:
+        raise SplitError(f"--split-by class needs at least {wanted} classes for splits "
+                         f"{', '.join(n for n, v in fractions if v > 0)}; the catalog has "
+                         f"{len(units)}. Use --split-by image or fewer splits.")
+    counts = apportion(len(units), values)
+    for i in np.flatnonzero((values > 0) & (counts == 0)):  # every asked-for split gets a class
+        donor = int(np.argmax(counts))
+        counts[donor] -= 1
+        counts[i] += 1
+    unit_split = dict(zip(units[rng.permutation(len(units))], _cut(len(units), counts, names)))
+    return np.array([unit_split[c] for c in images["class_id"]], dtype=object)
+
+
+def leakage_report(images: pd.DataFrame) -> dict[str, Any]:
+    """Find identical content (same sha256) that lands in more than one split.
+
+    Args:
+        images: A catalog's images frame with ``split`` filled.
+
+    Returns:
+        ``groups`` (number of sha256 groups spanning >1 split), ``images`` (images in those
+        groups) and ``examples`` (up to 5 lists of paths, each in ``image_id`` order).
+    """
+    split_col = images["split"]
+    known = images[split_col.notna()].sort_values("image_id", kind="stable")
+    spans = known.groupby("sha256", sort=False)["split"].nunique()
+    leaked = known[known["sha256"].isin(spans.index[spans > 1])]
+    groups = [g["path"].tolist() for _, g in leaked.groupby("sha256", sort=False)]
+    groups.sort(key=lambda paths: paths[0])
+    return {"groups": len(groups), "images": int(len(leaked)), "examples": groups[:5]}

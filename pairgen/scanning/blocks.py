@@ -1,0 +1,155 @@
+"""The scan's reads: blocks of files read in worker processes, results kept column by column.
+
+One task reads one block of files. Each file is read once; the same bytes give its sha256,
+its header (size and channels) and, for a build, one decode check. For ``classes`` and
+``split-folders`` sources the worker also labels the walked paths, so the main process only
+walks folders and joins columns: a block comes back as a few lists and one int64 array, never
+as one Python object per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pairgen.codec import sourceio
+from pairgen.spec.config import ImageConfig
+from pairgen.errors import ImageError, PairgenError
+from pairgen.codec.headers import read_header
+
+READ_BLOCK = 512  # files per task: one task per file costs more than reading a small image
+TEXT_COLUMNS = ("path", "class_name", "folder_split", "side", "key")
+NUMBER_COLUMNS = ("bytes", "width", "height", "channels")
+
+Skipped = list[tuple[str, str]]
+# Labels a block of walked relative paths: (paths, skipped) -> candidates (see catalog._Candidate).
+Labeler = Callable[[list[str], Skipped], list[Any]]
+
+
+class BlockTask(NamedTuple):
+    """One worker task: the files of one block and what to do with them."""
+
+    root: str
+    items: list[Any]  # relative paths (labelled by ``label``) or ready candidates
+    label: Labeler | None
+    check: ImageConfig | None  # also decode each image with this config
+
+
+class Block(NamedTuple):
+    """One block's results, column by column."""
+
+    text: tuple[list[Any], ...]  # one list per TEXT_COLUMNS entry, in that order
+    sha256: list[str]
+    numbers: np.ndarray  # (rows, 4) int64: NUMBER_COLUMNS
+    undecodable: Skipped  # (path, reason) of read images that the check could not decode
+    skipped: Skipped
+    seconds: tuple[float, float, float, float]  # label, read + sha256 + header, decode check; CPU
+
+
+def read_block(task: BlockTask) -> Block:
+    """Label (when asked), read, hash, parse and decode-check each file of one block.
+
+    Args:
+        task: The block.
+
+    Returns:
+        The rows of the files that could be read, in the block's order, and the skipped ones.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    skipped: Skipped = []
+    candidates = task.items if task.label is None else task.label(task.items, skipped)
+    labelled = time.perf_counter()
+    kept: list[Any] = []
+    sha: list[str] = []
+    numbers: list[tuple[int, int, int, int]] = []
+    undecodable: Skipped = []
+    decode_s = 0.0
+    for cand in candidates:
+        got = _read_one(task.root, cand.path)
+        if isinstance(got, str):
+            skipped.append((cand.path, got))
+            continue
+        data, (width, height, channels) = got
+        kept.append(cand)
+        sha.append(hashlib.sha256(data).hexdigest())
+        numbers.append((len(data), width, height, channels))
+        if task.check is not None:
+            t = time.perf_counter()
+            problem = _decode_problem(data, cand.path, task.check, (width, height))
+            decode_s += time.perf_counter() - t
+            if problem is not None:
+                undecodable.append((cand.path, problem))
+    text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
+    array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
+    end = time.perf_counter()
+    seconds = (labelled - start, end - labelled - decode_s, decode_s, time.process_time() - cpu)
+    return Block(text, sha, array, undecodable, skipped, seconds)
+
+
+def _read_one(root: str, rel: str) -> tuple[bytes, tuple[int, int, int]] | str:
+    """The file's bytes and header, or the reason it cannot be used."""
+    try:
+        data = sourceio.read_source(os.path.join(root, rel))
+    except FileNotFoundError:
+        return "file does not exist"
+    except OSError as exc:
+        return f"unreadable file: {exc.strerror or exc}"
+    if not data:
+        return "empty file"
+    try:
+        return data, read_header(data, name=rel)
+    except ImageError as exc:
+        return f"corrupt image: {exc}"
+
+
+def _decode_problem(data: bytes, rel: str, check: ImageConfig, size: tuple[int, int]) -> str | None:
+    from pairgen.codec.images import decode
+
+    try:
+        decode(data, channels=check.channels, max_pixels=check.max_pixels, source=rel, size=size)
+    except PairgenError as exc:
+        return str(exc)
+    return None
+
+
+class Columns:
+    """Block results joined in the main process (list extends and one array per block)."""
+
+    def __init__(self) -> None:
+        self.text: tuple[list[Any], ...] = tuple([] for _ in TEXT_COLUMNS)
+        self.sha256: list[str] = []
+        self.numbers: list[np.ndarray] = []
+        self.undecodable: Skipped = []
+        self.seconds = np.zeros(4)  # summed Block.seconds
+
+    def add(self, block: Block, skipped: Skipped) -> None:
+        """Append one block's rows; its skipped files go to ``skipped``."""
+        for column, values in zip(self.text, block.text):
+            column.extend(values)
+        self.sha256.extend(block.sha256)
+        self.numbers.append(block.numbers)
+        self.undecodable.extend(block.undecodable)
+        skipped.extend(block.skipped)
+        self.seconds += block.seconds
+
+    def frame(self) -> pd.DataFrame:
+        """The rows sorted by path: the text columns, ``sha256`` and the number columns."""
+        paths = self.text[0]
+        order = sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+        numbers = np.concatenate(self.numbers) if self.numbers else np.zeros((0, len(NUMBER_COLUMNS)), np.int64)
+        data: dict[str, Any] = {name: _take(values, order) for name, values in zip(TEXT_COLUMNS, self.text)}
+        data["sha256"] = _take(self.sha256, order)
+        for k, name in enumerate(NUMBER_COLUMNS):
+            data[name] = numbers[order, k] if len(order) else numbers[:, k]
+        return pd.DataFrame({name: pd.Series(values, dtype=values.dtype) for name, values in data.items()})
+
+
+def _take(values: Sequence[Any], order: list[int]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out[order] if len(order) else out

@@ -1,0 +1,1 @@
+"""Commands over finished datasets: verify, inspect / diff, preview."""

@@ -1,0 +1,1 @@
+"""The build: orchestration, the shard plan and the shard tasks."""

@@ -1,0 +1,350 @@
+"""Orchestration: config -> scan -> split -> sample -> manifests -> shards -> dataset.json.
+
+Random streams all come from ``np.random.SeedSequence(config.seed)``: one child for the split,
+one per split for sampling, one per split for the record order, and per split a block of
+per-record augmentation seeds, so nothing depends on worker count, scheduling or file-system
+order. The build writes into a hidden
+sibling directory and renames it into place once ``dataset.json`` (written last) exists.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import pairgen
+from pairgen.dataset import tables as mf
+from pairgen.dataset import outdir
+from pairgen.spec.config import BuildConfig, OnError, SplitBy
+from pairgen.errors import BuildError
+from pairgen.dataset.outdir import install
+from pairgen.dataset.versions import parent_of
+from pairgen.spec.schema import schema_of
+from pairgen.rendering.records import Render, Source, make_chunk
+from pairgen.workers.pool import Pool
+from pairgen.workers.progress import Progress
+from pairgen.sampling.rounding import largest_remainder
+from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
+from pairgen.sampling.splits import leakage_report, split
+from pairgen.dataset.card import FORMAT_VERSION, Card, ImageSpec, write_card
+from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
+from pairgen.dataset import layout
+
+# SeedSequence spawn keys: one stream per purpose, never shared.
+_SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
+_RECORD_OVERHEAD_BYTES = 160
+
+
+def stream(seed: int, *key: int) -> np.random.SeedSequence:
+    """The seed sequence of one purpose (and split index) under the build seed."""
+    return np.random.SeedSequence(entropy=seed, spawn_key=key)
+
+
+def aug_seeds(seed: int, split_index: int, n: int) -> np.ndarray:
+    """Per-record augmentation seeds (non-negative int64) for one split."""
+    words = stream(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
+    return (words >> np.uint64(1)).astype(np.int64)
+
+
+def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Build a dataset directory from ``config`` at ``out``.
+
+    Args:
+        config: The resolved build config (``BuildConfig.from_toml`` plus overrides).
+        out: The dataset directory to create.
+        progress: Progress reporter; silent when ``None``.
+
+    Returns:
+        The ``dataset.json`` card as a dict.
+
+    Raises:
+        BuildError: if ``out`` already holds a dataset and ``config.build.overwrite`` is false,
+            holds anything that is not a pairgen dataset, overlaps the source, is being built
+            by another process, cannot be written (full disk, read-only), or the source
+            cannot be materialized.
+    """
+    progress = progress or Progress(enabled=False)
+    config.augment.check_active()
+    _check_memory(config)
+    given, out = out, outdir.check_out_path(out, _source_dirs(config))
+    # An OSError, in this process or a worker (a full disk, a folder turned read-only),
+    # becomes one line; any error removes the temporary folder after the workers have stopped.
+    with outdir.OutputLock(out, given), outdir.os_errors(given):
+        outdir.recover(out)
+        outdir.check_replaceable(out, given, replace=config.build.overwrite or config.build.keep_versions)
+        with outdir.write_phase(out) as tmp:
+            return _build_locked(config, out, tmp, progress)
+
+
+def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress) -> dict[str, Any]:
+    """The build proper, holding the output lock: read, sample, write into ``tmp``, install."""
+    run = config.build
+    shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
+    with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
+              shared_paths=shared, note=progress.note) as pool:
+        undecodable: dict[str, str] = {}
+        catalog = _scan(config, progress, pool, undecodable)
+        catalog = _check_images(catalog, config, undecodable)
+        catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
+                        rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+        config = _resolve_image_size(config, catalog)
+        _check_memory(config)
+        names = _split_names(config, catalog)
+        quotas = _record_quotas(config, catalog, names)
+        manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        card = _write(config, catalog, manifests, tmp, pool, progress, out)
+        return install(tmp, out, card, keep_versions=config.build.keep_versions)
+
+
+def _source_dirs(config: BuildConfig) -> list[str]:
+    """The folders a build reads: the source root and a label table's folder."""
+    return list(outdir.iter_dirs([config.source.path, config.source.table]))
+
+
+def _existing_parent(out: Path) -> Path:
+    """The nearest folder above ``out`` that exists (what cluster nodes must see to write it)."""
+    parent = out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _scan(config: BuildConfig, progress: Progress, pool: Pool, undecodable: dict[str, str]) -> Catalog:
+    """Scan in the build's workers; unless manifest-only, decode each image in the same read."""
+    src = config.source
+    check = None if config.build.manifest_only else config.image
+    with progress.stage("scan", unit="files"):
+        return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
+                    min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
+                    allow_outside_root=src.allow_outside_root, pool=pool, check=check,
+                    undecodable=undecodable)
+
+
+def _check_memory(config: BuildConfig) -> None:
+    """Fail before any record is rendered if the records held at once would not fit in memory."""
+    from pairgen.rendering.records import CHUNK_RECORDS
+    from pairgen.spec.validation import check_record_memory
+
+    if config.image.size is None or config.build.manifest_only:
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): nothing to compare with
+        return
+    chunks_held = 2 * config.build.resolved_workers() + 1  # the ordered window, plus the one being written
+    check_record_memory(size=config.image.size, channels=config.image.channels,
+                        images_per_record=len(schema_of(config.kind).roles),
+                        records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
+
+
+def _check_images(catalog: Catalog, config: BuildConfig, undecodable: dict[str, str]) -> Catalog:
+    """Drop (or fail on) catalog images that the scan could not decode, so no record uses one."""
+    if config.build.on_error is OnError.FAIL:
+        corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
+        if len(corrupt):
+            raise BuildError(f"{corrupt['reason'].iloc[0]} ({len(corrupt)} corrupt image(s)). "
+                             "Fix or remove the file, or pass --on-error skip.")
+    if config.build.manifest_only:
+        return catalog
+    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"], catalog.images["path"])
+           if p in undecodable]
+    if not bad:
+        return catalog
+    paths = catalog.images.set_index("image_id")["path"]
+    if config.build.on_error is OnError.FAIL:
+        i, reason = bad[0]
+        raise BuildError(f"{reason} ({len(bad)} image(s) failed). Fix or remove the file, or pass --on-error skip.")
+    dropped = pd.DataFrame({"path": [paths[i] for i, _ in bad], "reason": [f"corrupt image: {r}" for _, r in bad]})
+    keep = ~catalog.images["image_id"].isin([i for i, _ in bad])
+    skipped = pd.concat([catalog.skipped, dropped], ignore_index=True).sort_values("path", kind="stable")
+    return Catalog(root=catalog.root, layout=catalog.layout,
+                   images=catalog.images[keep].reset_index(drop=True), skipped=skipped.reset_index(drop=True))
+
+
+def _resolve_image_size(config: BuildConfig, catalog: Catalog) -> BuildConfig:
+    if config.image.size is not None:
+        return config
+    sizes = catalog.images[["height", "width"]].drop_duplicates()
+    if len(sizes) != 1:
+        raise BuildError(f"source images have {len(sizes)} different sizes; pass --image-size HxW "
+                         "(or set [image] size) so every record has the same shape.")
+    h, w = (int(v) for v in sizes.iloc[0])
+    from dataclasses import replace
+    return config.replace(image=replace(config.image, size=(h, w)))
+
+
+def _split_names(config: BuildConfig, catalog: Catalog) -> list[str]:
+    if config.split.by is SplitBy.FOLDERS:
+        return sorted(catalog.images["split"].dropna().unique().tolist())
+    return list(config.split.names)
+
+
+def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> dict[str, int]:
+    """Split ``sample.num_records`` over the splits in proportion to their images.
+
+    Largest-remainder rounding, so the quotas add up to exactly ``num_records``.
+    """
+    sizes = np.array([(catalog.images["split"] == n).sum() for n in names], dtype=float)
+    if sizes.sum() == 0:
+        return {n: 0 for n in names}
+    exact = config.sample.num_records * sizes / sizes.sum()
+    quota = largest_remainder(exact, config.sample.num_records)
+    return {n: int(q) for n, q in zip(names, quota)}
+
+
+def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
+    from pairgen.sampling import SAMPLE_BY_KIND, SampleParams
+
+    images = catalog.images[catalog.images["split"] == name]
+    columns = mf.manifest_columns(config.kind)
+    if images.empty or (quota == 0 and config.sample.strategy == "balanced"):
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).assign(split=pd.Series(dtype=object))
+    sampler = SAMPLE_BY_KIND[config.kind.value]
+    embeddings = _load_embeddings(config, catalog) if config.sample.strategy == "hard" else None
+    params = SampleParams.from_config(config.sample, embeddings).share(quota)
+    rng = np.random.default_rng(stream(config.seed, _SAMPLE_KEY, index))
+    table = sampler(images, strategy=config.sample.strategy, rng=rng, resolved=params)
+    copies = config.augment.copies if config.augment.enabled else 1
+    if copies > 1:
+        table = table.loc[table.index.repeat(copies)].reset_index(drop=True)
+    # Samplers emit rows grouped by anchor class; records are written in one seeded random
+    # order so that a reader's bounded shuffle buffer sees every class from the start.
+    order = np.random.default_rng(stream(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
+    table = table.iloc[order].reset_index(drop=True)
+    table.insert(0, "record_id", np.arange(len(table), dtype=np.int64))
+    table["split"] = name
+    table["aug_seed"] = aug_seeds(config.seed, index, len(table))
+    return table[list(columns)]
+
+
+def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
+    from pairgen.sampling.hard import load_embeddings
+
+    return load_embeddings(config.sample.embeddings, catalog.images)
+
+
+def _source(catalog: Catalog) -> Source:
+    """Every catalog image's path and scan hash, indexed by ``image_id``."""
+    n = int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0
+    paths, sha = [""] * n, [""] * n
+    for i, p, h in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist(),
+                       catalog.images["sha256"].tolist()):
+        paths[i], sha[i] = p, h
+    return Source(root=catalog.root, paths=tuple(paths), sha256=tuple(sha))
+
+
+def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+           pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
+    """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
+    files = {
+        layout.CATALOG: mf.write_table(catalog.images, tmp / layout.CATALOG, mf.CATALOG_COLUMNS),
+        layout.SKIPPED: mf.write_table(catalog.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
+    }
+    for name, table in manifests.items():
+        files[layout.manifest(name)] = mf.write_table(
+            table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
+    shards: dict[str, list[dict]] = {}
+    if not config.build.manifest_only:
+        shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
+    card = _card(config, catalog, manifests, files, shards, out)
+    write_card(tmp, card)
+    return card.to_dict()
+
+
+def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
+                  pool: Pool, progress: Progress) -> dict[str, list[dict]]:
+    """Plan every split's shards, then let the workers render and write them (see shardwork)."""
+    from pairgen.writing.shardwork import part_records, remove_leftovers, shard_job
+    from pairgen.writing.shards import plan_shards
+
+    source = _source(catalog)
+    render = Render(kind=config.kind, image=config.image, augment=config.augment)
+    id_columns = mf.image_columns(config.kind)
+    gzipped = config.shards.compression.value == "gzip"
+    total = sum(len(t) for t in manifests.values())
+    plans = []
+    for name, table in manifests.items():
+        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
+        specs = plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns), config=config.shards)
+        plans.append((columns, specs))
+    per_part = part_records(total, pool.parallelism, sum(len(specs) for _, specs in plans))
+    jobs, specs = [], []
+    for columns, split_specs in plans:
+        for spec in split_specs:
+            jobs.append(shard_job(spec, columns, out_dir=str(tmp), render=render, source=source,
+                                  id_columns=id_columns, gzipped=gzipped, per_part=per_part))
+            specs.append(spec)
+    results: dict[int, dict] = {}
+    started = time.perf_counter()
+    with progress.stage("write", total=total, unit="rec") as bar:
+        for kind, value in pool.run_jobs(jobs):
+            if kind == "part":
+                bar.update(value["records"])
+            else:
+                results[value[0]] = value[1]
+    remove_leftovers(tmp)
+    out: dict[str, list[dict]] = {name: [] for name in manifests}
+    for i, spec in enumerate(specs):
+        out[spec.split].append(results[i])
+    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def _record_bytes(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
+    """Average serialized record size, from the split's first records (deterministic)."""
+    n = len(columns["record_id"])
+    if n == 0:
+        return float(_RECORD_OVERHEAD_BYTES)
+    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
+    return float(sum(len(r) for r in recs)) / len(recs)
+
+
+def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
+    counts = {}
+    for name, table in manifests.items():
+        imgs = catalog.images[catalog.images["split"] == name]
+        entry = {"records": int(len(table)), "images": int(len(imgs)), "classes": int(imgs["class_id"].nunique())}
+        if schema_of(config.kind).labelled:
+            entry["positives"] = int((table["label"] == 1).sum())
+            entry["negatives"] = int((table["label"] == 0).sum())
+        counts[name] = entry
+    return counts
+
+
+def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
+          shards: dict[str, list[dict]], out: Path) -> Card:
+    """The card of the dataset written, with its parent: the dataset now at ``out``."""
+    h, w = config.image.size
+    reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
+    fp = fingerprint(config, catalog.images)
+    return Card(
+        name=config.name,
+        version=config.version,
+        fingerprint=fp,
+        format_version=FORMAT_VERSION,
+        pairgen_version=pairgen.__version__,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        kind=config.kind,
+        config=config.to_dict(),
+        source={
+            "root": catalog.root, "layout": catalog.layout.value,
+            "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
+            "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
+            "label_conflicts": label_conflicts(catalog.images),
+        },
+        image=ImageSpec(h, w, config.image.channels, config.image.encoding.value),
+        compression=config.shards.compression.value,
+        splits=_split_counts(config, catalog, manifests),
+        leakage=leakage_report(catalog.images),
+        files=files,
+        shards=shards,
+        manifest_only=config.build.manifest_only,
+        parent=parent_of(out, fp),
+        split_fingerprint=split_fingerprint(catalog.images),
+    )

@@ -1,0 +1,250 @@
+"""TFRecord shard planning, writing and reading.
+
+Plan first, then write: :func:`plan_shards` turns a record count into frozen
+:class:`ShardSpec` objects, and :class:`ShardWriter` fills them in order. TensorFlow is
+never imported: files are framed and checked by :mod:`pairgen.codec.tfrecord`.
+
+A split with zero records gets zero shards (an empty list); the split is still listed in
+``dataset.json`` so readers see that it exists and is empty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from pairgen.codec import tfrecord
+from pairgen.dataset import layout
+from pairgen.spec.config import Compression, ShardConfig
+from pairgen.dataset.tables import file_digest
+from pairgen.errors import BuildError
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One planned shard: records ``[start, stop)`` of a split go to ``path``.
+
+    Attributes:
+        split: Split name (``train``, ``val``, ...).
+        index: Shard number, from 0.
+        num_shards: Number of shards of the split.
+        start: First record (inclusive), counted within the split.
+        stop: Last record (exclusive).
+        path: File path relative to the dataset directory,
+            ``shards/<split>-00000-of-00003.tfrecord`` (``.tfrecord.gz`` with gzip).
+    """
+
+    split: str
+    index: int
+    num_shards: int
+    start: int
+    stop: int
+    path: str
+
+    @property
+    def num_records(self) -> int:
+        return self.stop - self.start
+
+
+def shard_path(split: str, index: int, num_shards: int, compression: Compression | str) -> str:
+    """The relative path of one shard file.
+
+    Args:
+        split: Split name.
+        index: Shard number, from 0.
+        num_shards: Number of shards of the split.
+        compression: ``"none"`` or ``"gzip"``.
+
+    Returns:
+        ``shards/<split>-<index:05d>-of-<num_shards:05d>.tfrecord`` plus ``.gz`` for gzip.
+    """
+    comp = Compression.from_value(compression, "shards.compression")
+    return layout.shard(split, index, num_shards, gzip=comp is Compression.GZIP)
+
+
+def shard_boundaries(num_records: int, num_shards: int) -> list[tuple[int, int]]:
+    """Split ``range(num_records)`` into ``num_shards`` contiguous, near-equal ranges.
+
+    Shard sizes differ by at most one and the larger ones come first. Boundaries are computed
+    from the totals alone (``i * n // k``), never by accumulating sizes, so they are exact.
+
+    Args:
+        num_records: Number of records, >= 0.
+        num_shards: Number of shards, >= 1 (>= 0 when ``num_records`` is 0).
+
+    Returns:
+        ``[(start, stop), ...]`` with one entry per shard.
+
+    Raises:
+        BuildError: If the counts are negative or there are records but no shards.
+    """
+    if num_records < 0 or num_shards < 0 or (num_records > 0 and num_shards == 0):
+        raise BuildError(
+            f"cannot split {num_records} records into {num_shards} shards; "
+            "both must be >= 0 and records need at least one shard."
+        )
+    if num_shards == 0:
+        return []
+    # Larger shards first: ceil-based boundaries give sizes like 4, 3, 3 for 10 / 3.
+    edges = [num_records - (num_shards - i) * num_records // num_shards
+             for i in range(num_shards + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def count_shards(num_records: int, *, record_bytes: float, config: ShardConfig) -> int:
+    """How many shards ``num_records`` records need under ``config``.
+
+    Args:
+        num_records: Number of records in the split.
+        record_bytes: Average serialized size of one record, in bytes.
+        config: ``records_per_shard`` if > 0, else ``shard_mb`` (MiB per shard).
+
+    Returns:
+        0 for zero records, else at least 1 and never more than ``num_records``.
+    """
+    if num_records <= 0:
+        return 0
+    if config.records_per_shard > 0:
+        shards = math.ceil(num_records / config.records_per_shard)
+    else:
+        shards = math.ceil(num_records * max(record_bytes, 0.0) / (config.shard_mb * MIB))
+    return min(max(shards, 1), num_records)
+
+
+def plan_shards(split: str, num_records: int, *, record_bytes: float,
+                config: ShardConfig) -> list[ShardSpec]:
+    """Plan the shard files of one split.
+
+    Args:
+        split: Split name; it becomes part of every file name.
+        num_records: Number of records in the split.
+        record_bytes: Average serialized size of one record, in bytes (used with
+            ``shard_mb``; ignored when ``config.records_per_shard`` > 0).
+        config: Shard size and compression.
+
+    Returns:
+        One :class:`ShardSpec` per file, covering ``range(num_records)`` in order; an empty
+        list when ``num_records`` is 0.
+
+    Raises:
+        BuildError: If ``num_records`` is negative or ``split`` is not a plain name.
+    """
+    if num_records < 0:
+        raise BuildError(f"split {split!r} has a negative record count ({num_records}).")
+    if not split or "/" in split or "\\" in split or split.startswith("."):
+        raise BuildError(f"split name {split!r} cannot be used in a file name; use letters, digits, - or _.")
+    n = count_shards(num_records, record_bytes=record_bytes, config=config)
+    return [
+        ShardSpec(split, i, n, start, stop, shard_path(split, i, n, config.compression))
+        for i, (start, stop) in enumerate(shard_boundaries(num_records, n))
+    ]
+
+
+def _is_gzip(compression: Compression | str) -> bool:
+    return Compression.from_value(compression, "shards.compression") is Compression.GZIP
+
+
+class ShardWriter:
+    """Write serialized records into planned shard files, in order.
+
+    Example::
+
+        specs = plan_shards("train", len(rows), record_bytes=1700, config=ShardConfig())
+        with ShardWriter(out_dir, specs, compression="none") as writer:
+            for record in records:
+                writer.write(record)
+        shards = writer.close()   # [{"path", "records", "bytes", "sha256"}, ...]
+
+    Output is byte-identical for the same records, with or without gzip (the gzip header
+    carries no timestamp or file name).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, specs: Sequence[ShardSpec], *,
+                 compression: Compression | str = Compression.NONE) -> None:
+        self._out_dir = Path(out_dir)
+        self._specs = list(specs)
+        self._gzip = _is_gzip(compression)
+        for i, spec in enumerate(self._specs):
+            expected = self._specs[i - 1].stop if i else spec.start
+            if spec.start != expected or spec.stop < spec.start:
+                raise BuildError(f"shard plan is not contiguous at {spec.path}; plan it with plan_shards().")
+        self._shard = -1
+        self._count = 0
+        self._writer: Any = None
+        self._results: list[dict[str, Any]] | None = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._close_file()
+            self._results = []
+        else:
+            self.close()
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _open_next(self) -> None:
+        self._close_file()
+        self._shard += 1
+        path = self._out_dir / self._specs[self._shard].path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = tfrecord.Writer(path, gzip_compressed=self._gzip)
+
+    def _advance(self) -> None:
+        """Open every shard whose range starts at the current record (empty ones too)."""
+        while (self._shard + 1 < len(self._specs)
+               and (self._shard < 0 or self._count >= self._specs[self._shard].stop)):
+            self._open_next()
+
+    def write(self, record: bytes) -> None:
+        """Append one serialized record to the current shard.
+
+        Args:
+            record: A serialized ``tf.train.Example``.
+
+        Raises:
+            BuildError: If more records arrive than the plan holds, or after ``close()``.
+        """
+        if self._results is not None:
+            raise BuildError("ShardWriter is closed; create a new one to write more records.")
+        self._advance()
+        if self._shard < 0 or self._count >= self._specs[self._shard].stop:
+            total = self._specs[-1].stop if self._specs else 0
+            raise BuildError(f"got more records than the shard plan holds ({total}); re-plan the shards.")
+        self._writer.write(record)
+        self._count += 1
+
+    def close(self) -> list[dict[str, Any]]:
+        """Finish the last shard and describe every file written.
+
+        Returns:
+            One dict per shard, in order: ``path`` (relative), ``records``, ``bytes`` and
+            ``sha256`` of the file on disk. Calling it again returns the same list.
+
+        Raises:
+            BuildError: If fewer records were written than planned.
+        """
+        if self._results is not None:
+            return self._results
+        self._advance()
+        self._close_file()
+        total = self._specs[-1].stop if self._specs else 0
+        if self._count != total:
+            self._results = []
+            raise BuildError(f"shard plan holds {total} records but {self._count} were written.")
+        results = []
+        for spec in self._specs:
+            size, sha = file_digest(self._out_dir / spec.path)
+            results.append({"path": spec.path, "records": spec.num_records, "bytes": size, "sha256": sha})
+        self._results = results
+        return results

@@ -1,0 +1,198 @@
+"""The build's unit of work: render a run of manifest rows and write it where it belongs.
+
+Local processes and Ray tasks run the same two functions. :func:`write_records` renders the
+rows of one shard (or of one part of a large shard), reading and decoding each source image
+once while its decode cache holds, and writes them under a temporary name that it renames
+into place; :func:`join_parts` concatenates a shard's parts (compressing them when the
+dataset is gzipped). Both return only ``path``, ``records``, ``bytes`` and ``sha256``, so the
+process that plans the build never holds record bytes. A worker killed mid-write leaves only
+a temporary file, which the build removes; a retried task writes the same bytes again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
+from pairgen.writing.shards import ShardSpec
+from pairgen.codec.tfrecord import GZIP_LEVEL, frame
+from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
+
+MIN_PART_RECORDS = 2048
+CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
+_COPY_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    """Render ``columns`` (manifest rows) into ``out_dir/path``; gzip only for a whole shard."""
+
+    out_dir: str
+    path: str
+    render: Render
+    source: Source  # just the images these rows use
+    columns: dict[str, np.ndarray]
+    gzip: bool
+
+
+@dataclass(frozen=True)
+class JoinTask:
+    """Concatenate ``parts`` (relative paths, in order) into the shard ``out_dir/path``."""
+
+    out_dir: str
+    path: str
+    parts: tuple[str, ...]
+    records: int
+    gzip: bool
+
+
+class _DigestFile:
+    """A file opened under a temporary name that hashes what it writes; renamed on commit."""
+
+    def __init__(self, final: Path, *, gzipped: bool) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.final, self.tmp = final, final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._raw = open(self.tmp, "wb")
+        self._sha, self.size = hashlib.sha256(), 0
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self, mtime=0,
+                                 compresslevel=GZIP_LEVEL) if gzipped else None
+
+    def write(self, data: bytes) -> int:  # called by GzipFile with compressed bytes
+        self._sha.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def add(self, data: bytes) -> None:
+        """Append uncompressed bytes (compressed on the way when gzipped)."""
+        if self._gz is not None:
+            self._gz.write(data)
+        else:
+            self.write(data)
+
+    def commit(self) -> str:
+        if self._gz is not None:
+            self._gz.close()
+        self._raw.close()
+        os.replace(self.tmp, self.final)
+        return self._sha.hexdigest()
+
+    def abort(self) -> None:
+        self._raw.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_records(task: WriteTask) -> dict[str, Any]:
+    """Render the task's rows in order and write them as TFRecord frames to ``task.path``.
+
+    Args:
+        task: The rows, the images they use and where to write them.
+
+    Returns:
+        ``{"path", "records", "bytes", "sha256"}`` of the file written.
+
+    Raises:
+        BuildError: If a source image cannot be read or decoded, or changed since the scan.
+    """
+    out = _DigestFile(Path(task.out_dir) / task.path, gzipped=task.gzip)
+    count, cache = 0, {}
+    try:
+        for chunk in chunks(task.columns, CHUNK_RECORDS):
+            recs = make_chunk((task.render, chunk), task.source, cache)
+            out.add(b"".join(frame(r) for r in recs))
+            count += len(recs)
+            if cache and len(cache) * _entry_bytes(cache) > CACHE_BYTES:
+                cache.clear()
+        sha = out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return {"path": task.path, "records": count, "bytes": out.size, "sha256": sha}
+
+
+def _entry_bytes(cache: dict) -> int:
+    value = next(iter(cache.values()))
+    return max(int(getattr(value, "nbytes", None) or len(value)), 1)
+
+
+def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
+    """Concatenate a shard's parts into the shard (through a temporary name), then delete them.
+
+    Args:
+        task: The shard and its parts.
+        *parts: The parts' results (unused; they order this step after the parts).
+
+    Returns:
+        ``{"path", "records", "bytes", "sha256"}`` of the shard.
+    """
+    root = Path(task.out_dir)
+    out = _DigestFile(root / task.path, gzipped=task.gzip)
+    try:
+        for rel in task.parts:
+            with open(root / rel, "rb") as f:
+                while block := f.read(_COPY_BLOCK):
+                    out.add(block)
+        sha = out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    for rel in task.parts:
+        (root / rel).unlink(missing_ok=True)
+    return {"path": task.path, "records": task.records, "bytes": out.size, "sha256": sha}
+
+
+def part_records(total: int, parallelism: int, shards: int) -> int:
+    """Rows per task: whole shards when there are at least two per worker, else about two
+    tasks per worker (each part re-reads the images it uses, and parts are joined by a copy)."""
+    if parallelism <= 1 or shards >= 2 * parallelism:
+        return max(total, 1)
+    return max(MIN_PART_RECORDS, math.ceil(total / (2 * parallelism)))
+
+
+def task_source(source: Source, columns: dict[str, np.ndarray], id_columns: Sequence[str]) -> Source:
+    """The part of ``source`` that the rows in ``columns`` use (sent with the task)."""
+    ids = np.unique(np.concatenate([columns[c] for c in id_columns])) if id_columns else np.array([])
+    paths = {int(i): source.paths[int(i)] for i in ids}
+    sha = {int(i): source.sha256[int(i)] for i in ids} if source.sha256 is not None else None
+    return Source(root=source.root, paths=paths, sha256=sha)
+
+
+def shard_job(spec: ShardSpec, columns: dict[str, np.ndarray], *, out_dir: str, render: Render, source: Source,
+              id_columns: Sequence[str], gzipped: bool, per_part: int) -> tuple[list, tuple | None]:
+    """The tasks of one shard: one :class:`WriteTask`, or parts plus a :class:`JoinTask`."""
+    rows = {k: v[spec.start:spec.stop] for k, v in columns.items()}
+    n = spec.num_records
+    if n <= per_part:
+        task = WriteTask(out_dir, spec.path, render, task_source(source, rows, id_columns), rows, gzipped)
+        return [(write_records, task)], None
+    bounds = [(s, min(s + per_part, n)) for s in range(0, n, per_part)]
+    name = Path(spec.path).name
+    parts, paths = [], []
+    for k, (a, b) in enumerate(bounds):
+        part_rows = {c: v[a:b] for c, v in rows.items()}
+        rel = f"{PARTS_DIR}/{name}.{k:05d}"
+        paths.append(rel)
+        parts.append((write_records, WriteTask(out_dir, rel, render, task_source(source, part_rows, id_columns),
+                                               part_rows, False)))
+    return parts, (join_parts, JoinTask(out_dir, spec.path, tuple(paths), n, gzipped))
+
+
+def remove_leftovers(out_dir: str | os.PathLike) -> None:
+    """Delete the parts folder and temporary files that killed workers may have left."""
+    shards = Path(out_dir) / SHARDS_DIR
+    shutil.rmtree(Path(out_dir) / PARTS_DIR, ignore_errors=True)
+    if shards.is_dir():
+        for tmp in shards.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
