@@ -36,12 +36,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pairgen.writing.builder import build  # noqa: E402
+from pairgen.codec.sourceio import read_source  # noqa: E402
 from pairgen.scanning.catalog import label_conflicts, scan, summarize  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.workers.pool import Pool  # noqa: E402
 from pairgen.workers.progress import Progress  # noqa: E402
-from pairgen.codec.sourceio import read_source  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 SPLITS = {"train": 5600, "val": 700, "test": 700}  # per class; 10 classes -> 70,000 images
 

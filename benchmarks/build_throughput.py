@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from pairgen import imageio  # noqa: E402
 from pairgen.rendering.augment import transform_record  # noqa: E402
-from pairgen.writing.builder import build  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 CLASSES, PER_CLASS, SIZE = 1000, 20, 105
 JITTER = {"augment.enabled": True, "augment.resize": [130, 130], "augment.crop": [105, 105],

@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pairgen.spec.config import ShardConfig  # noqa: E402
 from pairgen.codec.example import encode_pair  # noqa: E402
+from pairgen.spec.config import ShardConfig  # noqa: E402
 from pairgen.writing.shards import ShardWriter, plan_shards  # noqa: E402
 
 BATCH = 256

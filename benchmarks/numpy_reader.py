@@ -47,8 +47,8 @@ def png_copy(src: Path, out: Path) -> Path:
     if (out / "dataset.json").is_file():
         return out
     from pairgen.codec.example import encode_pair
-    from pairgen.writing.shards import ShardWriter, plan_shards
     from pairgen.spec.config import ShardConfig
+    from pairgen.writing.shards import ShardWriter, plan_shards
 
     arrays = pairgen.load_numpy(src, "train", normalize=False)
     n = len(arrays["record_id"])

@@ -44,17 +44,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pairgen  # noqa: E402
-from pairgen.writing.builder import build  # noqa: E402
 from pairgen.dataset.card import read_card  # noqa: E402
-from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.reading.pk import PKSplit  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 CHILD = """
 import json, sys, time, warnings

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pairgen  # noqa: E402
-from pairgen.writing.builder import build  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 BATCH = 256
 CHILD = """

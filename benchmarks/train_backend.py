@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
+from train_quality import REFERENCE  # noqa: E402
 
 from pairgen.errors import DatasetError  # noqa: E402
 from pairgen.reading.arrays import load_numpy, read_card  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.trainer import build_model  # noqa: E402
-from train_quality import REFERENCE  # noqa: E402
 
 RECIPES = {"default": TrainConfig().resolve("pairs"), "keras-io": REFERENCE.resolve("pairs")}
 

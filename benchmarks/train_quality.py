@@ -37,9 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pairgen.writing.builder import build  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 REFERENCE = TrainConfig(model="lenet", loss="contrastive", head="bn-sigmoid", margin=1.0, optimizer="rmsprop",
                         learning_rate=1e-3, schedule="constant", batch_size=16, epochs=10, patience=0)

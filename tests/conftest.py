@@ -14,16 +14,16 @@ every image has different bytes and the same call always writes the same files.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 import pytest
 
+from pairgen.codec.tfrecord import iter_records
 from pairgen.dataset.card import read_json, write_card
 from pairgen.writing.shards import ShardSpec, ShardWriter, shard_path
-from pairgen.codec.tfrecord import iter_records
 
 
 def random_image(rng: np.random.Generator, size: int | tuple[int, int] = 24,

@@ -6,11 +6,20 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen.rendering.augment import (CROP_X, CROP_Y, FLIP, N_DRAWS, affine_matrix, draw_params, has_affine,
-                             jitter_indices, transform_record)
-from pairgen.spec.config import AugmentConfig, ImageConfig
-from pairgen.errors import ImageError
 from pairgen.codec.images import fit
+from pairgen.errors import ImageError
+from pairgen.rendering.augment import (
+    CROP_X,
+    CROP_Y,
+    FLIP,
+    N_DRAWS,
+    affine_matrix,
+    draw_params,
+    has_affine,
+    jitter_indices,
+    transform_record,
+)
+from pairgen.spec.config import AugmentConfig, ImageConfig
 
 FULL = dict(enabled=True, resize=(40, 44), crop=(32, 36), flip=True, rotation=10.0, shear=5.0,
             scale=(0.9, 1.1), translate=0.05, brightness=0.1, contrast=0.1)

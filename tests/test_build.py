@@ -11,17 +11,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
-from pairgen.dataset import tables as mf
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import BuildError
-from pairgen.rendering.records import Render, Source, render_record
 from pairgen.codec.example import decode_example
 from pairgen.codec.tfrecord import iter_records
+from pairgen.dataset import tables as mf
 from pairgen.dataset.card import read_json as read_card
+from pairgen.errors import BuildError
+from pairgen.rendering.records import Render, Source, render_record
+from pairgen.spec.config import BuildConfig
+from pairgen.writing.builder import build
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import random_image, write_image
-from pairgen.spec.config import Layout
-from pairgen.errors import ConfigError, ImageError, ScanError
+
 from pairgen.codec.headers import read_header
+from pairgen.errors import ConfigError, ImageError, ScanError
 from pairgen.scanning.catalog import IMAGE_COLUMNS, Catalog, reason_kind, scan, summarize
+from pairgen.spec.config import Layout
 
 
 def _reasons(catalog: Catalog) -> dict[str, str]:

@@ -112,6 +112,6 @@ def test_build_help_lists_the_strategies_of_the_sampler_registries() -> None:
 
     result = CliRunner().invoke(main, ["build", "--help"], terminal_width=400)
     assert result.exit_code == 0, result.output
-    line = next(l for l in result.output.splitlines() if "--strategy" in l)
+    line = next(row for row in result.output.splitlines() if "--strategy" in row)
     assert (f"pairs: {', '.join(PAIR_SAMPLERS)}; triplets: {', '.join(TRIPLET_SAMPLERS)}; "
             f"images: {', '.join(IMAGE_SAMPLERS)}.") in line

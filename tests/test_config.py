@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pairgen.spec.config import BuildConfig, Encoding, Kind, Layout, SplitBy, parse_fractions
 from pairgen.errors import ConfigError
+from pairgen.spec.config import BuildConfig, Encoding, Kind, Layout, SplitBy, parse_fractions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,16 +12,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
+from conftest import flip_pipeline
 
 import pairgen.writing.shardwork
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.workers.progress import Progress
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.verify import verify
-from conftest import flip_pipeline
+from pairgen.workers.progress import Progress
+from pairgen.writing.builder import build
 
 _OPENS: dict[str, int] | None = None
 _AUDIT_ROOT: list[str] = []

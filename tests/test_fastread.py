@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from pairgen.codec import columnar as fastread
+from pairgen.codec.example import encode_example, encode_pair, encode_triplet
+from pairgen.codec.tfrecord import Writer
 from pairgen.errors import DatasetError
 from pairgen.reading.arrays import load_numpy, read_records
 from pairgen.spec.schema import PAIRS, schema_of
-from pairgen.codec.example import encode_example, encode_pair, encode_triplet
-from pairgen.codec.tfrecord import Writer
 
 H, W = 7, 5
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import pairgen
-from pairgen.dataset import tables as mf
-from pairgen.writing.builder import build
-from pairgen.scanning.catalog import scan
-from pairgen.spec.config import BuildConfig, canonical_json
 from pairgen.codec.tfrecord import iter_records
+from pairgen.dataset import tables as mf
 from pairgen.dataset.card import read_json as read_card
 from pairgen.dataset.fingerprints import fingerprint
+from pairgen.scanning.catalog import scan
+from pairgen.spec.config import BuildConfig, canonical_json
+from pairgen.writing.builder import build
 
 # One changed value per fingerprinted config key (BuildConfig.to_dict(hashed=True) leaves).
 CHANGES = {

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import pairgen
-from pairgen.writing.builder import build
+from pairgen.errors import PairgenError
 from pairgen.scanning.catalog import scan, summarize
 from pairgen.spec.config import BuildConfig
-from pairgen.errors import PairgenError
 from pairgen.tools.verify import verify
+from pairgen.writing.builder import build
 
 
 def _valid_images() -> list[bytes]:

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen.errors import ImageError
 from pairgen.codec.images import decode, decode_record_image, encode, fit, nearest_indices
+from pairgen.errors import ImageError
 
 # Pure colours (BGR) in 4x4 blocks: survive GIF's palette and every lossless codec exactly.
 _BLOCKS_BGR = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255], [0, 0, 0], [0, 255, 255]],

@@ -18,17 +18,17 @@ from click.testing import CliRunner
 from conftest import image_tree, split_folders_tree
 
 import pairgen
-from pairgen.writing.builder import build
-from pairgen.dataset.card import read_card
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import ConfigError
+from pairgen.dataset.card import read_card
 from pairgen.dataset.fingerprints import split_fingerprint
 from pairgen.dataset.tables import read_table
+from pairgen.errors import ConfigError
 from pairgen.reading.arrays import load_numpy
-from pairgen.spec.schema import IMAGES, schema_of
 from pairgen.reading.streaming import stream
+from pairgen.spec.config import BuildConfig
+from pairgen.spec.schema import IMAGES, schema_of
 from pairgen.tools.verify import check_manifest, verify
+from pairgen.writing.builder import build
 
 AUGMENT = {"augment.enabled": True, "augment.copies": 3, "augment.flip": True, "augment.brightness": 0.2}
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import DatasetError
+from pairgen.dataset.card import read_json as read_card
+from pairgen.dataset.card import write_card
 from pairgen.dataset.versions import list_versions, resolve, split_ref
+from pairgen.errors import DatasetError
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.inspection import inspect
 from pairgen.tools.verify import verify
-from pairgen.dataset.card import read_json as read_card, write_card
+from pairgen.writing.builder import build
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

@@ -15,15 +15,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen.writing.builder import build
-from pairgen.reading.checks import dataset_errors
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
+from pairgen.codec.tfrecord import Writer, iter_records
+from pairgen.dataset.card import FORMAT_VERSION
 from pairgen.errors import DatasetError
 from pairgen.reading.arrays import load_numpy
-from pairgen.codec.tfrecord import Writer, iter_records
+from pairgen.reading.checks import dataset_errors
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.verify import verify
-from pairgen.dataset.card import FORMAT_VERSION
+from pairgen.writing.builder import build
 
 tf = pytest.importorskip("tensorflow")
 

@@ -21,11 +21,12 @@ import pandas as pd
 import pytest
 from conftest import image_tree, reshard
 
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
 from pairgen.codec.images import decode
+from pairgen.dataset.card import read_json as read_card
+from pairgen.dataset.card import write_card
 from pairgen.reading.arrays import load_numpy
-from pairgen.dataset.card import read_json as read_card, write_card
+from pairgen.spec.config import BuildConfig
+from pairgen.writing.builder import build
 
 tf = pytest.importorskip("tensorflow")
 

@@ -13,17 +13,17 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import random_image, write_image
-from pairgen.dataset import tables as mf
-from pairgen.writing.builder import build
-from pairgen.scanning.catalog import scan, summarize
+
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import ImageError
 from pairgen.codec.headers import read_header
 from pairgen.codec.images import decode
+from pairgen.dataset import tables as mf
+from pairgen.errors import ImageError
+from pairgen.scanning.catalog import scan, summarize
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.inspection import format_inspect, inspect
+from pairgen.writing.builder import build
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

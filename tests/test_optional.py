@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import pairgen
-from pairgen.extras import EXTRAS, keras_backend, require
 from pairgen.errors import MissingDependencyError, PairgenError
+from pairgen.extras import EXTRAS, keras_backend, require
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "matplotlib", "ray", "torch")

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from conftest import image_tree, reshard
 
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.reading.arrays import load_numpy
 from pairgen.reading.pk import PKSplit, batches_per_epoch, consumer_batches, epoch_rng, pk_batches, pk_schedule
+from pairgen.spec.config import BuildConfig
+from pairgen.writing.builder import build
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS = [20, 13, 9, 25, 3, 16]

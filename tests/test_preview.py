@@ -10,15 +10,14 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import ConfigError, DatasetError
 from pairgen.codec.images import decode_record_image
-from pairgen.tools.preview import (FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview,
-                             read_records)
 from pairgen.dataset.card import read_json as read_card
+from pairgen.errors import ConfigError, DatasetError
+from pairgen.spec.config import BuildConfig
 from pairgen.spec.schema import schema_of
+from pairgen.tools.preview import FRAME, NEG_COLOR, POS_COLOR, make_grid, pick_indices, preview, read_records
+from pairgen.writing.builder import build
 
 
 def _config(src: Path, **overrides) -> BuildConfig:
@@ -61,7 +60,7 @@ def test_montage_shows_the_records_from_the_shards(datasets, tmp_path: Path, kin
     assert montage.shape[:2] == grid.size
     th, tw = grid.tile
     for i, rec in enumerate(records):
-        for s, name in enumerate(slots):
+        for s, _name in enumerate(slots):
             y, x = grid.image_origin(i, s)
             np.testing.assert_array_equal(montage[y:y + th, x:x + tw],
                                           _expected_tile(rec[schema_of(kind).roles[s].image_key][0], card,

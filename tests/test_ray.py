@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
 from pairgen.errors import BuildError
-from pairgen.workers.progress import Progress
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.verify import verify
+from pairgen.workers.progress import Progress
+from pairgen.writing.builder import build
 
 ray = pytest.importorskip("ray")
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairgen.errors import BuildError, DatasetError
 from pairgen.codec.example import decode_example, encode_example, encode_pair, encode_triplet
+from pairgen.errors import BuildError, DatasetError
 
 tf = pytest.importorskip("tensorflow")
 

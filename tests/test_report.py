@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree, random_image, split_folders_tree, write_image
 
-from pairgen.dataset import tables as mf
-from pairgen.writing.builder import build
 from pairgen.cli import main
+from pairgen.dataset import tables as mf
 from pairgen.spec.config import BuildConfig
 from pairgen.tools.inspection import diff, format_diff, format_inspect, inspect
+from pairgen.writing.builder import build
 
 
 def _config(src: Path, **overrides) -> BuildConfig:

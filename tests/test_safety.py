@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from pairgen.dataset import outdir
-from pairgen.writing.builder import build
-from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import BuildError
-from pairgen.tools.verify import verify
-from pairgen.dataset.card import read_json as read_card
 from conftest import flip_pipeline
+
+from pairgen.cli import main
+from pairgen.dataset import outdir
+from pairgen.dataset.card import read_json as read_card
+from pairgen.errors import BuildError
+from pairgen.spec.config import BuildConfig
+from pairgen.tools.verify import verify
+from pairgen.writing.builder import build
 
 ROOT = Path(__file__).resolve().parents[1]
 _PARENT_PID = os.getpid()

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from pairgen.errors import SampleError
-from pairgen.sampling import (PAIR_SAMPLERS, TRIPLET_SAMPLERS, PairSampler, sample_pairs,
-                              sample_triplets)
+from pairgen.sampling import PAIR_SAMPLERS, TRIPLET_SAMPLERS, PairSampler, sample_pairs, sample_triplets
 from pairgen.sampling.pairs import _triangle_row, exact_mask, within_class_pair_numbers
 
 PARAMS = dict(positives_per_image=2, negatives_per_image=3, num_records=300, positive_fraction=0.4,
@@ -230,7 +229,9 @@ def test_unique_removes_mirrored_pairs():
     kwargs = dict(strategy="balanced", num_records=200, positive_fraction=0.5)
     full = sample_pairs(images, rng=rng(), **kwargs)
     dedup = sample_pairs(images, rng=rng(), unique=True, **kwargs)
-    key = lambda f: list(zip(np.minimum(f.a_id, f.b_id), np.maximum(f.a_id, f.b_id)))
+    def key(f):
+        return list(zip(np.minimum(f.a_id, f.b_id), np.maximum(f.a_id, f.b_id)))
+
     assert len(set(key(full))) < len(full)
     assert len(set(key(dedup))) == len(dedup) == 3 + 3 + 9
     first = full.assign(k=key(full)).drop_duplicates("k").drop(columns="k").reset_index(drop=True)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import random_image, write_image
 
 import pairgen.scanning.catalog
-from pairgen.writing.builder import build
 from pairgen.scanning.catalog import scan
 from pairgen.spec.config import BuildConfig
 from pairgen.workers.pool import Pool
-from conftest import random_image, write_image
+from pairgen.writing.builder import build
 
 _OPENS: dict[str, int] | None = None
 _AUDIT_ROOT: list[str] = [""]

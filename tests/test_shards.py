@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from pairgen.spec.config import ShardConfig
-from pairgen.errors import BuildError, DatasetError
 from pairgen.codec.example import encode_pair
-from pairgen.writing.shards import ShardSpec, ShardWriter, plan_shards, shard_boundaries
 from pairgen.codec.tfrecord import iter_records
+from pairgen.errors import BuildError, DatasetError
+from pairgen.spec.config import ShardConfig
+from pairgen.writing.shards import ShardSpec, ShardWriter, plan_shards, shard_boundaries
 
 
 def _records(n: int) -> list[bytes]:

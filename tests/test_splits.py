@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pairgen.errors import ConfigError, SplitError
-from pairgen.scanning.catalog import scan
 from pairgen.sampling.splits import apportion, leakage_report, split
+from pairgen.scanning.catalog import scan
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

@@ -18,12 +18,12 @@ import pytest
 from conftest import image_tree, reshard
 
 import pairgen
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
+from pairgen.dataset.card import read_json, write_card
 from pairgen.errors import ConfigError, DatasetError, PairgenError
 from pairgen.reading.arrays import load_numpy
 from pairgen.reading.streaming import num_records, stream
-from pairgen.dataset.card import read_json, write_card
+from pairgen.spec.config import BuildConfig
+from pairgen.writing.builder import build
 
 ROOT = Path(__file__).resolve().parents[1]
 

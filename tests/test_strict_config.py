@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pairgen.dataset import tables as mf
 from pairgen.cli import main
-from pairgen.spec.config import AugmentConfig, BuildConfig
+from pairgen.dataset import tables as mf
 from pairgen.errors import ConfigError
+from pairgen.spec.config import AugmentConfig, BuildConfig
 from pairgen.spec.validation import MAX_IMAGE_BYTES, check_record_memory
 
 # (pipeline TOML, message the one-line error must contain)

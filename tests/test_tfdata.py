@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pairgen.spec.config import ShardConfig
-from pairgen.errors import DatasetError
 from pairgen.codec.example import encode_pair, encode_triplet
+from pairgen.errors import DatasetError
+from pairgen.spec.config import ShardConfig
 from pairgen.writing.shards import ShardWriter, plan_shards
 
 tf = pytest.importorskip("tensorflow")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from conftest import image_tree
 
-from pairgen.writing.builder import build
-from pairgen.spec.config import BuildConfig
+from pairgen.dataset.card import read_json
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.reading.arrays import load_numpy
-from pairgen.dataset.card import read_json
+from pairgen.spec.config import BuildConfig
+from pairgen.writing.builder import build
 
 torch = pytest.importorskip("torch")
 

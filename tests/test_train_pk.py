@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from pairgen.writing.builder import build  # noqa: E402
 from pairgen.cli import main  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--width", "4", "--embedding-dim", "8", "--classes-per-batch", "5",

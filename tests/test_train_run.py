@@ -20,10 +20,10 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from pairgen.writing.builder import build  # noqa: E402
-from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.sampling import sample_pairs  # noqa: E402
 from pairgen.sampling.hard import load_embeddings  # noqa: E402
+from pairgen.spec.config import BuildConfig  # noqa: E402
+from pairgen.writing.builder import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"epochs": 1, "width": 4, "embedding_dim": 8, "batch_size": 32}

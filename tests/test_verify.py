@@ -10,14 +10,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import image_tree
 
-from pairgen.dataset import tables as mf
-from pairgen.writing.builder import build
 from pairgen.cli import main
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import DatasetError
 from pairgen.codec.tfrecord import TFRecordError, iter_records
+from pairgen.dataset import tables as mf
+from pairgen.dataset.card import read_json as read_card
+from pairgen.dataset.card import write_card
+from pairgen.errors import DatasetError
+from pairgen.spec.config import BuildConfig
 from pairgen.tools.verify import verify
-from pairgen.dataset.card import read_json as read_card, write_card
+from pairgen.writing.builder import build
 
 SHARD = "shards/train-00000-of-00002.tfrecord"
 

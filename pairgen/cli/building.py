@@ -12,8 +12,15 @@ from typing import Any
 
 import click
 
-from pairgen.cli.common import (LazyHelpOption, choices, echo_json, handle_errors, json_option, progress_enabled,
-                                quiet_option)
+from pairgen.cli.common import (
+    LazyHelpOption,
+    choices,
+    echo_json,
+    handle_errors,
+    json_option,
+    progress_enabled,
+    quiet_option,
+)
 from pairgen.spec.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
@@ -44,7 +51,8 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixel
         pairgen scan data/tll --layout left-right --out catalog.parquet
     """
     from pairgen.dataset import tables as mf
-    from pairgen.scanning.catalog import scan as do_scan, summarize
+    from pairgen.scanning.catalog import scan as do_scan
+    from pairgen.scanning.catalog import summarize
 
     table = src if layout == "table" else None
     catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class,
@@ -144,9 +152,9 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
             --channels 3 --encoding png --out build/faces
         pairgen build pipelines/mnist-demo.toml --kind images --out build/mnist-images
     """
-    from pairgen.writing.builder import build as do_build
     from pairgen.spec.config import BuildConfig, ConfigError
     from pairgen.workers.progress import Progress
+    from pairgen.writing.builder import build as do_build
 
     if pipeline is None and not flags.get("src"):
         raise ConfigError("give a PIPELINE file or --src SOURCE; see `pairgen build --help`.")

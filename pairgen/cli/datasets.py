@@ -11,7 +11,6 @@ both exit 2 when they cannot run (a missing dataset, a bad argument). ``inspect`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -61,7 +60,8 @@ def inspect(path: str, as_json: bool) -> None:
         pairgen inspect build/mnist-demo
         pairgen inspect build/mnist-demo@db0614ab --json
     """
-    from pairgen.tools.inspection import format_inspect, inspect as do_inspect
+    from pairgen.tools.inspection import format_inspect
+    from pairgen.tools.inspection import inspect as do_inspect
 
     info = do_inspect(path)
     if as_json:
@@ -85,7 +85,8 @@ def diff(a: str, b: str, as_json: bool) -> None:
         pairgen diff build/seed0 build/seed1
         pairgen diff build/mnist-demo@1.0.0 build/mnist-demo --json
     """
-    from pairgen.tools.inspection import diff as do_diff, format_diff
+    from pairgen.tools.inspection import diff as do_diff
+    from pairgen.tools.inspection import format_diff
 
     result = do_diff(a, b)
     if as_json:

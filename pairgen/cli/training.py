@@ -11,8 +11,7 @@ from typing import Any
 import click
 
 from pairgen.cli.common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
-from pairgen.train.config import (DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS,
-                                  TrainConfig)
+from pairgen.train.config import DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS, TrainConfig
 
 _PATH = click.Path(path_type=Path)
 _D = TrainConfig()  # the CLI shows and uses the library's defaults

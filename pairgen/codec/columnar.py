@@ -27,10 +27,10 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from crc32c import crc32c

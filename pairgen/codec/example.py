@@ -22,7 +22,8 @@ The features of each record kind (``a/image``, ``label``, ``anchor/id``, ...) ar
 from __future__ import annotations
 
 import struct
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -16,9 +16,9 @@ import functools
 import cv2
 import numpy as np
 
-from pairgen.spec.config import Encoding, Interpolation
-from pairgen.errors import ImageError
 from pairgen.codec.headers import read_header
+from pairgen.errors import ImageError
+from pairgen.spec.config import Encoding, Interpolation
 
 SUPPORTED = "png, jpg, bmp, gif, tif, webp"
 

@@ -19,8 +19,9 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from crc32c import crc32c
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from pairgen.spec.config import Encoding, Kind
 from pairgen.dataset.layout import CARD as CARD_NAME
 from pairgen.errors import DatasetError
+from pairgen.spec.config import Encoding, Kind
 
 FORMAT_VERSION = 1
 
@@ -48,7 +49,7 @@ class ImageSpec:
         return (self.height, self.width, self.channels)
 
     @classmethod
-    def from_dict(cls, image: Any, where: str | os.PathLike) -> "ImageSpec":
+    def from_dict(cls, image: Any, where: str | os.PathLike) -> ImageSpec:
         """Parse a card's ``image`` entry.
 
         Raises:
@@ -92,7 +93,7 @@ class Card:
     split_fingerprint: str | None = None  # see pairgen.dataset.fingerprints; None in cards written before it
 
     @classmethod
-    def from_dict(cls, data: Any, where: str | os.PathLike, *, complete: bool = False) -> "Card":
+    def from_dict(cls, data: Any, where: str | os.PathLike, *, complete: bool = False) -> Card:
         """Validate the parsed JSON of ``<where>/dataset.json``.
 
         Args:
@@ -118,7 +119,7 @@ class Card:
         return cls(**values)
 
     @classmethod
-    def of(cls, card: "Card | Mapping[str, Any]", where: str | os.PathLike) -> "Card":
+    def of(cls, card: Card | Mapping[str, Any], where: str | os.PathLike) -> Card:
         """``card`` itself, or a card parsed from its JSON data (see :meth:`from_dict`)."""
         return card if isinstance(card, Card) else cls.from_dict(dict(card), where)
 
@@ -128,7 +129,7 @@ class Card:
         out.update(kind=self.kind.value, image=self.image.to_dict())
         return out
 
-    def replace(self, **changes: Any) -> "Card":
+    def replace(self, **changes: Any) -> Card:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 

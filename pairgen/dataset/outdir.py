@@ -23,8 +23,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pairgen.dataset.card import probe_card
 from pairgen.dataset.layout import LATEST, OWN_NAMES, TEMP_MARKER, VERSIONS_DIR, sibling
@@ -277,7 +278,7 @@ class OutputLock:
         self.fd: int | None = None
         self.created: list[Path] = []
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         try:
             self._make_parents()
             if fcntl is not None:

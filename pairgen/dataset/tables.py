@@ -14,10 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairgen.spec.schema import IMAGE_COLUMNS, SKIPPED_COLUMNS
-from pairgen.spec.config import Kind
 from pairgen.errors import DatasetError
-from pairgen.spec.schema import PAIRS, TRIPLETS, schema_of
+from pairgen.spec.config import Kind
+from pairgen.spec.schema import IMAGE_COLUMNS, PAIRS, TRIPLETS, schema_of
 
 PAIR_COLUMNS = PAIRS.manifest_columns
 TRIPLET_COLUMNS = TRIPLETS.manifest_columns

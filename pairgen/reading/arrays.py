@@ -23,19 +23,19 @@ The card is read by :func:`pairgen.dataset.card.read_card` and the record names 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from pairgen.codec import columnar as fastread
-from pairgen.dataset.card import read_card
-from pairgen.reading.checks import check_split, count_message, spec_text
-from pairgen.errors import DatasetError, PairgenError
-from pairgen.codec.images import decode_record_image
-from pairgen.dataset.versions import resolve
 from pairgen.codec.example import decode_example
-from pairgen.spec.schema import array_name, schema_of
+from pairgen.codec.images import decode_record_image
 from pairgen.codec.tfrecord import iter_records
+from pairgen.dataset.card import read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import DatasetError, PairgenError
+from pairgen.reading.checks import check_split, count_message, spec_text
+from pairgen.spec.schema import array_name, schema_of
 
 
 def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None = None, *,

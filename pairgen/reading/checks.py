@@ -29,17 +29,18 @@ import contextlib
 import functools
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
+from pairgen.codec.example import decode_example
+from pairgen.codec.images import decode_record_image
+from pairgen.codec.tfrecord import TFRecordError, iter_records, read_records_at
 from pairgen.dataset.card import Card, read_card
 from pairgen.errors import DatasetError, PairgenError
-from pairgen.codec.images import decode_record_image
-from pairgen.codec.example import decode_example
 from pairgen.spec.schema import schema_of
-from pairgen.codec.tfrecord import TFRecordError, iter_records, read_records_at
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")

@@ -19,12 +19,12 @@ epoch's schedule (about 32 bytes per record) plus the prefetched chunks of batch
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-from pairgen.extras import require
 from pairgen.errors import ConfigError
+from pairgen.extras import require
 from pairgen.reading.pk import READ_AHEAD_BYTES, PKSplit, consumer_batches
 from pairgen.reading.tfdata import _decoder, _spec_for
 

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from pairgen.codec import columnar as fastread
-from pairgen.dataset.card import Card, read_card
-from pairgen.reading.checks import check_split, record_images
-from pairgen.errors import DatasetError
 from pairgen.codec.example import decode_example
-from pairgen.dataset.versions import resolve
-from pairgen.reading.arrays import named_arrays
-from pairgen.spec.schema import schema_of
 from pairgen.codec.tfrecord import masked_crc
 from pairgen.dataset import layout
+from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import DatasetError
+from pairgen.reading.arrays import named_arrays
+from pairgen.reading.checks import check_split, record_images
+from pairgen.spec.schema import schema_of
 
 Arrays = dict[str, np.ndarray]
 IMAGES_KIND = "images"

@@ -47,19 +47,20 @@ records cut are then not read that epoch (with ``shuffle``, other ones each epoc
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from pairgen.codec import columnar as fastread
-from pairgen.reading.checks import check_split, count_message
-from pairgen.errors import ConfigError, DatasetError
-from pairgen.dataset.versions import resolve
 from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import ConfigError, DatasetError
 from pairgen.reading.arrays import named_arrays, read_records
+from pairgen.reading.checks import check_split, count_message
 from pairgen.spec.schema import schema_of
 
 DEFAULT_SHUFFLE_BUFFER = 10_000

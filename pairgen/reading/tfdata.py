@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pairgen.extras import require
 from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import DatasetError
+from pairgen.extras import require
 from pairgen.reading.checks import check_split, dataset_errors
 from pairgen.spec.config import Kind
-from pairgen.errors import DatasetError
-from pairgen.dataset.versions import resolve
 from pairgen.spec.schema import array_name, schema_of
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load (tf.data)",

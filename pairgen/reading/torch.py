@@ -54,14 +54,15 @@ share its batches as DataLoader workers share any batch sampler's.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from pairgen.extras import require
 from pairgen.reading import pk as _pk
 from pairgen.reading import streaming as _stream
 from pairgen.reading.recordindex import ImagesSplit
-from pairgen.extras import require
 
 __all__ = ["ImageRecords", "PKBatchSampler", "StreamDataset", "collate"]
 

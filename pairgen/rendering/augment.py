@@ -35,14 +35,14 @@ it gives exactly the pixels of the equivalent ``cv2.resize(INTER_NEAREST)`` chai
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-from pairgen.spec.config import AugmentConfig, ImageConfig, Interpolation
-from pairgen.errors import ImageError
 from pairgen.codec.images import CV2_INTERPOLATION, fit, flat_index, gather, nearest_indices
+from pairgen.errors import ImageError
+from pairgen.spec.config import AugmentConfig, ImageConfig, Interpolation
 
 N_DRAWS = 12
 (CROP_Y, CROP_X, FLIP, ROTATION, SHEAR_X, SHEAR_Y, SCALE_X, SCALE_Y,

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from pairgen.rendering import augment as _augment
-from pairgen.codec import example
+from pairgen.codec import example, sourceio
 from pairgen.codec import images as imageio
-from pairgen.codec import sourceio
-from pairgen.spec.config import AugmentConfig, Encoding, ImageConfig, Kind
 from pairgen.errors import BuildError
+from pairgen.rendering import augment as _augment
+from pairgen.spec.config import AugmentConfig, Encoding, ImageConfig, Kind
 from pairgen.spec.schema import schema_of
 
 CHUNK_RECORDS = 512

@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
-from pairgen.spec.config import STRATEGIES
 from pairgen.sampling.base import ClassIndex, ImageSampler, PairSampler, SampleParams, Sampler, TripletSampler
 from pairgen.sampling.hard import HardPairs, HardTriplets
-from pairgen.sampling.pairs import (BalancedPairs, ExhaustivePairs, LeftRightPairs, PerClassPairs,
-                                    PerImagePairs)
 from pairgen.sampling.images import EveryImage
+from pairgen.sampling.pairs import BalancedPairs, ExhaustivePairs, LeftRightPairs, PerClassPairs, PerImagePairs
 from pairgen.sampling.triplets import BalancedTriplets, LeftRightTriplets, PerImageTriplets
+from pairgen.spec.config import STRATEGIES
 
 PAIR_SAMPLERS: dict[str, type[PairSampler]] = {
     "per-image": PerImagePairs,

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pairgen.spec.config import SampleConfig
 from pairgen.errors import ConfigError, SampleError
 from pairgen.sampling.rounding import largest_remainder
+from pairgen.spec.config import SampleConfig
 from pairgen.spec.schema import IMAGES, PAIRS, TRIPLETS
 
 Positions = tuple[np.ndarray, ...]
@@ -46,7 +46,7 @@ class SampleParams:
     embeddings: np.ndarray | None = None
 
     @classmethod
-    def from_kwargs(cls, params: dict[str, Any]) -> "SampleParams":
+    def from_kwargs(cls, params: dict[str, Any]) -> SampleParams:
         """Validate the known keys (``None`` means default) as ``[sample]`` does; ignore the rest.
 
         Raises:
@@ -60,11 +60,11 @@ class SampleParams:
         return cls.from_config(config, embeddings=params.get("embeddings"))
 
     @classmethod
-    def from_config(cls, config: SampleConfig, embeddings: np.ndarray | None = None) -> "SampleParams":
+    def from_config(cls, config: SampleConfig, embeddings: np.ndarray | None = None) -> SampleParams:
         """The parameters of an already validated ``[sample]`` config (``embeddings``: the array)."""
         return cls(**{name: getattr(config, name) for name in _CONFIG_FIELDS}, embeddings=embeddings)
 
-    def share(self, num_records: int) -> "SampleParams":
+    def share(self, num_records: int) -> SampleParams:
         """The same parameters with one split's share of ``num_records`` (may be 0)."""
         return dataclasses.replace(self, num_records=int(num_records))
 
@@ -105,7 +105,7 @@ class ClassIndex:
 
     @classmethod
     def build(cls, split: str | None, ids: np.ndarray, classes: np.ndarray,
-              is_right: np.ndarray | None, names: dict[int, str]) -> "ClassIndex":
+              is_right: np.ndarray | None, names: dict[int, str]) -> ClassIndex:
         """Sort once by class (left before right inside a class) and compute the offsets."""
         order = np.argsort(classes, kind="stable") if is_right is None else np.lexsort((is_right, classes))
         sorted_classes = classes[order]

@@ -17,15 +17,16 @@ numbers, so they may have gaps after a dedupe but always point at the same file.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pairgen.spec.config import Layout, SplitBy, SplitConfig
 from pairgen.errors import SplitError
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.scanning.catalog import Catalog, skipped_frame
+from pairgen.spec.config import Layout, SplitBy, SplitConfig
 
 Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
 DEFAULT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from pairgen.codec import sourceio
-from pairgen.spec.config import ImageConfig
-from pairgen.errors import ImageError, PairgenError
 from pairgen.codec.headers import read_header
+from pairgen.errors import ImageError, PairgenError
+from pairgen.spec.config import ImageConfig
 
 READ_BLOCK = 512  # files per task: one task per file costs more than reading a small image
 TEXT_COLUMNS = ("path", "class_name", "folder_split", "side", "key")

@@ -35,19 +35,21 @@ import itertools
 import os
 import stat
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from pairgen.spec.config import ImageConfig, Layout
 from pairgen.errors import ScanError
-from pairgen.spec.schema import IMAGE_COLUMNS, SKIPPED_COLUMNS
 from pairgen.scanning.blocks import READ_BLOCK, BlockTask, Columns, read_block
+from pairgen.scanning.walk import inside as _inside
+from pairgen.scanning.walk import iter_walk, walk
+from pairgen.spec.config import ImageConfig, Layout
+from pairgen.spec.schema import IMAGE_COLUMNS, SKIPPED_COLUMNS
 from pairgen.spec.validation import has_control, name_problem
-from pairgen.scanning.walk import inside as _inside, iter_walk, walk
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _INT_COLUMNS = ("image_id", "class_id", "bytes", "width", "height", "channels")
@@ -75,7 +77,7 @@ class Catalog:
         """Sorted unique class names; ``class_id`` indexes this list."""
         return sorted(self.images["class_name"].unique().tolist())
 
-    def replace(self, **changes: Any) -> "Catalog":
+    def replace(self, **changes: Any) -> Catalog:
         """A copy with some fields replaced (the catalog itself is frozen)."""
         return dataclasses.replace(self, **changes)
 

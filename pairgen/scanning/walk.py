@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def walk(root: Path, extensions: tuple[str, ...], *,

@@ -43,20 +43,28 @@ import hashlib
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pairgen.errors import ConfigError
-from pairgen.spec.validation import (check_bool, check_int, check_number, check_size, check_split_name, check_str,
-                              received)
+from pairgen.spec.validation import (
+    check_bool,
+    check_int,
+    check_number,
+    check_size,
+    check_split_name,
+    check_str,
+    received,
+)
 
 
 class _Choice(str, enum.Enum):
     """A closed set of string choices with a helpful ``from_value``."""
 
     @classmethod
-    def from_value(cls, value: Any, option: str) -> "_Choice":
+    def from_value(cls, value: Any, option: str) -> _Choice:
         if isinstance(value, cls):
             return value
         if not isinstance(value, str):
@@ -271,7 +279,7 @@ class SampleConfig:
         check_int(self.hard_k, "sample.hard_k", 1, 100_000)
         check_str(self.embeddings, "sample.embeddings", optional=True)
 
-    def check_kind(self, kind: "Kind") -> None:
+    def check_kind(self, kind: Kind) -> None:
         allowed = STRATEGIES[kind]
         if len(allowed) == 1:
             _check(self.strategy in allowed,
@@ -434,7 +442,7 @@ class BuildConfig:
                    "split.by='folders' needs source.layout='split-folders'; "
                    f"received: layout={self.source.layout.value!r}.")
 
-    def replace(self, **changes: Any) -> "BuildConfig":
+    def replace(self, **changes: Any) -> BuildConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self, *, hashed: bool = False) -> dict[str, Any]:
@@ -452,7 +460,7 @@ class BuildConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> "BuildConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> BuildConfig:
         """Build a config from a nested dict (a parsed pipeline file or ``dataset.json``)."""
         data = dict(data)
         tables = {f.name: f.type for f in dataclasses.fields(cls)}
@@ -472,7 +480,7 @@ class BuildConfig:
             cfg = cfg.with_base_dir(base_dir)
         return cfg
 
-    def with_base_dir(self, base_dir: Path) -> "BuildConfig":
+    def with_base_dir(self, base_dir: Path) -> BuildConfig:
         """Resolve relative source, table and embeddings paths against ``base_dir`` (the pipeline's folder)."""
         src = self.source
         path = src.path if os.path.isabs(src.path) else os.path.normpath(os.path.join(base_dir, src.path))
@@ -485,7 +493,7 @@ class BuildConfig:
         return self.replace(source=dataclasses.replace(src, path=path, table=table), sample=sample)
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike) -> "BuildConfig":
+    def from_toml(cls, path: str | os.PathLike) -> BuildConfig:
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -504,7 +512,7 @@ class BuildConfig:
         except ConfigError as exc:
             raise ConfigError(f"{p}: {exc}") from None
 
-    def override(self, dotted: Mapping[str, Any]) -> "BuildConfig":
+    def override(self, dotted: Mapping[str, Any]) -> BuildConfig:
         """Apply ``{"sample.strategy": "balanced", "seed": 3}`` style overrides (CLI flags)."""
         data = self.to_dict()
         for key, value in dotted.items():

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pairgen.dataset import tables as mf
-from pairgen.spec.config import BuildConfig
-from pairgen.errors import PairgenError
-from pairgen.dataset.versions import list_versions, resolve, split_ref
-from pairgen.dataset.card import Card, read_card
-from pairgen.spec.schema import LABEL, schema_of
 from pairgen.dataset import layout
+from pairgen.dataset import tables as mf
+from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import list_versions, resolve, split_ref
+from pairgen.errors import PairgenError
+from pairgen.spec.config import BuildConfig
+from pairgen.spec.schema import LABEL, schema_of
 
 _COUNT_KEYS = ("records", "positives", "negatives", "images", "classes")
 _EXAMPLES = 5

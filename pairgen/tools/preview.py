@@ -20,15 +20,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pairgen.dataset import tables as mf
-from pairgen.errors import ConfigError, DatasetError
-from pairgen.codec.images import decode_record_image
-from pairgen.dataset.card import Card, read_card
-from pairgen.dataset.versions import resolve
 from pairgen.codec.example import decode_example
-from pairgen.spec.schema import LABEL, KindSchema, schema_of
+from pairgen.codec.images import decode_record_image
 from pairgen.codec.tfrecord import read_records_at
 from pairgen.dataset import layout
+from pairgen.dataset import tables as mf
+from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import ConfigError, DatasetError
+from pairgen.spec.schema import LABEL, KindSchema, schema_of
 
 POS_COLOR = (0, 170, 0)  # BGR green
 NEG_COLOR = (0, 0, 220)  # BGR red

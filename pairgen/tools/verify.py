@@ -27,17 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pairgen.dataset import tables as mf
-from pairgen.dataset.card import Card, read_card
-from pairgen.reading.checks import check_image_spec, image_mismatch
-from pairgen.spec.config import BuildConfig, Kind
-from pairgen.errors import DatasetError, PairgenError
-from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
-from pairgen.dataset.versions import resolve
-from pairgen.spec.schema import LABEL, schema_of
 from pairgen.codec.tfrecord import TFRecordError, iter_records
 from pairgen.dataset import layout
-
+from pairgen.dataset import tables as mf
+from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
+from pairgen.dataset.versions import resolve
+from pairgen.errors import DatasetError, PairgenError
+from pairgen.reading.checks import check_image_spec, image_mismatch
+from pairgen.spec.config import BuildConfig, Kind
+from pairgen.spec.schema import LABEL, schema_of
 
 # --------------------------------------------------------------------------- report
 

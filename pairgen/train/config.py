@@ -9,8 +9,9 @@ once the dataset kind is known, so ``config.json`` always records what actually 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pairgen.errors import ConfigError
 
@@ -141,11 +142,11 @@ class TrainConfig:
             raise ConfigError(f"--weights is only used by --model resnet50; received: --model {self.model}. "
                               "Drop --weights or use --model resnet50.")
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def resolve(self, kind: str) -> "TrainConfig":
+    def resolve(self, kind: str) -> TrainConfig:
         """Fill in every ``auto``/``None`` choice for a dataset of ``kind`` and check the combination.
 
         Args:
@@ -181,7 +182,7 @@ class TrainConfig:
             margin = 0.5
         return self.replace(loss=loss, head=head, mining=mining, margin=margin)
 
-    def _resolve_images(self) -> "TrainConfig":
+    def _resolve_images(self) -> TrainConfig:
         """:meth:`resolve` for an images dataset: in-batch losses on P x K batches."""
         loss = "triplet" if self.loss == "auto" else self.loss
         if loss not in ("triplet", "contrastive"):
@@ -215,7 +216,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)

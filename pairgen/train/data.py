@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pairgen.errors import DatasetError
-from pairgen.dataset.versions import resolve
 from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.versions import resolve
+from pairgen.errors import DatasetError
 from pairgen.reading.arrays import load_numpy
 from pairgen.spec.schema import LABEL, TRIPLETS, KindSchema, schema_of
 

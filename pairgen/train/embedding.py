@@ -28,11 +28,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pairgen.dataset import layout
+from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.rendering.records import Source, record_pixels
 from pairgen.spec.config import AugmentConfig, BuildConfig, ImageConfig
-from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
-from pairgen.dataset import layout
 
 _CHUNK = 256
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pairgen.extras import require_keras
 
@@ -27,16 +28,16 @@ import keras  # noqa: E402
 import numpy as np
 import pandas as pd
 
+from pairgen.dataset import layout
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.reading.checks import raise_dataset_errors
 from pairgen.reading.arrays import load_numpy
+from pairgen.reading.checks import raise_dataset_errors
 from pairgen.train import layers as _layers  # noqa: F401  (registers the custom layers)
 from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
 from pairgen.train.data import DatasetInfo, open_dataset, require_split, resolve_reader
 from pairgen.train.models import pair_model, triplet_model
 from pairgen.train.timing import NO_TIMER, PhaseTimer
-from pairgen.dataset import layout
 
 DEFAULT_WAYS = (5, 20)
 DEFAULT_TRIALS = 400

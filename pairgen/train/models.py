@@ -22,7 +22,8 @@ Towers (``--model``), with the size of their reference embedding:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pairgen.extras import require_keras
 
@@ -31,7 +32,7 @@ import keras  # noqa: E402
 from keras import layers
 
 from pairgen.errors import ConfigError
-from pairgen.train.layers import AbsDiff, CaffePreprocess, ECA, PairDistance, StackEmbeddings
+from pairgen.train.layers import ECA, AbsDiff, CaffePreprocess, PairDistance, StackEmbeddings
 
 Shape = tuple[int, int, int]
 

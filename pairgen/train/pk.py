@@ -22,21 +22,22 @@ split config and seed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 import numpy as np
 
+from pairgen.dataset import layout
 from pairgen.errors import ConfigError
 from pairgen.reading.pk import PKSplit, check_classes
+from pairgen.train import backend
 from pairgen.train.config import TrainConfig
 from pairgen.train.data import DatasetInfo
 from pairgen.train.losses import make_loss
 from pairgen.train.models import build_head, build_tower
 from pairgen.train.optimizers import make_optimizer
-from pairgen.train import backend
-from pairgen.dataset import layout
 
 
 def pk_split(info: DatasetInfo, split: str, config: TrainConfig) -> PKSplit:

@@ -5,8 +5,8 @@ Drawn with matplotlib's non-interactive Agg canvas (no display needed, no global
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd

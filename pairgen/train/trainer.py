@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 
 import pairgen
-from pairgen.reading.checks import raise_dataset_errors
 from pairgen.errors import ConfigError
+from pairgen.reading.arrays import load_numpy
+from pairgen.reading.checks import raise_dataset_errors
 from pairgen.train import backend, pk, plots
 from pairgen.train.config import TrainConfig
-from pairgen.reading.arrays import load_numpy
 from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
 from pairgen.train.evaluation import Run, evaluate_scores
 from pairgen.train.losses import make_loss

@@ -17,14 +17,15 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import cv2
 
-from pairgen.spec.config import Executor
 from pairgen.errors import BuildError
+from pairgen.spec.config import Executor
 
 _PR_SET_PDEATHSIG = 1
 # One job: parts ``(fn, task)`` run in parallel, then an optional final ``(fn, task)`` step.
@@ -90,7 +91,7 @@ class Pool:
         self._ray: Any = None
         self._cv2_threads = 0
 
-    def __enter__(self) -> "Pool":
+    def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pairgen.errors import BuildError, PairgenError
 
@@ -57,7 +58,7 @@ class RaySession:
 
     @classmethod
     def open(cls, address: str | None, *, workers: int, shared_paths: tuple[str, ...] = (),
-             note: Callable[[str], None] = lambda m: None) -> "RaySession":
+             note: Callable[[str], None] = lambda m: None) -> RaySession:
         """Connect to ``address`` (else ``RAY_ADDRESS``), or start a private local Ray.
 
         Args:
@@ -102,8 +103,9 @@ class RaySession:
 
     def check_nodes(self, shared_paths: tuple[str, ...]) -> int:
         """Run :func:`probe` on every alive node; fail with one line naming the first bad node."""
-        import pairgen
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        import pairgen
 
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         remote = self.ray.remote(num_cpus=0, max_retries=1)(probe)

@@ -19,22 +19,21 @@ import numpy as np
 import pandas as pd
 
 import pairgen
+from pairgen.dataset import layout, outdir
 from pairgen.dataset import tables as mf
-from pairgen.dataset import outdir
-from pairgen.spec.config import BuildConfig, OnError, SplitBy
-from pairgen.errors import BuildError
-from pairgen.dataset.outdir import install
-from pairgen.dataset.versions import parent_of
-from pairgen.spec.schema import schema_of
-from pairgen.rendering.records import Render, Source, make_chunk
-from pairgen.workers.pool import Pool
-from pairgen.workers.progress import Progress
-from pairgen.sampling.rounding import largest_remainder
-from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
-from pairgen.sampling.splits import leakage_report, split
 from pairgen.dataset.card import FORMAT_VERSION, Card, ImageSpec, write_card
 from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
-from pairgen.dataset import layout
+from pairgen.dataset.outdir import install
+from pairgen.dataset.versions import parent_of
+from pairgen.errors import BuildError
+from pairgen.rendering.records import Render, Source, make_chunk
+from pairgen.sampling.rounding import largest_remainder
+from pairgen.sampling.splits import leakage_report, split
+from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
+from pairgen.spec.config import BuildConfig, OnError, SplitBy
+from pairgen.spec.schema import schema_of
+from pairgen.workers.pool import Pool
+from pairgen.workers.progress import Progress
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
 _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
@@ -260,8 +259,8 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
                   pool: Pool, progress: Progress) -> dict[str, list[dict]]:
     """Plan every split's shards, then let the workers render and write them (see shardwork)."""
-    from pairgen.writing.shardwork import part_records, remove_leftovers, shard_job
     from pairgen.writing.shards import plan_shards
+    from pairgen.writing.shardwork import part_records, remove_leftovers, shard_job
 
     source = _source(catalog)
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
@@ -329,7 +328,7 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
         fingerprint=fp,
         format_version=FORMAT_VERSION,
         pairgen_version=pairgen.__version__,
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         kind=config.kind,
         config=config.to_dict(),
         source={

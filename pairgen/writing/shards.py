@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pairgen.codec import tfrecord
 from pairgen.dataset import layout
-from pairgen.spec.config import Compression, ShardConfig
 from pairgen.dataset.tables import file_digest
 from pairgen.errors import BuildError
+from pairgen.spec.config import Compression, ShardConfig
 
 MIB = 1 << 20
 
@@ -178,7 +179,7 @@ class ShardWriter:
         self._writer: Any = None
         self._results: list[dict[str, Any]] | None = None
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

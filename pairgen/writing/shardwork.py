@@ -17,16 +17,17 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
-from pairgen.writing.shards import ShardSpec
 from pairgen.codec.tfrecord import GZIP_LEVEL, frame
 from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
+from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
+from pairgen.writing.shards import ShardSpec
 
 MIN_PART_RECORDS = 2048
 CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
