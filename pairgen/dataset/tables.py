@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from pairgen.errors import DatasetError
 from pairgen.spec.config import Kind
 from pairgen.spec.schema import IMAGE_COLUMNS, PAIRS, TRIPLETS, schema_of
+from pairgen.spec.schema import SKIPPED_COLUMNS as SKIPPED_COLUMNS  # the skipped table, beside the others
 
 PAIR_COLUMNS = PAIRS.manifest_columns
 TRIPLET_COLUMNS = TRIPLETS.manifest_columns
