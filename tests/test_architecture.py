@@ -68,9 +68,10 @@ def test_no_module_imports_another_modules_underscore_names() -> None:
     (r'"catalog\.parquet"', "dataset/layout.py"),
     (r'"skipped\.parquet"', "dataset/layout.py"),
     (r'"manifests"', "dataset/layout.py"),
-    (r'manifests/\{', "dataset/layout.py"),
+    (r'manifests/\{|/\{split\}\.parquet', "dataset/layout.py"),
     (r'"\.pairgen-temp"', "dataset/layout.py"),
-    (r'"versions"', "dataset/layout.py"),
+    (r'(?<![=!])= "versions"|/ "versions"', "dataset/layout.py"),
+    (r'(?<![=!])= "latest"|/ "latest"', "dataset/layout.py"),
     (r'"\.tfrecord', "dataset/layout.py"),
     (r'-of-\{', "dataset/layout.py"),
     (r'f"\.\{out\.name\}', "dataset/layout.py"),
@@ -102,3 +103,34 @@ def test_lint_imports_fails_on_a_layering_violation_and_on_a_cycle(tmp_path: Pat
     versions.write_text(versions.read_text() + "\n\ndef _late() -> None:\n    from pairgen.dataset import outdir  # noqa: F401\n")
     result = lint()
     assert result.returncode != 0 and "No cycles are allowed in pairgen.dataset" in result.stdout
+
+
+def _resolve(dotted: str) -> object:
+    """Import the longest module prefix of ``dotted``, then follow attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_module_path_the_readmes_name_exists() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    text = (ROOT / "README.md").read_text() + (ROOT / "benchmarks" / "README.md").read_text()
+    names = sorted(set(re.findall(r"\bpairgen(?:\.[A-Za-z_]\w*)+", text)))
+    assert "pairgen.torch.StreamDataset" in names
+    missing = []
+    for name in names:
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError):
+            missing.append(name)
+    assert missing == []
+    paths = sorted(set(re.findall(r"\bpairgen/[\w/]+\.py\b", text)))
+    assert [p for p in paths if not (ROOT / p).is_file()] == []

@@ -194,7 +194,7 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     """
     tmp, out = Path(tmp), Path(out)
     previous = probe_card(out) if out.is_dir() else None
-    old = out.parent / f".{out.name}.old"
+    old = sibling(out, "old")
     if out.exists():
         out.rename(old)  # never over an existing .old: the build recovered that before it began
         try:
