@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairgen.dataset import layout
+from pairgen.dataset.layout import CARD, CATALOG
 from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.rendering.records import Source, record_pixels
 from pairgen.spec.config import AugmentConfig, BuildConfig, ImageConfig
@@ -46,7 +46,7 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     if not os.path.isdir(root):
         raise DatasetError(f"the source root '{root}' of dataset '{info.path}' is gone; restore it or pass "
                            "the image folder itself as SOURCE.")
-    catalog = pd.read_parquet(info.path / layout.CATALOG)
+    catalog = pd.read_parquet(info.path / CATALOG)
     meta = {"dataset_fingerprint": info.fingerprint, "dataset": str(info.path)}
     return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
 
@@ -106,7 +106,7 @@ def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathL
     tower = keras.models.load_model(model_file, compile=False)
     shape = tuple(int(x) for x in tower.input_shape[1:])
     src = Path(source)
-    if (src / layout.CARD).is_file() or "@" in src.name:
+    if (src / CARD).is_file() or "@" in src.name:
         root, catalog, image, augment, meta = _dataset_source(src)
     else:
         root, catalog, image, augment, meta = _folder_source(src, shape, layout, class_depth)
