@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pairgen.dataset import layout
+from pairgen.dataset.layout import CARD  # embed's parameter `layout` hides the module
 from pairgen.errors import ConfigError, DatasetError, ImageError
 from pairgen.rendering.records import Source, record_pixels
 from pairgen.spec.config import AugmentConfig, BuildConfig, ImageConfig
@@ -51,7 +52,7 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
 
 
-def _folder_source(path: Path, shape: tuple[int, int, int], layout: str,
+def _folder_source(path: Path, shape: tuple[int, ...], layout: str,
                    class_depth: int) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
     from pairgen.scanning.catalog import scan
 
@@ -106,7 +107,7 @@ def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathL
     tower = keras.models.load_model(model_file, compile=False)
     shape = tuple(int(x) for x in tower.input_shape[1:])
     src = Path(source)
-    if (src / layout.CARD).is_file() or "@" in src.name:
+    if (src / CARD).is_file() or "@" in src.name:
         root, catalog, image, augment, meta = _dataset_source(src)
     else:
         root, catalog, image, augment, meta = _folder_source(src, shape, layout, class_depth)
