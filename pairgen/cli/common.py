@@ -33,7 +33,8 @@ def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1)
             return func(*args, **kwargs)
         except PairgenError as exc:
             error = click.ClickException(str(exc))
-            error.exit_code = exit_code
+            # click types exit_code as a ClassVar; this per-instance override changes only this error.
+            error.exit_code = exit_code  # type: ignore[misc]
             raise error from None
         except KeyboardInterrupt:
             raise click.Abort() from None

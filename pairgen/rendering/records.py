@@ -108,9 +108,9 @@ def render_record(source: Source, render: Render, ids: tuple[int, ...], aug_seed
         if i not in cache:
             cache[i] = _read(source, i, img_cfg)
         decoded.append(cache[i])
-    pixels = _augment.transform_record(decoded, image=img_cfg, augment=aug_cfg,
-                                       rng=np.random.default_rng(int(aug_seed)))
-    return [imageio.encode(p, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality) for p in pixels]
+    rendered = _augment.transform_record(decoded, image=img_cfg, augment=aug_cfg,
+                                         rng=np.random.default_rng(int(aug_seed)))
+    return [imageio.encode(p, img_cfg.encoding, jpeg_quality=img_cfg.jpeg_quality) for p in rendered]
 
 
 def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source, cache: dict | None = None) -> list[bytes]:

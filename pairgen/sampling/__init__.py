@@ -8,7 +8,8 @@ one entry in ``PAIR_SAMPLERS`` / ``TRIPLET_SAMPLERS``: subclass :class:`PairSamp
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ IMAGE_SAMPLERS: dict[str, type[ImageSampler]] = {
     "per-image": EveryImage,
 }
 
-SAMPLERS_BY_KIND: dict[str, dict[str, type[Sampler]]] = {
+SAMPLERS_BY_KIND: dict[str, Mapping[str, type[Sampler]]] = {
     "pairs": PAIR_SAMPLERS, "triplets": TRIPLET_SAMPLERS, "images": IMAGE_SAMPLERS,
 }  # record kind -> its strategy registry
 
@@ -55,7 +56,7 @@ __all__ = ["IMAGE_SAMPLERS", "PAIR_SAMPLERS", "SAMPLERS_BY_KIND", "TRIPLET_SAMPL
            "sample_pairs", "sample_triplets"]
 
 
-def _lookup(registry: dict[str, type[Sampler]], strategy: Any, kind: str) -> Sampler:
+def _lookup(registry: Mapping[str, type[Sampler]], strategy: Any, kind: str) -> Sampler:
     cls = registry.get(str(strategy))
     if cls is None:
         raise SampleError(f"--strategy must be one of {', '.join(registry)} for {kind}; "
@@ -134,5 +135,12 @@ def sample_images(images: pd.DataFrame, *, strategy: str = "per-image", rng: np.
     return _lookup(IMAGE_SAMPLERS, strategy, "images")(images, rng=rng, **params)
 
 
-SAMPLE_BY_KIND = {"pairs": sample_pairs, "triplets": sample_triplets,
-                  "images": sample_images}  # record kind -> its sampling function
+class SampleFunction(Protocol):
+    """The signature :func:`sample_pairs`, :func:`sample_triplets` and :func:`sample_images` share."""
+
+    def __call__(self, images: pd.DataFrame, *, strategy: str, rng: np.random.Generator,
+                 **params: Any) -> pd.DataFrame: ...
+
+
+SAMPLE_BY_KIND: dict[str, SampleFunction] = {"pairs": sample_pairs, "triplets": sample_triplets,
+                                             "images": sample_images}  # record kind -> its sampling function

@@ -77,7 +77,8 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def uniform_int(rng: np.random.Generator, high: np.ndarray | int, size: int | None = None) -> np.ndarray:
+def uniform_int(rng: np.random.Generator, high: np.ndarray | int,
+                size: int | tuple[int, ...] | None = None) -> np.ndarray:
     """A uniform integer in ``0..high-1`` for every element of ``high`` (each >= 1)."""
     if np.ndim(high) == 0:
         return rng.integers(0, int(high), size, dtype=np.int64)
@@ -312,8 +313,7 @@ class Sampler:
                 lengths = np.bincount(np.repeat(np.arange(len(parts)), lengths)[keep],
                                       minlength=len(parts)).tolist()
                 cols = {k: v[keep] for k, v in cols.items()}
-        cols["split"] = split_column([ix.split for ix in indexes], lengths)
-        return pd.DataFrame(cols, copy=False)
+        return pd.DataFrame({**cols, "split": split_column([ix.split for ix in indexes], lengths)}, copy=False)
 
     def finish(self, index: ClassIndex, pos: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Turn one split's positions into output columns, checking every guarantee."""

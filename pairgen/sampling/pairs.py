@@ -155,7 +155,10 @@ def left_right_lefts(index: ClassIndex) -> np.ndarray:
     """
     bad = index.counts != 2
     if not bad.any():
-        bad = index.is_right[index.offsets] | ~index.is_right[index.offsets + 1]
+        is_right = index.is_right
+        if is_right is None:
+            raise TypeError("left_right_lefts needs a ClassIndex built with left_right=True (is_right is None).")
+        bad = is_right[index.offsets] | ~is_right[index.offsets + 1]
     if bad.any():
         c = int(np.flatnonzero(bad)[0])
         raise SampleError(

@@ -18,7 +18,7 @@ numbers, so they may have gaps after a dedupe but always point at the same file.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ import pandas as pd
 from pairgen.errors import SplitError
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.scanning.catalog import Catalog, skipped_frame
-from pairgen.spec.config import Layout, SplitBy, SplitConfig
+from pairgen.spec.config import Layout, SplitBy, SplitConfig, normalize_fractions
 
 Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
 DEFAULT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
@@ -51,7 +51,7 @@ def split(catalog: Catalog, *, by: SplitBy | str = "image", fractions: Fractions
         ConfigError: ``by`` or ``fractions`` is invalid.
         SplitError: The split cannot be made (no folder splits, too few classes, no rng).
     """
-    cfg = SplitConfig(by=by, fractions=fractions, dedupe=dedupe)
+    cfg = SplitConfig(by=SplitBy.from_value(by, "split.by"), fractions=normalize_fractions(fractions), dedupe=dedupe)
     images, skipped = catalog.images.copy(), catalog.skipped
     if dedupe:
         images, dropped = _dedupe(images)
@@ -88,7 +88,7 @@ def _by_folders(images: pd.DataFrame, layout: Layout) -> np.ndarray:
     return folder.to_numpy(object)
 
 
-def apportion(n: int, fractions: Sequence[float], carry: np.ndarray | None = None) -> np.ndarray:
+def apportion(n: int, fractions: Sequence[float] | np.ndarray, carry: np.ndarray | None = None) -> np.ndarray:
     """Split ``n`` items by ``fractions`` with largest-remainder rounding.
 
     Args:
@@ -114,7 +114,8 @@ def _by_image(images: pd.DataFrame, fractions: Sequence[tuple[str, float]],
     values = [v for _, v in fractions]
     out = np.empty(len(images), dtype=object)
     carry = np.zeros(len(values))
-    positions = images.reset_index(drop=True).groupby("class_id", sort=True).indices
+    # Grouped by the int64 class_id column: the keys are class ids.
+    positions = cast(dict[int, np.ndarray], images.reset_index(drop=True).groupby("class_id", sort=True).indices)
     for class_id in sorted(positions):
         rows = np.sort(positions[class_id])  # image_id order within the class
         counts = apportion(len(rows), values, carry)

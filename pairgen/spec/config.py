@@ -46,7 +46,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pairgen.errors import ConfigError
 from pairgen.spec.validation import (
@@ -64,7 +64,7 @@ class _Choice(str, enum.Enum):
     """A closed set of string choices with a helpful ``from_value``."""
 
     @classmethod
-    def from_value(cls, value: Any, option: str) -> _Choice:
+    def from_value(cls, value: Any, option: str) -> Self:
         if isinstance(value, cls):
             return value
         if not isinstance(value, str):
@@ -200,7 +200,7 @@ class SplitConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "by", SplitBy.from_value(self.by, "split.by"))
         check_bool(self.dedupe, "split.dedupe")
-        fr = _fractions(self.fractions)
+        fr = normalize_fractions(self.fractions)
         object.__setattr__(self, "fractions", fr)
         if self.by is not SplitBy.FOLDERS:
             _check(len(fr) > 0, "split.fractions must name at least one split, e.g. train=0.8,val=0.1,test=0.1.")
@@ -216,7 +216,7 @@ class SplitConfig:
         return tuple(k for k, _ in self.fractions)
 
 
-def _fractions(value: Any) -> tuple[tuple[str, float], ...]:
+def normalize_fractions(value: Any) -> tuple[tuple[str, float], ...]:
     """``{name = fraction}``, ``[[name, fraction], ...]`` or ``"a=0.8,b=0.2"``, strictly typed."""
     if isinstance(value, str):
         items = list(parse_fractions(value))

@@ -72,7 +72,7 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     splits = {}
     for name in split_order(card.splits):
         counts = card.splits[name]
-        entry = {k: counts[k] for k in _COUNT_KEYS if k in counts}
+        entry: dict[str, Any] = {k: counts[k] for k in _COUNT_KEYS if k in counts}
         if "positives" in counts:
             entry["positive_fraction"] = round(counts["positives"] / counts["records"], 4) if counts["records"] else 0.0
         entry["class_names"] = classes.get(name, [])

@@ -172,7 +172,7 @@ def preview(path: str | os.PathLike, *, out: str | os.PathLike, split: str = "tr
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(out.suffix or ".png", canvas) if out.suffix.lower() in (".png", ".jpg", ".jpeg") else (False, None)
-    if not ok:
+    if not ok or buf is None:
         raise ConfigError(f"--out '{out}' must end in .png or .jpg.")
     out.write_bytes(buf.tobytes())
     return out

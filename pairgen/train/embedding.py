@@ -51,7 +51,7 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
 
 
-def _folder_source(path: Path, shape: tuple[int, int, int], layout: str,
+def _folder_source(path: Path, shape: tuple[int, ...], layout: str,
                    class_depth: int) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
     from pairgen.scanning.catalog import scan
 

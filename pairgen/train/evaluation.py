@@ -229,7 +229,7 @@ def _summary(scores: Scores, threshold: float) -> dict[str, Any]:
     out = M.pair_metrics(scores.dist, scores.labels, threshold)
     out["roc_auc"] = M.roc_auc(scores.dist, scores.labels)
     out["eer"] = M.equal_error_rate(scores.dist, scores.labels)
-    if scores.d_ap is not None:
+    if scores.d_ap is not None and scores.d_an is not None:
         out["triplet_accuracy"] = M.triplet_accuracy(scores.d_ap, scores.d_an)
     return out
 

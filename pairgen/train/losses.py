@@ -177,13 +177,14 @@ def make_loss(config: TrainConfig, *, in_batch: bool = False) -> keras.losses.Lo
     Raises:
         ConfigError: If ``config`` has not been resolved (its loss is still ``auto``).
     """
-    if config.loss == "contrastive" and in_batch:
-        return InBatchContrastiveLoss(margin=config.margin, metric=config.distance)
-    if config.loss == "contrastive":
-        return ContrastiveLoss(margin=config.margin)
+    margin = config.margin  # set by TrainConfig.resolve for the losses that use one
+    if config.loss == "contrastive" and in_batch and margin is not None:
+        return InBatchContrastiveLoss(margin=margin, metric=config.distance)
+    if config.loss == "contrastive" and margin is not None:
+        return ContrastiveLoss(margin=margin)
     if config.loss == "bce":
         return bce_loss()
-    if config.loss == "triplet":
-        return TripletLoss(margin=config.margin, metric=config.distance, mining=config.mining,
+    if config.loss == "triplet" and margin is not None:
+        return TripletLoss(margin=margin, metric=config.distance, mining=config.mining,
                            squared=not in_batch)
     raise ConfigError(f"the training config is not resolved (loss={config.loss!r}); call TrainConfig.resolve(kind).")

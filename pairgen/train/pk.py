@@ -40,19 +40,28 @@ from pairgen.train.models import build_head, build_tower
 from pairgen.train.optimizers import make_optimizer
 
 
+def _pk(config: TrainConfig) -> tuple[int, int]:
+    """``P`` and ``K`` of a config resolved for an images dataset."""
+    p, k = config.classes_per_batch, config.images_per_class
+    if p is None or k is None:
+        raise ConfigError(f"the training config is not resolved (classes_per_batch={p!r}, images_per_class={k!r}); "
+                          "call TrainConfig.resolve('images').")
+    return p, k
+
+
 def pk_split(info: DatasetInfo, split: str, config: TrainConfig) -> PKSplit:
     """The P x K view of ``split`` with the run's P, K and seed."""
-    return PKSplit(info.path, split, classes_per_batch=config.classes_per_batch,
-                   images_per_class=config.images_per_class, seed=config.seed)
+    p, k = _pk(config)
+    return PKSplit(info.path, split, classes_per_batch=p, images_per_class=k, seed=config.seed)
 
 
 def has_pk_val(info: DatasetInfo, config: TrainConfig) -> bool:
     """Whether the val split can give P x K batches (``P`` classes with ``K`` images)."""
     if info.records(config.val_split) == 0:
         return False
+    p, k = _pk(config)
     try:
-        check_classes(np.unique(pk_classes(info, config.val_split), return_counts=True)[1],
-                      config.classes_per_batch, config.images_per_class, "val")
+        check_classes(np.unique(pk_classes(info, config.val_split), return_counts=True)[1], p, k, "val")
     except ConfigError:
         return False
     return True
@@ -87,9 +96,11 @@ def fit_kwargs(config: TrainConfig, info: DatasetInfo, train: PKSplit, has_val: 
     if config.reader == "tfdata":
         from pairgen.reading.pk_tf import load_classes
 
+        p, k = _pk(config)
+
         def classes(split: str, epochs: int | None) -> Any:
-            return load_classes(info.path, split, classes_per_batch=config.classes_per_batch,
-                                images_per_class=config.images_per_class, seed=config.seed, epochs=epochs)
+            return load_classes(info.path, split, classes_per_batch=p, images_per_class=k, seed=config.seed,
+                                epochs=epochs)
 
         kw["x"] = classes(config.train_split, None)
         kw["validation_data"] = classes(config.val_split, 1) if val is not None else None

@@ -74,8 +74,11 @@ def plot_distances(dist: np.ndarray, labels: np.ndarray, threshold: float, path:
     fig = Figure(figsize=(6.5, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     bins = np.linspace(float(d.min()), float(d.max()) + 1e-9, 50) if d.size else 10
-    ax.hist(d[y], bins=bins, alpha=0.6, label=f"same class ({int(y.sum())})", color="tab:green")
-    ax.hist(d[~y], bins=bins, alpha=0.6, label=f"different class ({int((~y).sum())})", color="tab:red")
+    # matplotlib's stubs type bins as int | Sequence[float] | str; hist takes an array of edges too.
+    ax.hist(d[y], bins=bins, alpha=0.6, label=f"same class ({int(y.sum())})",  # type: ignore[arg-type]
+            color="tab:green")
+    ax.hist(d[~y], bins=bins, alpha=0.6, label=f"different class ({int((~y).sum())})",  # type: ignore[arg-type]
+            color="tab:red")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pairs")

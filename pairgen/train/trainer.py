@@ -19,12 +19,13 @@ on every backend but TensorFlow) and it trains on one device without needing Ten
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pairgen.extras import require_keras
 
@@ -146,10 +147,11 @@ def _fit(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int, strate
         kw: dict[str, Any] = {"x": x, "y": y, "batch_size": config.batch_size, "validation_data": val,
                               "shuffle": True}
     else:
-        batches = {"batch_size": config.batch_size, "seed": config.seed, "mining": config.mining}
+        batches = functools.partial(fit_batches, info, batch_size=config.batch_size, seed=config.seed,
+                                    mining=config.mining)
         with timer.phase("read_train"):  # builds the streaming pipelines; the reading happens in fit
-            train_ds = fit_batches(info, config.train_split, shuffle=True, **batches)
-            val_ds = fit_batches(info, config.val_split, shuffle=False, **batches) if has_val else None
+            train_ds = batches(config.train_split, shuffle=True)
+            val_ds = batches(config.val_split, shuffle=False) if has_val else None
         kw = {"x": train_ds, "validation_data": val_ds, "shuffle": False}
     with timer.phase("build_compile"), strategy.scope():
         tower, head, model = build_model(config, info.shape, steps)
@@ -249,7 +251,8 @@ def _report_images(run: Run, info: DatasetInfo, config: TrainConfig) -> dict[str
     """metrics.json and curves.png of a run on an images dataset (``pairgen evaluate`` scores pairs)."""
     history = pd.read_csv(run.path / "history.csv")
     train_split = pk.pk_split(info, config.train_split, config)
-    metrics = pk.images_metrics(info, config, history.to_dict(orient="list"), run.path, train_split.n_batches)
+    columns = cast(dict[str, list[float]], history.to_dict(orient="list"))  # history.csv's header: str names
+    metrics = pk.images_metrics(info, config, columns, run.path, train_split.n_batches)
     (run.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plots.plot_history(history, run.path / "curves.png")
     return metrics
