@@ -84,9 +84,9 @@ def truncate(pieces: Sequence[Piece], records: int) -> list[Piece]:
     """The first ``records`` records of ``pieces``, in order."""
     out: list[Piece] = []
     for piece in pieces:
-        take = min(records, piece.take)
-        if take <= 0:
+        if records <= 0:
             break
+        take = min(records, piece.take)  # an empty shard is kept (its count is still checked)
         out.append(Piece(piece.path, piece.records, piece.skip, take))
         records -= take
     return out
