@@ -31,7 +31,6 @@ from pairgen.errors import DatasetError
 _MASK_DELTA = 0xA282EAD8
 _LEN = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
-_HEADER = struct.Struct("<QI")
 HEADER_BYTES = 12  # uint64 length + uint32 CRC of the length
 FRAME_EXTRA = 16  # header + uint32 CRC of the data: a frame is the data plus this
 GZIP_LEVEL = 6  # zlib's default, as TensorFlow's writer uses; fixed so output bytes are stable
@@ -177,25 +176,23 @@ def _frames(f: IO[bytes] | gzip.GzipFile, path: Path, want: Callable[[int], bool
         index += 1
 
 
-def _walk(header_at: Callable[[int], bytes], size: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Frame offsets and the 12-byte headers of up to ``limit`` records, from position 0 to ``size``.
+def _walk(length_at: Callable[[int], int | None], size: int, limit: int | None) -> np.ndarray:
+    """Frame offsets of up to ``limit`` records, from position 0 to ``size``.
 
     The one sequential step of framing (a record's position depends on every length before
-    it); nothing is checked here but that each header is whole.
+    it). ``length_at(pos)`` is the length field of the header at ``pos``, or ``None`` where
+    the header is not whole; nothing else is checked here.
     """
     offsets: list[int] = []
-    headers: list[bytes] = []
     pos, left = 0, -1 if limit is None else limit
     while pos < size and left != 0:
-        header = header_at(pos)
-        if len(header) < HEADER_BYTES:
+        length = length_at(pos)
+        if length is None:
             break
         offsets.append(pos)
-        headers.append(header)
-        pos += _HEADER.unpack(header)[0] + FRAME_EXTRA
+        pos += length + FRAME_EXTRA
         left -= 1
-    head = np.frombuffer(b"".join(headers), np.uint8).reshape(-1, HEADER_BYTES)
-    return np.asarray(offsets, np.int64), head
+    return np.asarray(offsets, np.int64)
 
 
 def _first_bad_header(offsets: np.ndarray, head: np.ndarray, size: int) -> tuple[np.ndarray, int | None]:
@@ -226,15 +223,22 @@ def frame_buffer(data: bytes, *, limit: int | None = None) -> tuple[np.ndarray, 
     """
     size = len(data)
     view = memoryview(data)
-    offsets, head = _walk(lambda pos: bytes(view[pos:pos + HEADER_BYTES]), size, limit)
+    unpack = _LEN.unpack_from
+
+    def length_at(pos: int) -> int | None:
+        return unpack(data, pos)[0] if pos + HEADER_BYTES <= size else None
+
+    offsets = _walk(length_at, size, limit)
+    buf = np.frombuffer(data, np.uint8)
+    head = buf[offsets[:, None] + np.arange(HEADER_BYTES)]
     length, bad = _first_bad_header(offsets, head, size)
-    ends_short = len(offsets) < (limit if limit is not None else len(offsets) + 1) and \
-        (int(offsets[-1]) + int(length[-1]) + FRAME_EXTRA if len(offsets) else 0) < size
-    if bad is not None or ends_short:
+    end = int(offsets[-1]) + int(length[-1]) + FRAME_EXTRA if len(offsets) else 0
+    cut = limit is not None and len(offsets) == limit
+    if bad is not None or (end < size and not cut):  # a header that is not whole ends the bytes
         index = bad if bad is not None else len(offsets)
         raise TFRecordError(f"TFRecord bytes: record {index} has a damaged length or ends early", "corrupt", index)
     starts = offsets + HEADER_BYTES
-    tails = np.frombuffer(data, np.uint8)[(starts + length)[:, None] + np.arange(4)].copy().view("<u4").ravel()
+    tails = buf[(starts + length)[:, None] + np.arange(4)].copy().view("<u4").ravel()
     crcs = np.fromiter(map(crc32c, (view[s:s + n] for s, n in zip(starts.tolist(), length.tolist()))),
                        np.uint32, count=len(starts))
     failed = np.flatnonzero(masked_crc_array(crcs) != tails)
@@ -263,9 +267,19 @@ def index_file(path: str | os.PathLike, limit: int) -> tuple[np.ndarray, np.ndar
             (``index`` names the record).
     """
     size = os.path.getsize(path)
+    headers: list[bytes] = []
     with open(path, "rb") as f:
         fd = f.fileno()
-        offsets, head = _walk(lambda pos: os.pread(fd, HEADER_BYTES, pos), size, limit)
+
+        def length_at(pos: int) -> int | None:
+            header = os.pread(fd, HEADER_BYTES, pos)
+            if len(header) < HEADER_BYTES:
+                return None
+            headers.append(header)
+            return int(_LEN.unpack_from(header)[0])
+
+        offsets = _walk(length_at, size, limit)
+    head = np.frombuffer(b"".join(headers), np.uint8).reshape(-1, HEADER_BYTES)
     length, bad = _first_bad_header(offsets, head, size)
     if bad is not None:
         raise TFRecordError(f"'{path}': record {bad} has a damaged header", "corrupt", bad)
