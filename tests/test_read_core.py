@@ -155,3 +155,33 @@ def test_split_handle_without_counts(tmp_path: Path) -> None:
     assert handle.listed == [None] and handle.records is None
     with pytest.raises(DatasetError, match="lacks the record count of a shard of split 'train'"):
         _ = handle.counts
+
+
+class _FakeTFError(Exception):
+    """Looks like TensorFlow's error from a failed ``assert_cardinality``."""
+
+
+_FakeTFError.__module__ = "tensorflow.python.framework.errors_impl"
+
+
+def test_raise_dataset_errors_takes_the_dataset_as_info(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pairgen.reading.checks import raise_dataset_errors
+
+    root = _dataset(tmp_path / "d", [3])
+    card = json.loads((root / "dataset.json").read_text())
+    card["shards"]["train"][0]["records"] = 4
+    (root / "dataset.json").write_text(json.dumps(card))
+
+    @raise_dataset_errors
+    def fit(config: int, info: object, *, fail: Exception) -> None:
+        raise fail
+
+    info = SimpleNamespace(path=root, card=None)
+    with pytest.raises(DatasetError, match="holds 3 records, dataset.json says 4"):
+        fit(0, info, fail=_FakeTFError("expected to contain 4 elements but contained only 3"))
+    with pytest.raises(ValueError, match="other"):
+        fit(0, info=info, fail=ValueError("other"))
+    with pytest.raises(TypeError, match="no 'info' parameter"):
+        raise_dataset_errors(lambda dataset: None)
