@@ -79,7 +79,8 @@ def test_keras_backend_follows_env_then_config(tmp_path: Path, monkeypatch: pyte
 def _core_modules() -> list[str]:
     """Every pairgen module the core uses: all but the tf.data loaders, the PyTorch dataset and the trainer."""
     names = [m.name for m in pkgutil.walk_packages(pairgen.__path__, "pairgen.")]
-    optional = ("pairgen.reading.tfdata", "pairgen.reading.pk_tf", "pairgen.torch", "pairgen.__main__")
+    optional = ("pairgen.reading.tfdata", "pairgen.reading.pk_tf", "pairgen.reading.torch", "pairgen.torch",
+                "pairgen.__main__")
     core = sorted(n for n in names if n not in optional and not n.startswith("pairgen.train."))
     return core + ["pairgen.train", "pairgen.train.config"]
 
