@@ -13,7 +13,9 @@ from pairgen.codec import columnar as fastread
 from pairgen.codec.example import encode_example, encode_pair, encode_triplet
 from pairgen.codec.tfrecord import Writer
 from pairgen.errors import DatasetError
-from pairgen.reading.arrays import load_numpy, read_records
+from pairgen.reading import engine
+from pairgen.reading.arrays import load_numpy
+from pairgen.reading.engine import read_records
 from pairgen.spec.schema import PAIRS, schema_of
 
 H, W = 7, 5
@@ -88,8 +90,8 @@ def test_column_reader_equals_the_per_record_reader(tmp_path, kind, encoding, ch
     whole = read_records(_files(root), *keys, (H, W, channels), encoding, compression=compression)
     assert list(whole["record_id"]) == list(range(64))
     for limit in (None, 0, 5, 40, 41, 50, 64, 100):
-        got = fastread.read_split(_files(root), *keys, (H, W, channels), encoding, compression=compression,
-                                  limit=limit, fallback=read_records)
+        got = engine.read_split(_files(root), *keys, (H, W, channels), encoding, compression=compression,
+                                limit=limit, fallback=read_records)
         _assert_same(got, {k: v[:limit] for k, v in whole.items()})
 
 

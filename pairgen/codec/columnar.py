@@ -5,10 +5,10 @@ Every record of a pairgen split has one fixed layout (:func:`pairgen.codec.examp
 widths of the varints (lengths, ids, classes) differ between records. So a shard is read
 field by field for all its records at once instead of record by record:
 
-1. the whole file is read (or decompressed) into memory and framed: one ``struct`` step per
-   record finds each record (its position depends on every length before it), one
-   ``crc32c`` call per record checks its data; length checksums, trailing checksums and
-   bounds are then compared as arrays;
+1. the whole file is read (or decompressed) into memory and framed by
+   :func:`pairgen.codec.tfrecord.frame_buffer`: one ``struct`` step per record finds each
+   record (its position depends on every length before it), one ``crc32c`` call per record
+   checks its data; length checksums, trailing checksums and bounds are compared as arrays;
 2. each feature of the schema is parsed for every record with array operations: its key
    bytes, its framing and its varints are checked and decoded column-wise;
 3. raw images are gathered with one NumPy copy per feature (rows of a sliding-window view of
@@ -25,36 +25,25 @@ from __future__ import annotations
 
 import gzip
 import os
-import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-from crc32c import crc32c
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pairgen.codec.images import decode_record_image
+from pairgen.codec.tfrecord import TFRecordError, frame_buffer
 
-_LEN = struct.Struct("<Q")
-_MASK_DELTA = 0xA282EAD8
 _DECODE_CHUNK = 256  # encoded images per thread-pool task
 
 Arrays = dict[str, np.ndarray]
-Fallback = Callable[..., Arrays]
 
 
 class _Mismatch(Exception):
     """The records do not have pairgen's fixed layout (or the file is damaged)."""
-
-
-def _masked(crc: np.ndarray) -> np.ndarray:
-    """TFRecord's CRC mask applied to an array of CRC-32C values."""
-    crc = crc.astype(np.uint64)
-    return ((((crc >> np.uint64(15)) | (crc << np.uint64(17))) + np.uint64(_MASK_DELTA))
-            & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _file_bytes(path: Path, compression: str) -> bytes | None:
@@ -65,37 +54,6 @@ def _file_bytes(path: Path, compression: str) -> bytes | None:
         return gzip.decompress(data) if compression == "gzip" else data
     except (OSError, EOFError, zlib.error):
         return None
-
-
-def _frame(data: bytes, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and lengths of the records' data, every length and data CRC checked."""
-    starts: list[int] = []
-    unpack, pos, end = _LEN.unpack_from, 0, len(data)
-    left = -1 if limit is None else limit
-    try:
-        while pos < end and left != 0:  # sequential: a record's position depends on all lengths before it
-            starts.append(pos + 12)
-            pos += unpack(data, pos)[0] + 16
-            left -= 1
-    except struct.error:  # fewer than 8 bytes left for a length
-        raise _Mismatch from None
-    if pos > end:
-        raise _Mismatch
-    buf = np.frombuffer(data, np.uint8)
-    start = np.asarray(starts, np.int64)
-    header = buf[(start - 12)[:, None] + np.arange(12)]
-    length = header[:, :8].copy().view("<u8").ravel().astype(np.int64)
-    tail = buf[(start + length)[:, None] + np.arange(4)].copy().view("<u4").ravel()
-    distinct, inverse = np.unique(length, return_inverse=True)
-    want = _masked(np.array([crc32c(_LEN.pack(int(n))) for n in distinct], np.uint32))[inverse.ravel()]
-    if (want != header[:, 8:].copy().view("<u4").ravel()).any():
-        raise _Mismatch
-    view = memoryview(data)
-    crcs = np.fromiter(map(crc32c, (view[s:s + n] for s, n in zip(starts, length.tolist()))), np.uint32,
-                       count=len(starts))
-    if (_masked(crcs) != tail).any():
-        raise _Mismatch
-    return start, length
 
 
 class _Columns:
@@ -170,12 +128,13 @@ def _key_prefix(key: str) -> bytes:
 
 
 def _parse(cols: _Columns, starts: np.ndarray, lengths: np.ndarray, image_keys: Sequence[str],
-           int_keys: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray] | np.ndarray]:
+           int_keys: Sequence[str]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Arrays]:
     """Image ``(offsets, sizes)`` and int64 values of every feature, checked against the fixed layout."""
     pos, size = cols.delimited(starts, 0x0A)  # Example.features
     if ((pos + size) != starts + lengths).any():
         raise _Mismatch
-    out: dict[str, tuple[np.ndarray, np.ndarray] | np.ndarray] = {}
+    images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ints: Arrays = {}
     for key in sorted([*image_keys, *int_keys], key=lambda k: k.encode("utf-8")):
         body, body_size = cols.delimited(pos, 0x0A)  # one map entry: key, then its Feature
         feature_size, feature = cols.size(cols.expect(body, _key_prefix(key)))
@@ -183,21 +142,21 @@ def _parse(cols: _Columns, starts: np.ndarray, lengths: np.ndarray, image_keys: 
         if key in image_keys:
             inner, inner_size = cols.delimited(feature, 0x0A)  # BytesList
             value, value_size = cols.delimited(inner, 0x0A)  # its one value
-            out[key] = (value, value_size)
+            images[key] = (value, value_size)
         else:
             inner, inner_size = cols.delimited(feature, 0x1A)  # Int64List
             value, value_size = cols.delimited(inner, 0x0A)  # packed values
             number, after = cols.varint(value)
             if (after != value + value_size).any():  # exactly one value
                 raise _Mismatch
-            out[key] = number.view(np.int64)
+            ints[key] = number.view(np.int64)
         if ((value + value_size) != end).any() or ((inner + inner_size) != end).any() \
                 or (end != body + body_size).any():
             raise _Mismatch
         pos = end
     if (pos != starts + lengths).any():
         raise _Mismatch
-    return out
+    return images, ints
 
 
 def _raw_images(cols: _Columns, offsets: np.ndarray, sizes: np.ndarray,
@@ -265,58 +224,18 @@ def parse_framed(data: bytes, image_keys: Sequence[str], int_keys: Sequence[str]
     (:mod:`pairgen.reading.pk`); arguments and result as there.
     """
     try:
-        starts, lengths = _frame(data, limit)
+        starts, lengths = frame_buffer(data, limit=limit)
         cols = _Columns(data)
-        fields = _parse(cols, starts, lengths, image_keys, int_keys)
-        out: Arrays = {key: fields[key] for key in int_keys}
+        images, ints = _parse(cols, starts, lengths, image_keys, int_keys)
+        out: Arrays = {key: ints[key] for key in int_keys}
         for key in image_keys:
-            offsets, sizes = fields[key]
+            offsets, sizes = images[key]
             if encoding == "raw":
                 out[key] = _raw_images(cols, offsets, sizes, shape)
             else:
                 with nullcontext(pool) if pool else ThreadPoolExecutor(os.cpu_count() or 1) as workers:
                     out[key] = _encoded_images(data, offsets, sizes, encoding, shape, workers)
-    except _Mismatch:
+    except (_Mismatch, TFRecordError):
         return None
     return out
 
-
-def read_split(files: Sequence[str], image_keys: Sequence[str], int_keys: Sequence[str],
-               shape: tuple[int, int, int], encoding: str, *, compression: str = "none",
-               limit: int | None = None, fallback: Fallback,
-               on_shard: Callable[[str, int, bool], None] | None = None) -> Arrays:
-    """Read shards in order into one set of arrays, each column-wise or through ``fallback``.
-
-    Args:
-        files: The split's shard paths, in order.
-        image_keys, int_keys, shape, encoding, compression, limit: As for :func:`read_shard`.
-        fallback: The per-record reader, called as ``fallback([path], image_keys, int_keys,
-            shape, encoding, compression=..., limit=...)`` for a shard :func:`read_shard`
-            declines; it raises the precise error of a damaged shard.
-        on_shard: Called as ``on_shard(path, records_read, whole)`` after each shard, where
-            ``whole`` is false when ``limit`` cut the shard short (for the loaders' count check).
-
-    Returns:
-        Feature name to array (images ``uint8``, ints ``int64``), records in file order.
-    """
-    parts: list[Arrays] = []
-    left = limit
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for f in files:
-            if left is not None and left <= 0:
-                break
-            part = read_shard(f, image_keys, int_keys, shape, encoding, compression=compression,
-                              limit=left, pool=pool)
-            if part is None:
-                part = fallback([f], image_keys, int_keys, shape, encoding, compression=compression, limit=left)
-            parts.append(part)
-            n = len(part[int_keys[0]])
-            if on_shard is not None:
-                on_shard(f, n, left is None or n < left)
-            if left is not None:
-                left -= n
-    if not parts:
-        return {**{k: np.zeros((0, *shape), np.uint8) for k in image_keys},
-                **{k: np.zeros((0,), np.int64) for k in int_keys}}
-    return {k: parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
-            for k in (*image_keys, *int_keys)}

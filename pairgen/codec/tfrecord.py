@@ -21,8 +21,9 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
+import numpy as np
 from crc32c import crc32c
 
 from pairgen.errors import DatasetError
@@ -30,6 +31,8 @@ from pairgen.errors import DatasetError
 _MASK_DELTA = 0xA282EAD8
 _LEN = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
+HEADER_BYTES = 12  # uint64 length + uint32 CRC of the length
+FRAME_EXTRA = 16  # header + uint32 CRC of the data: a frame is the data plus this
 GZIP_LEVEL = 6  # zlib's default, as TensorFlow's writer uses; fixed so output bytes are stable
 
 
@@ -37,6 +40,20 @@ def masked_crc(data: bytes) -> int:
     """TFRecord's masked CRC-32C of ``data``."""
     crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc_array(crcs: np.ndarray) -> np.ndarray:
+    """TFRecord's CRC mask applied to an array of CRC-32C values (as :func:`masked_crc` does to one).
+
+    Args:
+        crcs: Unmasked CRC-32C values.
+
+    Returns:
+        The masked values, ``uint32``.
+    """
+    crc = np.asarray(crcs).astype(np.uint64)
+    return ((((crc >> np.uint64(15)) | (crc << np.uint64(17))) + np.uint64(_MASK_DELTA))
+            & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def frame(record: bytes) -> bytes:
@@ -50,7 +67,7 @@ class Writer:
 
     def __init__(self, path: str | os.PathLike, *, gzip_compressed: bool = False) -> None:
         self._raw = open(path, "wb")
-        self._out: BinaryIO = self._raw
+        self._out: IO[bytes] | gzip.GzipFile = self._raw
         if gzip_compressed:
             self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
                                       compresslevel=GZIP_LEVEL)
@@ -67,9 +84,10 @@ class Writer:
 class TFRecordError(DatasetError):
     """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str, index: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.index = index  # the record at fault, where known
 
 
 def iter_records(path: str | os.PathLike, *, compression: str = "none",
@@ -129,7 +147,7 @@ def _records(path: Path, compression: str, want: Callable[[int], bool]) -> Itera
         raise TFRecordError(f"'{path}' cannot be decompressed ({exc})", "truncated") from None
 
 
-def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], *, stream: bool) -> Iterator[bytes | None]:
+def _frames(f: IO[bytes] | gzip.GzipFile, path: Path, want: Callable[[int], bool], *, stream: bool) -> Iterator[bytes | None]:
     size = None if stream else os.fstat(f.fileno()).st_size
     index = 0
     while True:
@@ -142,8 +160,9 @@ def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], *, stream: boo
         if masked_crc(header[:8]) != length_crc:
             raise TFRecordError(f"'{path}': the length field of record {index} fails its CRC", "corrupt")
         read = want(index)
+        data: bytes | None
         if read or size is None:
-            data: bytes | None = f.read(length)
+            data = f.read(length)
             complete = len(data) == length
         else:
             data, complete = None, f.tell() + length <= size
@@ -151,7 +170,131 @@ def _frames(f: BinaryIO, path: Path, want: Callable[[int], bool], *, stream: boo
         tail = f.read(4)
         if not complete or len(tail) < 4:
             raise TFRecordError(f"'{path}' ends inside record {index}", "truncated")
-        if read and masked_crc(data) != _CRC.unpack(tail)[0]:
+        if read and data is not None and masked_crc(data) != _CRC.unpack(tail)[0]:
             raise TFRecordError(f"'{path}': record {index} fails its data CRC", "corrupt")
         yield data if read else None
         index += 1
+
+
+def _walk(length_at: Callable[[int], int | None], size: int, limit: int | None) -> np.ndarray:
+    """Frame offsets of up to ``limit`` records, from position 0 to ``size``.
+
+    The one sequential step of framing (a record's position depends on every length before
+    it). ``length_at(pos)`` is the length field of the header at ``pos``, or ``None`` where
+    the header is not whole; nothing else is checked here.
+    """
+    offsets: list[int] = []
+    pos, left = 0, -1 if limit is None else limit
+    while pos < size and left != 0:
+        length = length_at(pos)
+        if length is None:
+            break
+        offsets.append(pos)
+        pos += length + FRAME_EXTRA
+        left -= 1
+    return np.asarray(offsets, np.int64)
+
+
+def _first_bad_header(offsets: np.ndarray, head: np.ndarray, size: int) -> tuple[np.ndarray, int | None]:
+    """Data lengths of the frames, and the first frame whose length fails its CRC or runs past ``size``."""
+    length = head[:, :8].copy().view("<u8").ravel()
+    distinct, inverse = np.unique(length, return_inverse=True)
+    want = masked_crc_array(np.array([crc32c(_LEN.pack(int(n))) for n in distinct], np.uint32))
+    crc_ok = want[inverse.ravel()] == head[:, 8:].copy().view("<u4").ravel()
+    fits = length <= np.uint64(size)  # before the sum below, which could overflow
+    fits &= offsets + length.astype(np.int64) + FRAME_EXTRA <= size
+    bad = np.flatnonzero(~(crc_ok & fits))
+    return length.astype(np.int64), int(bad[0]) if len(bad) else None
+
+
+def frame_buffer(data: bytes, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frame TFRecord bytes held in memory: every length and data CRC checked (as arrays).
+
+    Args:
+        data: The bytes of a plain (or decompressed) TFRecord file, or frames read back to back.
+        limit: Frame at most this many records (the first ones).
+
+    Returns:
+        ``(starts, lengths)``: the offset of each record's data in ``data`` and its length,
+        ``int64``, in file order.
+
+    Raises:
+        TFRecordError: If a length or data checksum fails, or the bytes end inside a record.
+    """
+    size = len(data)
+    view = memoryview(data)
+    unpack = _LEN.unpack_from
+
+    def length_at(pos: int) -> int | None:
+        return unpack(data, pos)[0] if pos + HEADER_BYTES <= size else None
+
+    offsets = _walk(length_at, size, limit)
+    buf = np.frombuffer(data, np.uint8)
+    head = buf[offsets[:, None] + np.arange(HEADER_BYTES)]
+    length, bad = _first_bad_header(offsets, head, size)
+    end = int(offsets[-1]) + int(length[-1]) + FRAME_EXTRA if len(offsets) else 0
+    cut = limit is not None and len(offsets) == limit
+    if bad is not None or (end < size and not cut):  # a header that is not whole ends the bytes
+        index = bad if bad is not None else len(offsets)
+        raise TFRecordError(f"TFRecord bytes: record {index} has a damaged length or ends early", "corrupt", index)
+    starts = offsets + HEADER_BYTES
+    tails = buf[(starts + length)[:, None] + np.arange(4)].copy().view("<u4").ravel()
+    crcs = np.fromiter(map(crc32c, (view[s:s + n] for s, n in zip(starts.tolist(), length.tolist()))),
+                       np.uint32, count=len(starts))
+    failed = np.flatnonzero(masked_crc_array(crcs) != tails)
+    if len(failed):
+        index = int(failed[0])
+        raise TFRecordError(f"TFRecord bytes: record {index} fails its data CRC", "corrupt", index)
+    return starts, length
+
+
+def index_file(path: str | os.PathLike, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frame offsets and data lengths of a plain TFRecord file, reading only its 12-byte headers.
+
+    Every length is checked against its CRC (the data are not read: :func:`check_frame` checks
+    them when a frame is read by offset).
+
+    Args:
+        path: A plain (uncompressed) TFRecord file.
+        limit: Index at most this many records.
+
+    Returns:
+        ``(offsets, lengths, end)``: each frame's offset, each record's data length (``int64``),
+        and the offset after the last frame indexed (the file size when every record was).
+
+    Raises:
+        TFRecordError: If a length fails its CRC or a record runs past the end of the file
+            (``index`` names the record).
+    """
+    size = os.path.getsize(path)
+    headers: list[bytes] = []
+    with open(path, "rb") as f:
+        fd = f.fileno()
+
+        def length_at(pos: int) -> int | None:
+            header = os.pread(fd, HEADER_BYTES, pos)
+            if len(header) < HEADER_BYTES:
+                return None
+            headers.append(header)
+            return int(_LEN.unpack_from(header)[0])
+
+        offsets = _walk(length_at, size, limit)
+    head = np.frombuffer(b"".join(headers), np.uint8).reshape(-1, HEADER_BYTES)
+    length, bad = _first_bad_header(offsets, head, size)
+    if bad is not None:
+        raise TFRecordError(f"'{path}': record {bad} has a damaged header", "corrupt", bad)
+    end = int(offsets[-1]) + int(length[-1]) + FRAME_EXTRA if len(offsets) else 0
+    return offsets, length, end
+
+
+def check_frame(frame: bytes, length: int) -> None:
+    """Check one whole frame (header, data, CRC) read by offset against the indexed data ``length``.
+
+    Raises:
+        TFRecordError: ``kind="truncated"`` if the frame is short or its length field is not
+            ``length`` (the file changed); ``"corrupt"`` if the data fails its CRC.
+    """
+    if len(frame) != length + FRAME_EXTRA or _LEN.unpack_from(frame)[0] != length:
+        raise TFRecordError("the frame differs from the indexed one", "truncated")
+    if masked_crc(frame[HEADER_BYTES:-4]) != _CRC.unpack_from(frame, len(frame) - 4)[0]:
+        raise TFRecordError("the record fails its data CRC", "corrupt")

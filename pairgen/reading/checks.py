@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -43,6 +44,15 @@ from pairgen.errors import DatasetError, PairgenError
 from pairgen.spec.schema import schema_of
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class HasPath(Protocol):
+    """A dataset handle: anything with the dataset directory as ``path``."""
+
+    @property
+    def path(self) -> str | os.PathLike: ...
+
+
 _CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")
 
 
@@ -245,17 +255,27 @@ def dataset_errors(root: str | os.PathLike) -> Iterator[None]:
 
 
 def raise_dataset_errors(func: _F) -> _F:
-    """Like :func:`dataset_errors` for a function that takes a dataset's ``DatasetInfo``
-    (anything with ``path`` and ``card``) among its arguments."""
+    """Like :func:`dataset_errors` around a function that takes the dataset as its ``info`` argument.
+
+    The dataset is taken explicitly: the decorated function must have a parameter named
+    ``info`` (a handle with a ``path``, such as the trainer's ``DatasetInfo`` or a
+    :class:`pairgen.reading.handle.SplitHandle`); the decorator refuses any other function.
+
+    Raises:
+        TypeError: When decorating a function without an ``info`` parameter.
+    """
+    signature = inspect.signature(func)
+    if "info" not in signature.parameters:
+        raise TypeError(f"raise_dataset_errors: {func.__qualname__} has no 'info' parameter (the dataset)")
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
-            infos = [a for a in (*args, *kwargs.values()) if hasattr(a, "card") and hasattr(a, "path")]
-            if not infos or not _is_count_failure(exc):
+            if not _is_count_failure(exc):
                 raise
-            raise diagnose_counts(infos[0].path) from None
+            info: HasPath = signature.bind(*args, **kwargs).arguments["info"]
+            raise diagnose_counts(info.path) from None
 
     return wrapper  # type: ignore[return-value]

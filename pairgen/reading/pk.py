@@ -35,7 +35,8 @@ bytes, then the decoded images, float32 when normalized: up to 4x the bytes),
 :func:`pairgen.load_classes` one batch per prefetched element.
 It does not grow with the split's pixels.
 
-**Sharing an epoch** between consumers (ranks, hosts): consumer ``rank`` of ``world_size`` takes
+**Sharing an epoch** between consumers (ranks, hosts; decided by :func:`pairgen.reading.plan.consumer_batches`):
+consumer ``rank`` of ``world_size`` takes
 batches ``rank, rank + world_size, ...`` of the epoch; with ``pad=True`` (the default) the
 epoch is first extended with its own first batches to a multiple of ``world_size``, so every
 consumer takes the same number of steps and together they read every batch at least once.
@@ -52,7 +53,11 @@ from typing import Any
 import numpy as np
 
 from pairgen.errors import ConfigError
+from pairgen.reading.plan import consumer_batches
 from pairgen.reading.recordindex import Arrays, ImagesSplit
+
+__all__ = ["READ_AHEAD_BYTES", "PKSplit", "batches_per_epoch", "check_pk_args", "consumer_batches", "epoch_rng",
+           "pk_batches", "pk_schedule"]
 
 READ_AHEAD_BYTES = 4 << 20  # record bytes read and parsed at once by PKSplit.batches (whole batches)
 
@@ -173,18 +178,6 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch)]))
 
 
-def consumer_batches(n_batches: int, *, rank: int, world_size: int, pad: bool) -> np.ndarray:
-    """The batch indices consumer ``rank`` of ``world_size`` takes from an epoch of ``n_batches``.
-
-    With ``pad`` the epoch is extended with its first batches to a multiple of ``world_size``;
-    without it, the last ``n_batches % world_size`` batches are dropped (equal counts either way).
-    """
-    if not 0 <= rank < world_size:
-        raise ConfigError(f"rank must be in [0, world_size={world_size}); received: rank={rank!r}.")
-    total = -(-n_batches // world_size) * world_size if pad else n_batches // world_size * world_size
-    return (np.arange(total) % max(n_batches, 1))[rank::world_size]
-
-
 class PKSplit(ImagesSplit):
     """An images split with its P x K schedule: :meth:`schedule` per epoch, :meth:`batches` to read them.
 
@@ -225,18 +218,29 @@ class PKSplit(ImagesSplit):
         return pk_schedule(self.classes, classes_per_batch=self.p, images_per_class=self.k,
                            rng=epoch_rng(self.seed, epoch))
 
+    def consumer_schedule(self, epoch: int, *, rank: int = 0, world_size: int = 1, pad: bool = True) -> np.ndarray:
+        """This consumer's share of epoch ``epoch``: ``int64 (b, P * K)`` record ids (see :mod:`pairgen.reading.plan`)."""
+        schedule = self.schedule(epoch)
+        return schedule[consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad)]
+
+    def chunks(self, epoch: int, *, rank: int = 0, world_size: int = 1, pad: bool = True) -> Iterator[np.ndarray]:
+        """This consumer's batches of epoch ``epoch`` in chunks of whole batches worth about
+        :data:`READ_AHEAD_BYTES` (at least one batch): each chunk ``int64 (m, P * K)`` record ids.
+
+        Several batches are read and parsed together: a parser's cost per call outweighs its
+        cost per record for batches of a few dozen records.
+        """
+        rows = self.consumer_schedule(epoch, rank=rank, world_size=world_size, pad=pad)
+        record_bytes = float(self.index.length.mean()) if len(self.index.length) else 1.0
+        step = max(1, int(READ_AHEAD_BYTES // (self.batch_size * record_bytes)))
+        for start in range(0, len(rows), step):
+            yield rows[start:start + step]
+
     def batches(self, epoch: int = 0, *, rank: int = 0, world_size: int = 1, pad: bool = True,
                 normalize: bool = True) -> Iterator[Arrays]:
         """One epoch of P x K batches as NumPy arrays (this consumer's share, see the module docstring)."""
-        schedule = self.schedule(epoch)
-        take = consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad)
-        # Several batches are read and parsed together: the column parser's cost per call
-        # outweighs its cost per record for batches of a few dozen records.
-        record_bytes = float(self.index.length.mean()) if len(self.index.length) else 1.0
-        step = max(1, int(READ_AHEAD_BYTES // (self.batch_size * record_bytes)))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for start in range(0, len(take), step):
-                rows = schedule[take[start:start + step]]
+            for rows in self.chunks(epoch, rank=rank, world_size=world_size, pad=pad):
                 arrays = self.read(rows.ravel(), normalize=normalize, pool=pool)
                 for i in range(len(rows)):
                     part = slice(i * self.batch_size, (i + 1) * self.batch_size)

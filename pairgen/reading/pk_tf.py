@@ -19,48 +19,105 @@ epoch's schedule (about 32 bytes per record) plus the prefetched chunks of batch
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from pairgen.errors import ConfigError
 from pairgen.extras import require
-from pairgen.reading.pk import READ_AHEAD_BYTES, PKSplit, consumer_batches
-from pairgen.reading.tfdata import _decoder, _spec_for
+from pairgen.reading.pk import PKSplit
+from pairgen.reading.plan import consumer_batches
+from pairgen.reading.tfdata import Dataset, Tensor, feature_spec_of, image_decoder
+from pairgen.spec.schema import RECORD_ID, array_name
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load_classes (tf.data)",
              instead="read without TensorFlow: pairgen.reading.pk.pk_batches or pairgen.torch.PKBatchSampler")
 
 
-def _check_epochs(epochs: int | None) -> None:
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise ConfigError(f"epochs must be an integer >= 1 or None (repeat forever); received: epochs={epochs!r}.")
+@dataclass(frozen=True)
+class Epochs:
+    """Which epochs one consumer reads: ``epochs`` from ``first`` (``None``: forever), its share of each."""
+
+    first: int
+    epochs: int | None
+    rank: int
+    world_size: int
+    pad: bool
+
+    def check(self) -> None:
+        """Raise a one-line :class:`ConfigError` for invalid epochs or an invalid rank."""
+        epochs = self.epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ConfigError(f"epochs must be an integer >= 1 or None (repeat forever); received: epochs={epochs!r}.")
+        consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=self.pad)
+
+    def numbers(self) -> Iterator[int]:
+        """The epoch numbers, in order."""
+        epoch = self.first
+        while self.epochs is None or epoch < self.first + self.epochs:
+            yield epoch
+            epoch += 1
+
+    def batches(self, n_batches: int) -> int | None:
+        """Batches this consumer reads in all (``None`` when it reads forever)."""
+        if self.epochs is None:
+            return None
+        return len(consumer_batches(n_batches, rank=self.rank, world_size=self.world_size, pad=self.pad)) * self.epochs
 
 
-def _serialized(data: PKSplit, first_epoch: int, epochs: int | None, rank: int, world_size: int,
-                pad: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def serialized_chunks(data: PKSplit, epochs: Epochs) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(serialized records, record ids, class ids)``, each ``[m, P*K]``: ``m`` batches, epoch after epoch.
 
     Whole batches worth about :data:`pairgen.reading.pk.READ_AHEAD_BYTES` go through Python at once, so
     TensorFlow parses them in one call (one batch per call costs more than its records).
     """
-    record_bytes = float(data.index.length.mean()) if len(data.index.length) else 1.0
-    step = max(1, int(READ_AHEAD_BYTES // (data.batch_size * record_bytes)))
-    epoch = first_epoch
-    while epochs is None or epoch < first_epoch + epochs:
-        schedule = data.schedule(epoch)
-        take = consumer_batches(len(schedule), rank=rank, world_size=world_size, pad=pad)
-        for start in range(0, len(take), step):
-            ids = schedule[take[start:start + step]]
+    for epoch in epochs.numbers():
+        for ids in data.chunks(epoch, rank=epochs.rank, world_size=epochs.world_size, pad=epochs.pad):
             records = np.array(data.read_serialized(ids.ravel()), dtype=object).reshape(ids.shape)
             yield records, ids, data.classes[ids]
-        epoch += 1
+
+
+def record_chunks(data: PKSplit, epochs: Epochs) -> Dataset:
+    """:func:`serialized_chunks` as a ``tf.data.Dataset`` of ``(string, int64, int64)`` ``[m, P*K]`` tensors."""
+    n = data.batch_size
+    signature = (tf.TensorSpec((None, n), tf.string), tf.TensorSpec((None, n), tf.int64),
+                 tf.TensorSpec((None, n), tf.int64))
+    return tf.data.Dataset.from_generator(lambda: serialized_chunks(data, epochs), output_signature=signature)
+
+
+def chunk_parser(data: PKSplit, *, normalize: bool, with_ids: bool) -> Callable[[Tensor, Tensor, Tensor], tuple]:
+    """A function that parses a chunk of :func:`record_chunks` into ``[m, P*K, ...]`` batches.
+
+    Each record's ``record_id`` and class are checked against the schedule's.
+    """
+    n, shape = data.batch_size, data.card.image.shape
+    role = data.handle.schema.roles[0]
+    image_key, class_key, id_key = role.image_key, role.class_key, role.id_key
+    spec = feature_spec_of(data.card.kind)
+    decode = image_decoder(shape, data.card.image.encoding, normalize)
+    message = (f"a record of '{data.root}' split {data.split!r} differs from its manifest row; "
+               f"run `pairgen verify {data.root}`")
+
+    def parse(serialized: Tensor, ids: Tensor, classes: Tensor) -> tuple:
+        f = tf.io.parse_example(tf.reshape(serialized, (-1,)), spec)
+        check = tf.debugging.assert_equal(
+            tf.concat([f[RECORD_ID], f[class_key]], 0), tf.concat([tf.reshape(ids, (-1,)), tf.reshape(classes, (-1,))], 0),
+            message=message)
+        with tf.control_dependencies([check]):
+            images = tf.reshape(decode(f[image_key]), (-1, n, *shape))
+        out = (images, tf.reshape(f[class_key], (-1, n)))
+        ids_out = {array_name(id_key): tf.reshape(f[id_key], (-1, n)),
+                   array_name(RECORD_ID): tf.reshape(f[RECORD_ID], (-1, n))}
+        return (*out, ids_out) if with_ids else out
+
+    return parse
 
 
 def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_batch: int,
                  images_per_class: int, seed: int = 0, normalize: bool = True, epochs: int | None = 1,
                  first_epoch: int = 0, with_ids: bool = False, rank: int = 0, world_size: int = 1,
-                 pad: bool = True) -> tf.data.Dataset:
+                 pad: bool = True) -> Dataset:
     """Class-balanced batches of an images split: exactly ``P`` classes x ``K`` images each.
 
     The schedule and its guarantees (every image at least once per epoch; classes with fewer
@@ -89,32 +146,12 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
         DatasetError: If the dataset is not an images dataset (a pairs dataset, say) or its
             shards cannot be read by offset (GZIP) or are damaged.
     """
-    _check_epochs(epochs)
-    consumer_batches(1, rank=rank, world_size=world_size, pad=pad)
+    share = Epochs(first_epoch, epochs, rank, world_size, pad)
+    share.check()
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
-    n = data.batch_size
-    signature = (tf.TensorSpec((None, n), tf.string), tf.TensorSpec((None, n), tf.int64),
-                 tf.TensorSpec((None, n), tf.int64))
-    ds = tf.data.Dataset.from_generator(lambda: _serialized(data, first_epoch, epochs, rank, world_size, pad),
-                                        output_signature=signature)
-    spec = _spec_for(data.card.kind)
-    decode = _decoder(data.card.image.shape, data.card.image.encoding, normalize)
-    image_key, shape = data.image_keys[0], data.card.image.shape
-
-    def parse(serialized: tf.Tensor, ids: tf.Tensor, classes: tf.Tensor) -> tuple:
-        f = tf.io.parse_example(tf.reshape(serialized, (-1,)), spec)
-        check = tf.debugging.assert_equal(
-            tf.concat([f["record_id"], f["class"]], 0), tf.concat([tf.reshape(ids, (-1,)), tf.reshape(classes, (-1,))], 0),
-            message=f"a record of '{data.root}' split {split!r} differs from its manifest row; "
-                    f"run `pairgen verify {data.root}`")
-        with tf.control_dependencies([check]):
-            images = tf.reshape(decode(f[image_key]), (-1, n, *shape))
-        out = (images, tf.reshape(f["class"], (-1, n)))
-        ids_out = {"id": tf.reshape(f["id"], (-1, n)), "record_id": tf.reshape(f["record_id"], (-1, n))}
-        return (*out, ids_out) if with_ids else out
-
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
-    if epochs is not None:
-        per_epoch = len(consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(per_epoch * epochs))
+    parse = chunk_parser(data, normalize=normalize, with_ids=with_ids)
+    ds = record_chunks(data, share).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    total = share.batches(data.n_batches)
+    if total is not None:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(total))
     return ds.prefetch(tf.data.AUTOTUNE)

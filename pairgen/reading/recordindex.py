@@ -3,7 +3,10 @@
 The shards' record offsets are indexed once (each record's 12-byte header read, its length
 checksum checked); records are then read with ``os.pread`` (safe to share across forked
 DataLoader workers: it moves no file position), every length and data CRC checked, and parsed
-column-wise (:func:`pairgen.codec.columnar.parse_framed`, falling back to the per-record parser).
+by the NumPy record engine (:func:`pairgen.reading.engine.read_frames`: column-wise, else record
+by record). The split is opened by :class:`pairgen.reading.handle.SplitHandle`; the framing and
+its checks are :mod:`pairgen.codec.tfrecord`'s (:func:`~pairgen.codec.tfrecord.index_file`,
+:func:`~pairgen.codec.tfrecord.check_frame`).
 Each record's ``record_id`` and ``class`` are compared with the manifest. GZIP shards cannot be
 read by offset. Memory: about 24 bytes per record (shard, offset, length, class id) plus the
 records being read. Used by :mod:`pairgen.reading.pk` (P x K batches), :func:`pairgen.load_classes`
@@ -13,7 +16,6 @@ and :mod:`pairgen.torch`.
 from __future__ import annotations
 
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from pairgen.codec import columnar as fastread
-from pairgen.codec.example import decode_example
-from pairgen.codec.tfrecord import masked_crc
+from pairgen.codec.tfrecord import FRAME_EXTRA, TFRecordError, check_frame, index_file
 from pairgen.dataset import layout
-from pairgen.dataset.card import Card, read_card
-from pairgen.dataset.versions import resolve
+from pairgen.dataset.card import Card
 from pairgen.errors import DatasetError
-from pairgen.reading.arrays import named_arrays
-from pairgen.reading.checks import check_split, record_images
-from pairgen.spec.schema import schema_of
+from pairgen.reading import engine
+from pairgen.reading.checks import record_images
+from pairgen.reading.handle import SplitHandle
+from pairgen.spec.schema import IMAGES, RECORD_ID
 
 Arrays = dict[str, np.ndarray]
-IMAGES_KIND = "images"
-CLASS_KEY = "class"
-_HEADER = struct.Struct("<QI")
+IMAGES_KIND = IMAGES.kind.value
+CLASS_KEY = IMAGES.roles[0].class_key
 
 
 @dataclass(frozen=True)
@@ -50,35 +49,29 @@ class RecordIndex:
 
 def _index_shard(path: str, expected: int, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Frame offsets and data lengths of one plain TFRecord file (header CRCs checked)."""
-    offsets, lengths = np.empty(expected, np.int64), np.empty(expected, np.int64)
-    size, pos, i = os.path.getsize(path), 0, 0
-    with open(path, "rb") as f:
-        while pos < size:
-            header = os.pread(f.fileno(), 12, pos)
-            if len(header) < 12 or i >= expected:
-                break
-            length, crc = _HEADER.unpack(header)
-            if masked_crc(header[:8]) != crc or pos + 16 + length > size:
-                raise DatasetError(f"shard '{path}': record {i} has a damaged header; run `pairgen verify {root}`.")
-            offsets[i], lengths[i] = pos, length
-            pos, i = pos + 16 + length, i + 1
-    if i != expected or pos != size:
+    try:
+        offsets, lengths, end = index_file(path, expected)
+    except TFRecordError as exc:
+        raise DatasetError(f"shard '{path}': record {exc.index} has a damaged header; "
+                           f"run `pairgen verify {root}`.") from None
+    if len(offsets) != expected or end != os.path.getsize(path):
         raise DatasetError(f"shard '{path}' does not hold the {expected} records dataset.json lists; "
                            f"run `pairgen verify {root}`.")
     return offsets, lengths
 
 
-def index_split(card: Card, root: Path, split: str) -> RecordIndex:
-    """Index every record of ``split`` (12 bytes read per record).
+def index_split(handle: SplitHandle) -> RecordIndex:
+    """Index every record of the handle's split (12 bytes read per record).
 
     Raises:
         DatasetError: If a shard is GZIP-compressed, damaged, or holds another number of records.
     """
+    card, root = handle.card, handle.root
     if card.compression != "none":
         raise DatasetError(f"dataset '{root}' has {card.compression} shards, which cannot be read by record "
                            "offset; rebuild it with compression none for class-balanced batches.")
-    files = card.shard_paths(root, split)
-    counts = [int(e.get("records", -1)) for e in card.shards[split]]
+    files = handle.files
+    counts = [-1 if n is None else n for n in handle.listed]
     parts = [_index_shard(f, n, root) for f, n in zip(files, counts)]
     shard = np.repeat(np.arange(len(files), dtype=np.int32), counts)
     offset = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -92,17 +85,23 @@ def _manifest_classes(root: Path, split: str, records: int) -> np.ndarray:
 
     path = root / layout.manifest(split)
     try:
-        table = pq.read_table(path, columns=["record_id", "class_id"])
+        table = pq.read_table(path, columns=[RECORD_ID, IMAGES.roles[0].class_column])
     except (OSError, KeyError, ValueError) as exc:
         raise DatasetError(f"manifest '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
-    rid = table.column("record_id").to_numpy().astype(np.int64)
-    cls = table.column("class_id").to_numpy().astype(np.int64)
+    rid = table.column(RECORD_ID).to_numpy().astype(np.int64)
+    cls = table.column(IMAGES.roles[0].class_column).to_numpy().astype(np.int64)
     if len(rid) != records or not np.array_equal(np.sort(rid), np.arange(records)):
         raise DatasetError(f"manifest '{path}' does not list records 0..{records - 1} of the shards; "
                            f"run `pairgen verify {root}`.")
     out = np.empty(records, np.int64)
     out[rid] = cls
     return out
+
+
+def _require_images(root: Path, card: Card) -> None:
+    if card.kind.value != IMAGES_KIND:
+        raise DatasetError(f"dataset '{root}' holds {card.kind.value}; class-balanced batches need an "
+                           f"images dataset: build one with `pairgen build --kind images`.")
 
 
 class ImagesSplit:
@@ -117,18 +116,11 @@ class ImagesSplit:
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train") -> None:
-        self.root = resolve(path)
-        self.card = card = read_card(self.root)
-        if card.kind.value != IMAGES_KIND:
-            raise DatasetError(f"dataset '{self.root}' holds {card.kind.value}; class-balanced batches need an "
-                               f"images dataset: build one with `pairgen build --kind images`.")
-        self.split = split
-        card.shard_paths(self.root, split)
-        check_split(card, self.root, split)
-        self.index = index_split(card, self.root, split)
+        self.handle = handle = SplitHandle(path, split, require=_require_images)
+        self.root, self.card, self.split = handle.root, handle.card, split
+        self.index = index_split(handle)
         self.classes = _manifest_classes(self.root, split, len(self.index.offset))
-        schema = schema_of(card.kind)
-        self.image_keys, self.int_keys = schema.image_keys, schema.int_keys
+        self.image_keys, self.int_keys = handle.image_keys, handle.int_keys
         self._fds: dict[int, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -170,18 +162,21 @@ class ImagesSplit:
         for i in order.tolist():
             rid = int(ids[i])
             shard, offset, length = int(idx.shard[rid]), int(idx.offset[rid]), int(idx.length[rid])
-            frame = os.pread(self._fd(shard), length + 16, offset)
+            frame = os.pread(self._fd(shard), length + FRAME_EXTRA, offset)
             self._check_frame(frame, length, rid, shard)
             frames[i] = frame
         return frames
 
     def _check_frame(self, frame: bytes, length: int, rid: int, shard: int) -> None:
         path = self.index.files[shard]
-        if len(frame) != length + 16 or _HEADER.unpack_from(frame)[0] != length:
-            raise DatasetError(f"shard '{path}' changed since it was indexed (record {rid}); "
-                               f"run `pairgen verify {self.root}`.")
-        if masked_crc(frame[12:-4]) != struct.unpack_from("<I", frame, len(frame) - 4)[0]:
-            raise DatasetError(f"shard '{path}': record {rid} fails its data CRC; run `pairgen verify {self.root}`.")
+        try:
+            check_frame(frame, length)
+        except TFRecordError as exc:
+            if exc.kind == "truncated":
+                raise DatasetError(f"shard '{path}' changed since it was indexed (record {rid}); "
+                                   f"run `pairgen verify {self.root}`.") from None
+            raise DatasetError(f"shard '{path}': record {rid} fails its data CRC; "
+                               f"run `pairgen verify {self.root}`.") from None
 
     def read(self, ids: np.ndarray, *, normalize: bool = True, pool: ThreadPoolExecutor | None = None) -> Arrays:
         """Records ``ids`` as arrays (``image``, ``id``, ``class``, ``record_id``), in that order.
@@ -191,36 +186,21 @@ class ImagesSplit:
         """
         ids = np.asarray(ids, np.int64)
         frames = self._frames(ids)
-        shape, encoding = self.card.image.shape, self.card.image.encoding
-        parsed = fastread.parse_framed(b"".join(frames), self.image_keys, self.int_keys, shape, encoding, pool=pool)
-        if parsed is None:
-            parsed = self._parse_slow(frames, ids)
+        where = [(self.index.files[int(self.index.shard[rid])], rid) for rid in ids.tolist()]
+        parsed = engine.read_frames(frames, self.handle.spec, where=where, images_of=self._images_of,
+                                    on_missing=self._missing, pool=pool)
         self._check_parsed(parsed, ids)
-        return named_arrays(parsed, self.image_keys, self.int_keys, normalize)
+        return engine.named_arrays(parsed, self.image_keys, self.int_keys, normalize)
 
-    def _parse_slow(self, frames: list[bytes], ids: np.ndarray) -> Arrays:
-        """Per-record parsing of any valid ``tf.train.Example`` layout."""
-        images: dict[str, list[np.ndarray]] = {k: [] for k in self.image_keys}
-        ints: dict[str, list[int]] = {k: [] for k in self.int_keys}
-        for frame, rid in zip(frames, ids.tolist()):
-            where = self.index.files[int(self.index.shard[rid])]
-            try:
-                rec = decode_example(frame[12:-4])
-                for key, image in zip(self.image_keys, record_images(rec, self.image_keys, self.card, where,
-                                                                     rid, self.root)):
-                    images[key].append(image)
-                for key in self.int_keys:
-                    ints[key].append(int(rec[key][0]))
-            except (KeyError, IndexError):
-                raise DatasetError(f"shard '{where}' record {rid} lacks a feature of an images record; "
-                                   f"run `pairgen verify {self.root}`.") from None
-        shape = self.card.image.shape
-        out = {k: np.stack(v) if v else np.zeros((0, *shape), np.uint8) for k, v in images.items()}
-        out.update({k: np.asarray(v, np.int64) for k, v in ints.items()})
-        return out
+    def _images_of(self, record: dict[str, list], where: str, rid: int) -> list[np.ndarray]:
+        return record_images(record, self.image_keys, self.card, where, rid, self.root)
+
+    def _missing(self, where: str, rid: int) -> DatasetError:
+        return DatasetError(f"shard '{where}' record {rid} lacks a feature of an images record; "
+                            f"run `pairgen verify {self.root}`.")
 
     def _check_parsed(self, parsed: Arrays, ids: np.ndarray) -> None:
-        got_ids, got_classes = parsed["record_id"], parsed[CLASS_KEY]
+        got_ids, got_classes = parsed[RECORD_ID], parsed[CLASS_KEY]
         bad = np.flatnonzero((got_ids != ids) | (got_classes != self.classes[ids]))
         if len(bad):
             rid = int(ids[bad[0]])

@@ -9,11 +9,11 @@ it in a PyTorch ``IterableDataset``). The module is ``pairgen.reading.streaming`
 
 Batches have the keys and dtypes of :func:`pairgen.load_numpy` for the dataset's kind.
 
-**Reading.** Shards are read one at a time with the column-wise reader
-(:func:`pairgen.codec.columnar.read_shard`, every length and record CRC checked), falling back to the
-per-record reader (:func:`pairgen.reading.arrays.read_records`) for any other layout. The checks of
-:func:`pairgen.reading.checks.check_split` run when :func:`stream` is called, before the first batch;
-each shard's record count is compared with ``dataset.json`` when it is read.
+**Reading.** The split is opened by :class:`pairgen.reading.handle.SplitHandle` (the checks of
+:func:`pairgen.reading.checks.check_split` run when :func:`stream` is called, before the first
+batch). Shards are read one at a time by :func:`pairgen.reading.engine.read_shard` (column-wise,
+every length and record CRC checked, record by record for any other layout); each shard's
+record count is compared with ``dataset.json`` when it is read.
 
 **Shuffling** (``shuffle=True`` needs an explicit ``seed``: there is no hidden default).
 Each epoch draws its generators from ``SeedSequence([seed, epoch])``: the shard order is
@@ -28,8 +28,8 @@ split: peak ≈ 2 x (``shuffle_buffer`` + largest shard) x record bytes, plus on
 when normalized) and the shard file's bytes while it is parsed. Without shuffling it is one
 shard (file bytes plus arrays) and one batch. It does not grow with the split.
 
-**Sharding across consumers** (processes, hosts, DataLoader workers): consumer ``shard_index``
-of ``num_shards`` gets
+**Sharding across consumers** (processes, hosts, DataLoader workers; decided by
+:mod:`pairgen.reading.plan`): consumer ``shard_index`` of ``num_shards`` gets
 
 * every ``num_shards``-th shard file of the epoch's shard order, starting at ``shard_index``,
   when the split has at least ``num_shards`` files (consumers may then get different record
@@ -49,44 +49,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pairgen.codec import columnar as fastread
-from pairgen.dataset.card import Card, read_card
-from pairgen.dataset.versions import resolve
 from pairgen.errors import ConfigError, DatasetError
-from pairgen.reading.arrays import named_arrays, read_records
-from pairgen.reading.checks import check_split, count_message
-from pairgen.spec.schema import schema_of
+from pairgen.reading import engine
+from pairgen.reading.checks import count_message
+from pairgen.reading.engine import RecordSpec
+from pairgen.reading.handle import SplitHandle
+from pairgen.reading.plan import Piece, consumer_pieces, records
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 Arrays = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Records ``[start, stop)`` of one shard file, which the card says holds ``records``."""
-
-    path: str
-    records: int
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True)
-class _ReadSpec:
-    """What a reader needs to know about a split's records."""
-
-    image_keys: tuple[str, ...]
-    int_keys: tuple[str, ...]
-    shape: tuple[int, int, int]
-    encoding: str
-    compression: str
-    root: Path
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -111,66 +87,14 @@ def check_stream_args(*, batch_size: int, shuffle: bool, seed: int | None, shard
         _check_int("seed", seed, 0)
 
 
-def plan(counts: list[int], files: list[str], *, shard_index: int, num_shards: int,
-         order: np.ndarray | None = None) -> list[Piece]:
-    """The pieces of the split that one consumer reads in one epoch (see the module docstring).
-
-    Args:
-        counts: Records of each shard file, as the card lists them.
-        files: The shard paths, in the card's order.
-        shard_index: This consumer, ``0 <= shard_index < num_shards``.
-        num_shards: Number of consumers.
-        order: The epoch's shard order (a permutation of ``range(len(files))``); ``None`` is
-            the card's order.
-
-    Returns:
-        The consumer's pieces, in reading order.
-    """
-    order = np.arange(len(files)) if order is None else order
-    if len(files) >= num_shards:
-        return [Piece(files[j], counts[j], 0, counts[j]) for j in order[shard_index::num_shards].tolist()]
-    total = sum(counts)
-    lo, hi = shard_index * total // num_shards, (shard_index + 1) * total // num_shards
-    edges = np.r_[0, np.cumsum(counts)].tolist()
-    pieces = {j: Piece(files[j], counts[j], max(lo, edges[j]) - edges[j], min(hi, edges[j + 1]) - edges[j])
-              for j in range(len(files)) if max(lo, edges[j]) < min(hi, edges[j + 1])}
-    return [pieces[j] for j in order.tolist() if j in pieces]
-
-
-def _truncate(pieces: list[Piece], records: int) -> list[Piece]:
-    """The first ``records`` records of ``pieces``, in order."""
-    out: list[Piece] = []
-    for piece in pieces:
-        take = min(records, piece.stop - piece.start)
-        if take <= 0:
-            break
-        out.append(Piece(piece.path, piece.records, piece.start, piece.start + take))
-        records -= take
-    return out
-
-
-def consumer_pieces(counts: list[int], files: list[str], *, shard_index: int, num_shards: int,
-                    order: np.ndarray | None, equalize: bool) -> list[Piece]:
-    """:func:`plan`, cut to the smallest consumer's record count when ``equalize`` is set."""
-    pieces = plan(counts, files, shard_index=shard_index, num_shards=num_shards, order=order)
-    if not equalize:
-        return pieces
-    least = min(sum(p.stop - p.start for p in plan(counts, files, shard_index=i, num_shards=num_shards,
-                                                    order=order)) for i in range(num_shards))
-    return _truncate(pieces, least)
-
-
-def _read_piece(piece: Piece, layout: _ReadSpec, pool: ThreadPoolExecutor) -> Arrays:
+def _read_piece(piece: Piece, spec: RecordSpec, root: Path, pool: ThreadPoolExecutor) -> Arrays:
     """A piece's records (feature name to array), the shard's count checked against the card."""
-    limit = None if piece.stop >= piece.records else piece.stop
-    args = (layout.image_keys, layout.int_keys, layout.shape, layout.encoding)
-    part = fastread.read_shard(piece.path, *args, compression=layout.compression, limit=limit, pool=pool)
-    if part is None:
-        part = read_records([piece.path], *args, compression=layout.compression, limit=limit)
-    count = len(part[layout.int_keys[0]])
+    limit = None if piece.whole else piece.stop
+    part = engine.read_shard(piece.path, spec, limit=limit, pool=pool)
+    count = engine.count(part)
     # A shard cut short by `limit` that still ended early holds fewer records than the card says.
     if count != piece.records and (limit is None or count < limit):
-        raise DatasetError(count_message(piece.path, count, piece.records, layout.root))
+        raise DatasetError(count_message(piece.path, count, piece.records, root))
     if (piece.start, piece.stop) == (0, count):
         return part
     return {k: v[piece.start:piece.stop] for k, v in part.items()}
@@ -186,8 +110,7 @@ def _concat(first: Arrays | None, second: Arrays) -> Arrays:
     return {k: np.concatenate([first[k], second[k]]) for k in second}
 
 
-def _size(arrays: Arrays) -> int:
-    return len(next(iter(arrays.values())))
+_size = engine.count
 
 
 def shuffle_buffer_iter(parts: Iterable[Arrays], buffer: int, rng: np.random.Generator) -> Iterator[Arrays]:
@@ -235,24 +158,11 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
         yield rest
 
 
-def _finish(batch: Arrays, layout: _ReadSpec, normalize: bool) -> Arrays:
-    """Rename features to :func:`load_numpy`'s keys and scale pixels as it does."""
-    return named_arrays(batch, layout.image_keys, layout.int_keys, normalize)
-
-
 def _epoch_rngs(seed: int, epoch: int, shard_index: int, num_shards: int) -> tuple[np.random.Generator, ...]:
     """The shard-order generator (shared by all consumers) and this consumer's buffer generator."""
     order = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
     buffer = np.random.default_rng(np.random.SeedSequence([seed, epoch, num_shards, shard_index]))
     return order, buffer
-
-
-def _split_counts(card: Card, root: Path, split: str) -> list[int]:
-    try:
-        return [int(entry["records"]) for entry in card.shards[split]]
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"'{root / 'dataset.json'}' lacks the record count of a shard of split {split!r}; "
-                           "rebuild the dataset.") from None
 
 
 def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, shuffle: bool = False,
@@ -293,31 +203,36 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
     """
     check_stream_args(batch_size=batch_size, shuffle=shuffle, seed=seed, shard_index=shard_index,
                       num_shards=num_shards, shuffle_buffer=shuffle_buffer, epoch=epoch)
-    root = resolve(path)
-    card = read_card(root)
-    shape, encoding = card.image.shape, card.image.encoding
-    files = card.shard_paths(root, split)
-    schema = schema_of(card.kind)
-    image_keys, int_keys = schema.image_keys, schema.int_keys
-    check_split(card, root, split)
-    counts = _split_counts(card, root, split)
-    layout = _ReadSpec(tuple(image_keys), tuple(int_keys), shape, encoding, card.compression, root)
-    order_rng, buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)
-    order = order_rng.permutation(len(files)) if shuffle else None
-    pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
-                             equalize=equalize)
-    return _iterate(pieces, layout, batch_size=batch_size, normalize=normalize, drop_remainder=drop_remainder,
-                    buffer=shuffle_buffer, rng=buffer_rng if shuffle else None)
+    handle = SplitHandle(path, split)
+    pieces = epoch_pieces(handle, shard_index=shard_index, num_shards=num_shards, epoch=epoch, shuffle=shuffle,
+                          seed=seed, equalize=equalize)
+    buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[1]
+    return _iterate(pieces, handle.spec, handle.root, batch_size=batch_size, normalize=normalize,
+                    drop_remainder=drop_remainder, buffer=shuffle_buffer, rng=buffer_rng if shuffle else None)
 
 
-def _iterate(pieces: list[Piece], layout: _ReadSpec, *, batch_size: int, normalize: bool, drop_remainder: bool,
-             buffer: int, rng: np.random.Generator | None) -> Iterator[Arrays]:
+def epoch_pieces(handle: SplitHandle, *, shard_index: int, num_shards: int, epoch: int, shuffle: bool,
+                 seed: int | None, equalize: bool) -> list[Piece]:
+    """The pieces consumer ``shard_index`` of ``num_shards`` reads in ``epoch`` (see :mod:`pairgen.reading.plan`).
+
+    Raises:
+        DatasetError: If the card lacks a shard's record count.
+    """
+    counts = handle.counts
+    order_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[0]
+    order = order_rng.permutation(len(handle.files)) if shuffle else None
+    return consumer_pieces(counts, handle.files, consumer=shard_index, consumers=num_shards, order=order,
+                           equalize=equalize)
+
+
+def _iterate(pieces: list[Piece], spec: RecordSpec, root: Path, *, batch_size: int, normalize: bool,
+             drop_remainder: bool, buffer: int, rng: np.random.Generator | None) -> Iterator[Arrays]:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        parts: Iterable[Arrays] = (_read_piece(piece, layout, pool) for piece in pieces)
+        parts: Iterable[Arrays] = (_read_piece(piece, spec, root, pool) for piece in pieces)
         if rng is not None:
             parts = shuffle_buffer_iter(parts, buffer, rng)
         for batch in batch_iter(parts, batch_size, drop_remainder):
-            yield _finish(batch, layout, normalize)
+            yield engine.named_arrays(batch, spec.image_keys, spec.int_keys, normalize)
 
 
 def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: int = 0, num_shards: int = 1,
@@ -332,11 +247,6 @@ def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: i
     """
     check_stream_args(batch_size=1, shuffle=shuffle, seed=seed, shard_index=shard_index,
                       num_shards=num_shards, shuffle_buffer=0, epoch=epoch)
-    root = resolve(path)
-    card = read_card(root)
-    files = card.shard_paths(root, split)
-    counts = _split_counts(card, root, split)
-    order = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[0].permutation(len(files)) if shuffle else None
-    pieces = consumer_pieces(counts, files, shard_index=shard_index, num_shards=num_shards, order=order,
-                             equalize=equalize)
-    return sum(p.stop - p.start for p in pieces)
+    handle = SplitHandle(path, split, check=False)
+    return records(epoch_pieces(handle, shard_index=shard_index, num_shards=num_shards, epoch=epoch,
+                                shuffle=shuffle, seed=seed, equalize=equalize))

@@ -24,15 +24,17 @@ Example::
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.card import read_card
 from pairgen.dataset.versions import resolve
 from pairgen.errors import DatasetError
 from pairgen.extras import require
-from pairgen.reading.checks import check_split, dataset_errors
+from pairgen.reading.checks import dataset_errors
+from pairgen.reading.handle import SplitHandle
 from pairgen.spec.config import Kind
 from pairgen.spec.schema import array_name, schema_of
 
@@ -41,10 +43,15 @@ tf = require("tensorflow", extra="tf", feature="pairgen.load (tf.data)",
 
 __all__ = ["feature_spec", "load", "load_arrays", "read_card"]
 
+# TensorFlow's types, for annotations (``tf`` is imported at run time by ``require``).
+Dataset = Any  # tf.data.Dataset
+Tensor = Any  # Tensor
+FeatureSpec = dict[str, Any]  # name -> tf.io.FixedLenFeature
+
 _PARSE_BATCH = 256  # records parsed together when the caller wants single examples
 
 
-def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
+def feature_spec(path: str | os.PathLike) -> FeatureSpec:
     """The ``tf.io.parse_example`` feature spec of a dataset's records.
 
     Args:
@@ -57,23 +64,30 @@ def feature_spec(path: str | os.PathLike) -> dict[str, tf.io.FixedLenFeature]:
     Raises:
         DatasetError: If the dataset card is missing or invalid.
     """
-    return _spec_for(read_card(resolve(path)).kind)
+    return feature_spec_of(read_card(resolve(path)).kind)
 
 
-def _spec_for(kind: Kind) -> dict[str, tf.io.FixedLenFeature]:
+def feature_spec_of(kind: Kind | str) -> FeatureSpec:
+    """The ``tf.io.parse_example`` feature spec of a kind's records (see :func:`feature_spec`)."""
     dtypes = {"bytes": tf.string, "int64": tf.int64}
     return {k: tf.io.FixedLenFeature([], dtypes[t]) for k, t in schema_of(kind).feature_types.items()}
 
 
-def _decoder(shape: tuple[int, int, int], encoding: str, normalize: bool):
-    """A function that turns a [B] string tensor of encoded images into [B, h, w, c]."""
+def image_decoder(shape: tuple[int, int, int], encoding: str, normalize: bool) -> Callable[[Tensor], Tensor]:
+    """A function that turns a ``[B]`` string tensor of stored images into ``[B, h, w, c]``.
+
+    Args:
+        shape: ``(h, w, c)`` of every image.
+        encoding: ``raw``, ``png`` or ``jpeg``.
+        normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
+    """
     h, w, c = shape
 
-    def decode_one(data: tf.Tensor) -> tf.Tensor:
+    def decode_one(data: Tensor) -> Tensor:
         fn = tf.io.decode_png if encoding == "png" else tf.io.decode_jpeg
         return tf.ensure_shape(fn(data, channels=c), (h, w, c))
 
-    def decode(batch: tf.Tensor) -> tf.Tensor:
+    def decode(batch: Tensor) -> Tensor:
         if encoding == "raw":
             pixels = tf.reshape(tf.io.decode_raw(batch, tf.uint8), (-1, h, w, c))
         else:
@@ -84,7 +98,7 @@ def _decoder(shape: tuple[int, int, int], encoding: str, normalize: bool):
     return decode
 
 
-def _checked_file(path: tf.Tensor, expected: tf.Tensor | None, compression: str) -> tf.data.Dataset:
+def _checked_file(path: Tensor, expected: Tensor | None, compression: str) -> Dataset:
     """One shard's serialized records; reading past its end asserts its record count.
 
     ``assert_cardinality`` counts in C++ with no per-record function, so the check is free
@@ -98,7 +112,7 @@ def _checked_file(path: tf.Tensor, expected: tf.Tensor | None, compression: str)
 
 def _serialized_batches(files: list[str], counts: list[int], compression: str, *,
                         batch: int, shuffle: bool, seed: int | None, repeat: bool,
-                        shuffle_buffer: int, ordered: bool = False) -> tf.data.Dataset:
+                        shuffle_buffer: int, ordered: bool = False) -> Dataset:
     """Batches of serialized records, read in parallel from up to 4 shards at a time.
 
     ``ordered`` reads the shards one after another instead: manifest order, a bit slower.
@@ -109,7 +123,7 @@ def _serialized_batches(files: list[str], counts: list[int], compression: str, *
     names = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string, shape=(len(files),)),
                                                 tf.constant(counts, tf.int64, shape=(len(files),))))
 
-    def shard(f: tf.Tensor, n: tf.Tensor) -> tf.data.Dataset:
+    def shard(f: Tensor, n: Tensor) -> Dataset:
         return _checked_file(f, n if checked else None, compression)
 
     if ordered:
@@ -128,23 +142,22 @@ def _serialized_batches(files: list[str], counts: list[int], compression: str, *
     return (ds.repeat() if repeat else ds).batch(batch)
 
 
-def _parsed_batches(card: Card, root: Path, split: str, *, batch: int,
+def _parsed_batches(handle: SplitHandle, *, batch: int,
                     shuffle: bool, seed: int | None, repeat: bool, normalize: bool,
                     shuffle_buffer: int, keys: tuple[str, ...] | None = None,
-                    ordered: bool = False) -> tf.data.Dataset:
+                    ordered: bool = False) -> Dataset:
     """Batches of parsed feature dicts (only ``keys``, default all), images decoded."""
-    files = card.shard_paths(root, split)
-    check_split(card, root, split)
-    counts = [int(entry.get("records", -1)) for entry in card.shards[split]]  # -1: not checked
+    card = handle.card
+    counts = [-1 if n is None else n for n in handle.listed]  # -1: not checked
     compression = "GZIP" if card.compression == "gzip" else ""
-    ds = _serialized_batches(files, counts, compression, batch=batch, shuffle=shuffle,
+    ds = _serialized_batches(handle.files, counts, compression, batch=batch, shuffle=shuffle,
                              seed=seed, repeat=repeat, shuffle_buffer=shuffle_buffer, ordered=ordered)
-    spec = _spec_for(card.kind)
+    spec = feature_spec_of(card.kind)
     spec = {k: v for k, v in spec.items() if keys is None or k in keys}
-    image_keys = [k for k in schema_of(card.kind).image_keys if k in spec]
-    decode = _decoder(card.image.shape, card.image.encoding, normalize)
+    image_keys = [k for k in handle.image_keys if k in spec]
+    decode = image_decoder(card.image.shape, card.image.encoding, normalize)
 
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    def parse(serialized: Tensor) -> dict[str, Tensor]:
         features = tf.io.parse_example(serialized, spec)
         for key in image_keys:
             features[key] = decode(features[key])
@@ -162,7 +175,7 @@ def _check_args(batch_size: int | None, shuffle_buffer: int) -> None:
 
 def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | None = None,
          shuffle: bool = False, seed: int | None = None, repeat: bool = False,
-         normalize: bool = True, shuffle_buffer: int = 10_000, with_ids: bool = False) -> tf.data.Dataset:
+         normalize: bool = True, shuffle_buffer: int = 10_000, with_ids: bool = False) -> Dataset:
     """Load one split of a pairgen dataset as a ``tf.data.Dataset``.
 
     Before reading, the card's format version and image spec, the shards' sizes and the first
@@ -201,18 +214,17 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
             one-line ``DatasetError`` naming the shard.
     """
     _check_args(batch_size, shuffle_buffer)
-    root = resolve(path)
-    card = read_card(root)
-    schema = schema_of(card.kind)
+    handle = SplitHandle(path, split)
+    schema = handle.schema
     image_keys, int_keys = schema.image_keys, schema.int_keys
     keys = (*image_keys, *int_keys) if with_ids else (*image_keys, *filter(None, [schema.target]))
-    ds = _parsed_batches(card, root, split, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,
+    ds = _parsed_batches(handle, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,
                          seed=seed, repeat=repeat, normalize=normalize,
                          shuffle_buffer=shuffle_buffer, keys=keys)
-    ds = ds.map(_element_fn(card.kind, int_keys if with_ids else ()))
+    ds = ds.map(_element_fn(handle.card.kind, int_keys if with_ids else ()))
     if batch_size is None:
         ds = ds.unbatch()
-    total = _split_records(card, split)
+    total = handle.records
     if not repeat and total is not None:
         # A known length lets Keras show progress and end epochs without warnings.
         length = total if batch_size is None else -(-total // batch_size)
@@ -220,7 +232,7 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _element_fn(kind: Kind, id_keys: tuple[str, ...]):
+def _element_fn(kind: Kind, id_keys: tuple[str, ...]) -> Callable[[dict[str, Tensor]], tuple]:
     """Parsed features -> ``load``'s elements, with a dict of ``id_keys`` last if any.
 
     A kind with a target gives ``(x, y)``: ``((a, b), label)`` for pairs (``label`` as
@@ -230,7 +242,7 @@ def _element_fn(kind: Kind, id_keys: tuple[str, ...]):
     schema = schema_of(kind)
     target = schema.target
 
-    def element(f: dict[str, tf.Tensor]) -> tuple:
+    def element(f: dict[str, Tensor]) -> tuple:
         out = tuple(f[k] for k in schema.image_keys)
         if target is not None:
             y = tf.cast(f[target], tf.float32) if schema.labelled else f[target]
@@ -238,12 +250,6 @@ def _element_fn(kind: Kind, id_keys: tuple[str, ...]):
         return (*out, {k: f[k] for k in id_keys}) if id_keys else out
 
     return element
-
-
-def _split_records(card: Card, split: str) -> int | None:
-    """Records in a split according to the card, or None if a shard entry lacks a count."""
-    counts = [entry.get("records") for entry in card.shards[split]]
-    return None if any(c is None for c in counts) else int(sum(counts))
 
 
 def load_arrays(path: str | os.PathLike, split: str = "train", limit: int | None = None, *,
@@ -266,16 +272,15 @@ def load_arrays(path: str | os.PathLike, split: str = "train", limit: int | None
     """
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
-    root = resolve(path)
-    card = read_card(root)
-    ds = _parsed_batches(card, root, split, batch=1024, shuffle=False, seed=None,
+    handle = SplitHandle(path, split)
+    ds = _parsed_batches(handle, batch=1024, shuffle=False, seed=None,
                          repeat=False, normalize=normalize, shuffle_buffer=1, ordered=True)
     if limit is not None:
         ds = ds.unbatch().take(limit).batch(1024)
-    shape = card.image.shape
-    spec = _spec_for(card.kind)
+    shape = handle.card.image.shape
+    spec = feature_spec_of(handle.card.kind)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in spec}
-    with dataset_errors(root):
+    with dataset_errors(handle.root):
         for batch in ds.as_numpy_iterator():
             for key, value in batch.items():
                 parts[key].append(value)

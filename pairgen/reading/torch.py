@@ -60,14 +60,20 @@ from typing import Any
 import numpy as np
 
 from pairgen.extras import require
-from pairgen.reading import pk as _pk
-from pairgen.reading import streaming as _stream
+from pairgen.reading import pk as pk_reader
+from pairgen.reading import streaming as stream_reader
+from pairgen.reading.plan import consumer_batches, worker_consumer
 from pairgen.reading.recordindex import ImagesSplit
 
 __all__ = ["ImageRecords", "PKBatchSampler", "StreamDataset", "collate"]
 
 torch = require("torch", extra="torch", feature="pairgen.torch",
                 instead="use pairgen.stream (NumPy batches, no PyTorch)")
+
+# PyTorch's base classes (``torch`` is imported at run time by ``require``, so typed as Any).
+IterableDataset: Any = torch.utils.data.IterableDataset
+Sampler: Any = torch.utils.data.Sampler
+MapDataset: Any = torch.utils.data.Dataset
 
 
 def _distributed() -> tuple[int, int]:
@@ -78,7 +84,7 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-class StreamDataset(torch.utils.data.IterableDataset):
+class StreamDataset(IterableDataset):
     """Batches of a pairgen split as dicts of torch tensors, split across workers and ranks.
 
     Args:
@@ -104,7 +110,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
     def __init__(self, path: str | os.PathLike, split: str = "train", *, batch_size: int,
                  shuffle: bool = False, seed: int | None = None, rank: int | None = None,
                  world_size: int | None = None, normalize: bool = True, drop_remainder: bool = False,
-                 shuffle_buffer: int = _stream.DEFAULT_SHUFFLE_BUFFER, equalize: bool = False) -> None:
+                 shuffle_buffer: int = stream_reader.DEFAULT_SHUFFLE_BUFFER, equalize: bool = False) -> None:
         super().__init__()
         default_rank, default_world = _distributed()
         self.rank = default_rank if rank is None else rank
@@ -113,14 +119,14 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.shuffle, self.seed, self.normalize = shuffle, seed, normalize
         self.drop_remainder, self.shuffle_buffer, self.equalize = drop_remainder, shuffle_buffer, equalize
         self.epoch = 0
-        _stream.check_stream_args(batch_size=batch_size, shuffle=shuffle, seed=seed, shard_index=self.rank,
+        stream_reader.check_stream_args(batch_size=batch_size, shuffle=shuffle, seed=seed, shard_index=self.rank,
                                   num_shards=self.world_size, shuffle_buffer=shuffle_buffer, epoch=0)
         # Reads the card and checks the split now, so a bad path fails in the main process.
-        _stream.num_records(path, split, shard_index=self.rank, num_shards=self.world_size)
+        stream_reader.num_records(path, split, shard_index=self.rank, num_shards=self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s order for the next iteration (call it before each epoch)."""
-        _stream.check_stream_args(batch_size=1, shuffle=False, seed=None, shard_index=0, num_shards=1,
+        stream_reader.check_stream_args(batch_size=1, shuffle=False, seed=None, shard_index=0, num_shards=1,
                                   shuffle_buffer=0, epoch=epoch)
         self.epoch = epoch
 
@@ -128,11 +134,11 @@ class StreamDataset(torch.utils.data.IterableDataset):
         """``(shard_index, num_shards)`` of the calling worker of this rank."""
         info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return self.rank * workers + worker, self.world_size * workers
+        return worker_consumer(self.rank, self.world_size, worker, workers)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         index, count = self.consumer()
-        batches = _stream.stream(self.path, self.split, batch_size=self.batch_size, shuffle=self.shuffle,
+        batches = stream_reader.stream(self.path, self.split, batch_size=self.batch_size, shuffle=self.shuffle,
                                  seed=self.seed, shard_index=index, num_shards=count, normalize=self.normalize,
                                  drop_remainder=self.drop_remainder, epoch=self.epoch,
                                  shuffle_buffer=self.shuffle_buffer, equalize=self.equalize)
@@ -140,7 +146,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
             yield {key: torch.from_numpy(value) for key, value in batch.items()}
 
 
-class PKBatchSampler(torch.utils.data.Sampler):
+class PKBatchSampler(Sampler):
     """Batches of record ids of an images split: ``P`` distinct classes x ``K`` images each.
 
     Args:
@@ -165,29 +171,28 @@ class PKBatchSampler(torch.utils.data.Sampler):
         default_rank, default_world = _distributed()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
-        _pk.consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=not drop_last)
-        self.data = _pk.PKSplit(path, split, classes_per_batch=classes_per_batch,
+        consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=not drop_last)
+        self.data = pk_reader.PKSplit(path, split, classes_per_batch=classes_per_batch,
                                 images_per_class=images_per_class, seed=seed)
         self.pad, self.epoch = not drop_last, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s schedule for the next iteration (call it before each epoch)."""
-        _pk.check_pk_args(classes_per_batch=self.data.p, images_per_class=self.data.k, seed=self.data.seed,
+        pk_reader.check_pk_args(classes_per_batch=self.data.p, images_per_class=self.data.k, seed=self.data.seed,
                           epoch=epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(_pk.consumer_batches(self.data.n_batches, rank=self.rank, world_size=self.world_size,
+        return len(consumer_batches(self.data.n_batches, rank=self.rank, world_size=self.world_size,
                                         pad=self.pad))
 
     def __iter__(self) -> Iterator[list[int]]:
-        schedule = self.data.schedule(self.epoch)
-        for b in _pk.consumer_batches(len(schedule), rank=self.rank, world_size=self.world_size,
-                                      pad=self.pad).tolist():
-            yield schedule[b].tolist()
+        rows = self.data.consumer_schedule(self.epoch, rank=self.rank, world_size=self.world_size, pad=self.pad)
+        for row in rows:
+            yield row.tolist()
 
 
-class ImageRecords(torch.utils.data.Dataset):
+class ImageRecords(MapDataset):
     """The records of an images split by record id, read by offset (map-style dataset).
 
     ``dataset[i]`` is one record; a DataLoader with a batch sampler calls ``__getitems__``,
