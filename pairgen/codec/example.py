@@ -22,7 +22,7 @@ The features of each record kind (``a/image``, ``label``, ``anchor/id``, ...) ar
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,18 +154,20 @@ def _int_headers(prefix: bytes) -> list[bytes]:
     return [b""] + [header(n) for n in range(1, 11)]
 
 
-def _fixed_encoder(image_keys: Sequence[str], int_keys: Sequence[str]):
+def _fixed_encoder(image_keys: Sequence[str], int_keys: Sequence[str]) -> Callable[[dict[str, Any]], bytes]:
     """A fast encoder for a fixed schema: key headers are computed once, here.
 
     Every image header depends only on the image's length (constant for raw pixels), so
     headers are cached per length; an int entry is a precomputed header plus the varint.
     """
     order = sorted([*image_keys, *int_keys], key=lambda k: k.encode("utf-8"))
-    plan = [(k, k in image_keys, _key_prefix(k)) for k in order]
-    plan = [(k, img, (prefix, {}) if img else _int_headers(prefix)) for k, img, prefix in plan]
+    prefixes = [(k, k in image_keys, _key_prefix(k)) for k in order]
+    # an image's table is (key prefix, header cache by length); an int's, its headers by varint length
+    plan: list[tuple[str, bool, Any]] = [(k, img, (prefix, {}) if img else _int_headers(prefix))
+                                         for k, img, prefix in prefixes]
 
     def encode(values: dict[str, Any]) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         for key, is_image, table in plan:
             value = values[key]
             if is_image:
@@ -280,9 +282,10 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes):
+def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(field_number, wire_type, value)``; value is an int or a bytes slice."""
     pos, end = 0, len(data)
+    value: int | bytes
     while pos < end:
         tag, pos = _read_varint(data, pos)
         number, wire = tag >> 3, tag & 7
@@ -347,7 +350,7 @@ def decode_example(data: bytes) -> dict[str, list]:
         for entry_number, _, entry in _fields(features):
             if entry_number != 1:
                 continue
-            key, values = "", []
+            key, values = "", list[Any]()
             for field, _, value in _fields(entry):
                 if field == 1:
                     key = bytes(value).decode("utf-8")
