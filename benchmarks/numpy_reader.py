@@ -3,7 +3,7 @@
 Reads the train split of the demo dataset (pipelines/mnist-demo.toml, built once into
 build/mnist-demo: 32,000 pairs of raw 28x28x1 images) with
 
-- `per_record`: `pairgen.reading.arrays.read_records` (every record framed, checked and parsed as a
+- `per_record`: `pairgen.reading.engine.read_records` (every record framed, checked and parsed as a
   `tf.train.Example` in Python, images by `np.frombuffer`), then scaled to float32 as
   `load_numpy` scales: what `load_numpy` did before the column-wise reader;
 - `load_numpy`: `pairgen.load_numpy(dir, "train")` (column-wise, pairgen.codec.columnar);
@@ -31,7 +31,7 @@ import numpy as np
 
 import pairgen
 from pairgen.dataset.card import read_card
-from pairgen.reading.arrays import read_records
+from pairgen.reading.engine import read_records
 from pairgen.spec.schema import schema_of
 
 

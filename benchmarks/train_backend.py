@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 from train_quality import REFERENCE  # noqa: E402
 
+from pairgen.dataset.card import read_card  # noqa: E402
 from pairgen.errors import DatasetError  # noqa: E402
-from pairgen.reading.arrays import load_numpy, read_card  # noqa: E402
+from pairgen.reading.arrays import load_numpy  # noqa: E402
 from pairgen.train import metrics as M  # noqa: E402
 from pairgen.train.config import TrainConfig  # noqa: E402
 from pairgen.train.trainer import build_model  # noqa: E402

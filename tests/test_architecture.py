@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import pkgutil
 import re
@@ -134,3 +135,15 @@ def test_every_module_path_the_readmes_name_exists() -> None:
     assert missing == []
     paths = sorted(set(re.findall(r"\bpairgen/[\w/]+\.py\b", text)))
     assert [p for p in paths if not (ROOT / p).is_file()] == []
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_every_pairgen_name_a_benchmark_imports_exists(script: str) -> None:
+    tree = ast.parse((ROOT / "benchmarks" / script).read_text())
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pairgen":
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)
+                        and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert missing == []
