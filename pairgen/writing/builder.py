@@ -40,14 +40,31 @@ _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
 _RECORD_OVERHEAD_BYTES = 160
 
 
-def stream(seed: int, *key: int) -> np.random.SeedSequence:
-    """The seed sequence of one purpose (and split index) under the build seed."""
+def seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
+    """The seed sequence of one purpose (and split index) under the build seed.
+
+    Args:
+        seed: The build seed (``config.seed``).
+        *key: The spawn key: a purpose (``_SPLIT_KEY``, ...) and, where it applies, a split index.
+
+    Returns:
+        ``SeedSequence(entropy=seed, spawn_key=key)``; the same key always gives the same numbers.
+    """
     return np.random.SeedSequence(entropy=seed, spawn_key=key)
 
 
 def aug_seeds(seed: int, split_index: int, n: int) -> np.ndarray:
-    """Per-record augmentation seeds (non-negative int64) for one split."""
-    words = stream(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
+    """Per-record augmentation seeds (non-negative int64) for one split.
+
+    Args:
+        seed: The build seed.
+        split_index: The split's position in the build's split order.
+        n: Number of records in the split.
+
+    Returns:
+        ``n`` int64 seeds, each the top 63 bits of one word of the split's augmentation stream.
+    """
+    words = seed_sequence(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
     return (words >> np.uint64(1)).astype(np.int64)
 
 
@@ -91,7 +108,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         catalog = _scan(config, progress, pool, undecodable)
         catalog = _check_images(catalog, config, undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
-                        rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+                        rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
         _check_memory(config)
         names = _split_names(config, catalog)
@@ -207,14 +224,14 @@ def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota:
     sampler = SAMPLE_BY_KIND[config.kind.value]
     embeddings = _load_embeddings(config, catalog) if config.sample.strategy == "hard" else None
     params = SampleParams.from_config(config.sample, embeddings).share(quota)
-    rng = np.random.default_rng(stream(config.seed, _SAMPLE_KEY, index))
+    rng = np.random.default_rng(seed_sequence(config.seed, _SAMPLE_KEY, index))
     table = sampler(images, strategy=config.sample.strategy, rng=rng, resolved=params)
     copies = config.augment.copies if config.augment.enabled else 1
     if copies > 1:
         table = table.loc[table.index.repeat(copies)].reset_index(drop=True)
     # Samplers emit rows grouped by anchor class; records are written in one seeded random
     # order so that a reader's bounded shuffle buffer sees every class from the start.
-    order = np.random.default_rng(stream(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
+    order = np.random.default_rng(seed_sequence(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "record_id", np.arange(len(table), dtype=np.int64))
     table["split"] = name
