@@ -11,12 +11,9 @@ a temporary file, which the build removes; a retried task writes the same bytes 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import math
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from pairgen.codec.tfrecord import GZIP_LEVEL, frame
 from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
 from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
-from pairgen.writing.shards import ShardSpec
+from pairgen.writing.shards import FileDigest, ShardFile, ShardSpec
 
 MIN_PART_RECORDS = 2048
 CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
@@ -57,44 +53,6 @@ class JoinTask:
     gzip: bool
 
 
-class _DigestFile:
-    """A file opened under a temporary name that hashes what it writes; renamed on commit."""
-
-    def __init__(self, final: Path, *, gzipped: bool) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self.final, self.tmp = final, final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-        self._raw = open(self.tmp, "wb")
-        self._sha, self.size = hashlib.sha256(), 0
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self, mtime=0,
-                                 compresslevel=GZIP_LEVEL) if gzipped else None
-
-    def write(self, data: bytes) -> int:  # called by GzipFile with compressed bytes
-        self._sha.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def add(self, data: bytes) -> None:
-        """Append uncompressed bytes (compressed on the way when gzipped)."""
-        if self._gz is not None:
-            self._gz.write(data)
-        else:
-            self.write(data)
-
-    def commit(self) -> str:
-        if self._gz is not None:
-            self._gz.close()
-        self._raw.close()
-        os.replace(self.tmp, self.final)
-        return self._sha.hexdigest()
-
-    def abort(self) -> None:
-        self._raw.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 def write_records(task: WriteTask) -> dict[str, Any]:
     """Render the task's rows in order and write them as TFRecord frames to ``task.path``.
 
@@ -107,20 +65,16 @@ def write_records(task: WriteTask) -> dict[str, Any]:
     Raises:
         BuildError: If a source image cannot be read or decoded, or changed since the scan.
     """
-    out = _DigestFile(Path(task.out_dir) / task.path, gzipped=task.gzip)
-    count, cache = 0, {}
-    try:
+    count = 0
+    cache: dict[Any, Any] = {}  # decoded images by id, shared by the chunks
+    with ShardFile(Path(task.out_dir) / task.path, gzipped=task.gzip) as out:
         for chunk in chunks(task.columns, CHUNK_RECORDS):
             recs = make_chunk((task.render, chunk), task.source, cache)
-            out.add(b"".join(frame(r) for r in recs))
+            out.extend(recs)
             count += len(recs)
             if cache and len(cache) * _entry_bytes(cache) > CACHE_BYTES:
                 cache.clear()
-        sha = out.commit()
-    except BaseException:
-        out.abort()
-        raise
-    return {"path": task.path, "records": count, "bytes": out.size, "sha256": sha}
+    return _result(task.path, count, out.commit())
 
 
 def _entry_bytes(cache: dict) -> int:
@@ -139,19 +93,19 @@ def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
         ``{"path", "records", "bytes", "sha256"}`` of the shard.
     """
     root = Path(task.out_dir)
-    out = _DigestFile(root / task.path, gzipped=task.gzip)
-    try:
+    with ShardFile(root / task.path, gzipped=task.gzip) as out:
         for rel in task.parts:
             with open(root / rel, "rb") as f:
                 while block := f.read(_COPY_BLOCK):
                     out.add(block)
-        sha = out.commit()
-    except BaseException:
-        out.abort()
-        raise
     for rel in task.parts:
         (root / rel).unlink(missing_ok=True)
-    return {"path": task.path, "records": task.records, "bytes": out.size, "sha256": sha}
+    return _result(task.path, task.records, out.commit())
+
+
+def _result(path: str, records: int, digest: FileDigest) -> dict[str, Any]:
+    """The description of one written file that workers send back (never its bytes)."""
+    return {"path": path, "records": records, "bytes": digest.bytes, "sha256": digest.sha256}
 
 
 def part_records(total: int, parallelism: int, shards: int) -> int:
