@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.outdir import install
 from pairgen.dataset.versions import parent_of
 from pairgen.errors import BuildError
-from pairgen.rendering.records import Render, Source, make_chunk
+from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
 from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
@@ -34,10 +33,10 @@ from pairgen.spec.config import BuildConfig, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
+from pairgen.writing.shardwork import write_shards
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
 _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
-_RECORD_OVERHEAD_BYTES = 160
 
 
 def seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
@@ -275,50 +274,10 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
 
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
                   pool: Pool, progress: Progress) -> dict[str, list[dict]]:
-    """Plan every split's shards, then let the workers render and write them (see shardwork)."""
-    from pairgen.writing.shards import plan_shards
-    from pairgen.writing.shardwork import part_records, remove_leftovers, shard_job
-
-    source = _source(catalog)
+    """Render and write every split's shards in the workers (see :func:`shardwork.write_shards`)."""
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
-    id_columns = mf.image_columns(config.kind)
-    gzipped = config.shards.compression.value == "gzip"
-    total = sum(len(t) for t in manifests.values())
-    plans = []
-    for name, table in manifests.items():
-        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
-        specs = plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns), config=config.shards)
-        plans.append((columns, specs))
-    per_part = part_records(total, pool.parallelism, sum(len(specs) for _, specs in plans))
-    jobs, specs = [], []
-    for columns, split_specs in plans:
-        for spec in split_specs:
-            jobs.append(shard_job(spec, columns, out_dir=str(tmp), render=render, source=source,
-                                  id_columns=id_columns, gzipped=gzipped, per_part=per_part))
-            specs.append(spec)
-    results: dict[int, dict] = {}
-    started = time.perf_counter()
-    with progress.stage("write", total=total, unit="rec") as bar:
-        for kind, value in pool.run_jobs(jobs):
-            if kind == "part":
-                bar.update(value["records"])
-            else:
-                results[value[0]] = value[1]
-    remove_leftovers(tmp)
-    out: dict[str, list[dict]] = {name: [] for name in manifests}
-    for i, spec in enumerate(specs):
-        out[spec.split].append(results[i])
-    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
-    return out
-
-
-def _record_bytes(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
-    """Average serialized record size, from the split's first records (deterministic)."""
-    n = len(columns["record_id"])
-    if n == 0:
-        return float(_RECORD_OVERHEAD_BYTES)
-    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
-    return float(sum(len(r) for r in recs)) / len(recs)
+    return write_shards(manifests, render=render, source=_source(catalog), shards=config.shards,
+                        out_dir=tmp, pool=pool, progress=progress)
 
 
 def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
@@ -336,6 +295,7 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
 def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
           shards: dict[str, list[dict]], out: Path) -> Card:
     """The card of the dataset written, with its parent: the dataset now at ``out``."""
+    assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
     fp = fingerprint(config, catalog.images)

@@ -1,4 +1,9 @@
-"""The build's unit of work: render a run of manifest rows and write it where it belongs.
+"""The build's shards: plan, submit to the workers, collect, commit; and the workers' unit of work.
+
+:func:`write_shards` is four steps: :func:`plan_split_shards` (every shard of every split,
+pure), :func:`submit` (one job per shard to the pool), :func:`collect` (finished shards as
+:class:`ShardDone`, progress on the way) and :func:`commit` (each split's shard list, in plan
+order).
 
 Local processes and Ray tasks run the same two functions. :func:`write_records` renders the
 rows of one shard (or of one part of a large shard), reading and decoding each source image
@@ -14,20 +19,27 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
+from pairgen.dataset.tables import image_columns
 from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
-from pairgen.writing.shards import FileDigest, ShardFile, ShardSpec
+from pairgen.spec.config import Compression, ShardConfig
+from pairgen.workers.pool import Pool
+from pairgen.workers.progress import Progress
+from pairgen.writing.shards import FileDigest, ShardFile, ShardSpec, plan_shards
 
 MIN_PART_RECORDS = 2048
 CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
 _COPY_BLOCK = 8 << 20
+RECORD_OVERHEAD_BYTES = 160  # the size a split without records plans with
 
 
 @dataclass(frozen=True)
@@ -151,3 +163,96 @@ def remove_leftovers(out_dir: str | os.PathLike) -> None:
     if shards.is_dir():
         for tmp in shards.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+class PlannedShard(NamedTuple):
+    """One shard to write: its plan and its split's manifest columns (the spec picks the rows)."""
+
+    spec: ShardSpec
+    columns: dict[str, np.ndarray]
+
+
+class ShardDone(NamedTuple):
+    """A finished shard job: its index in the plan and the file it wrote."""
+
+    job: int
+    shard: dict[str, Any]  # {"path", "records", "bytes", "sha256"}
+
+
+def write_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, source: Source, shards: ShardConfig,
+                 out_dir: Path, pool: Pool, progress: Progress) -> dict[str, list[dict[str, Any]]]:
+    """Write every split's shards: plan them, run their jobs in ``pool``, collect, list them in order.
+
+    Args:
+        manifests: Each split's manifest (split order is the card's order).
+        render: How records are rendered.
+        source: The images the manifests use, by ``image_id``.
+        shards: Shard size and compression.
+        out_dir: The dataset folder being written (the shards go to ``out_dir/shards``).
+        pool: The build's workers.
+        progress: Shows a bar over the records written and notes the time taken.
+
+    Returns:
+        Per split, one ``{"path", "records", "bytes", "sha256"}`` per shard, in shard order.
+    """
+    planned = plan_split_shards(manifests, render=render, source=source, config=shards)
+    total = sum(p.spec.num_records for p in planned)
+    started = time.perf_counter()
+    with progress.stage("write", total=total, unit="rec") as bar:
+        done = collect(submit(planned, out_dir=out_dir, pool=pool, render=render, source=source,
+                              gzipped=shards.compression is Compression.GZIP), bar.update)
+    remove_leftovers(out_dir)
+    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
+    return commit(planned, done, list(manifests))
+
+
+def plan_split_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, source: Source,
+                      config: ShardConfig) -> list[PlannedShard]:
+    """Every shard of every split, in split order and then shard order (sized by sample records)."""
+    planned = []
+    for name, table in manifests.items():
+        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
+        record_bytes = record_size(source, render, columns)
+        planned += [PlannedShard(spec, columns)
+                    for spec in plan_shards(name, len(table), record_bytes=record_bytes, config=config)]
+    return planned
+
+
+def record_size(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
+    """Average serialized record size, from the split's first records (deterministic)."""
+    n = len(columns["record_id"])
+    if n == 0:
+        return float(RECORD_OVERHEAD_BYTES)
+    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
+    return float(sum(len(r) for r in recs)) / len(recs)
+
+
+def submit(planned: Sequence[PlannedShard], *, out_dir: Path, pool: Pool, render: Render, source: Source,
+           gzipped: bool) -> Iterator[tuple[str, Any]]:
+    """Hand one job per planned shard to ``pool``; its events as the jobs' parts and jobs finish."""
+    per_part = part_records(sum(p.spec.num_records for p in planned), pool.parallelism, len(planned))
+    id_columns = image_columns(render.kind)
+    return pool.run_jobs([shard_job(p.spec, p.columns, out_dir=str(out_dir), render=render, source=source,
+                                    id_columns=id_columns, gzipped=gzipped, per_part=per_part)
+                          for p in planned])
+
+
+def collect(events: Iterable[tuple[str, Any]], advance: Callable[[int], object]) -> list[ShardDone]:
+    """The finished shards, in completion order; ``advance`` gets each finished part's record count."""
+    done = []
+    for kind, value in events:
+        if kind == "part":
+            advance(value["records"])
+        else:
+            done.append(ShardDone(*value))
+    return done
+
+
+def commit(planned: Sequence[PlannedShard], done: Iterable[ShardDone],
+           names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each split's shard files in plan order (jobs finish in any order); splits without shards too."""
+    by_job = {d.job: d.shard for d in done}
+    shards: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for i, p in enumerate(planned):
+        shards[p.spec.split].append(by_job[i])
+    return shards
