@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from pairgen.errors import BuildError
 from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
-from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
+from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
 from pairgen.spec.config import BuildConfig, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
@@ -103,9 +104,8 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
     shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
     with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
               shared_paths=shared, note=progress.note) as pool:
-        undecodable: dict[str, str] = {}
-        catalog = _scan(config, progress, pool, undecodable)
-        catalog = _check_images(catalog, config, undecodable)
+        scanned = _scan(config, progress, pool)
+        catalog = _check_images(scanned.catalog, config, scanned.undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
                         rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
@@ -130,15 +130,15 @@ def _existing_parent(out: Path) -> Path:
     return parent
 
 
-def _scan(config: BuildConfig, progress: Progress, pool: Pool, undecodable: dict[str, str]) -> Catalog:
+def _scan(config: BuildConfig, progress: Progress, pool: Pool) -> ScanResult:
     """Scan in the build's workers; unless manifest-only, decode each image in the same read."""
     src = config.source
+    options = ScanOptions.of(src.layout, class_depth=src.class_depth, table=src.table,
+                             min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
+                             allow_outside_root=src.allow_outside_root)
     check = None if config.build.manifest_only else config.image
     with progress.stage("scan", unit="files"):
-        return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
-                    min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
-                    allow_outside_root=src.allow_outside_root, pool=pool, check=check,
-                    undecodable=undecodable)
+        return scan_source(src.path, options, pool=pool, check=check)
 
 
 def _check_memory(config: BuildConfig) -> None:
@@ -158,7 +158,7 @@ def _check_memory(config: BuildConfig) -> None:
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
 
 
-def _check_images(catalog: Catalog, config: BuildConfig, undecodable: dict[str, str]) -> Catalog:
+def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[str, str]) -> Catalog:
     """Drop (or fail on) catalog images that the scan could not decode, so no record uses one."""
     if config.build.on_error is OnError.FAIL:
         corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
