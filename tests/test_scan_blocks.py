@@ -116,3 +116,14 @@ def test_build_bytes_identical_across_workers_with_many_scan_blocks(tmp_path: Pa
     assert any(k.startswith("shards/") for k in files[1]) and "catalog.parquet" in files[1]
     assert files[2] == files[1]
     assert cards[2]["fingerprint"] == cards[1]["fingerprint"]
+
+
+def test_scan_source_returns_the_catalog_the_undecodable_images_and_the_stage_timings(tmp_path: Path) -> None:
+    root = _odd_tree(tmp_path)
+    result = scan_source(root, ScanOptions.of(min_per_class=2), check=BuildConfig().image)
+    assert result.catalog.images["path"].tolist() == scan(root, min_per_class=2).images["path"].tolist()
+    assert list(result.undecodable) == ["many/007.png"]
+    stages = result.timings.as_dict()
+    assert list(stages) == ["walk", "wait", "assemble", "main_cpu", "worker_label", "worker_read",
+                            "worker_decode", "worker_cpu"]
+    assert all(v >= 0 for v in stages.values()) and stages["worker_read"] > 0
