@@ -56,6 +56,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
     def summary(self) -> str:
@@ -65,6 +66,7 @@ class VerifyReport:
                 f"{self.files} files, {self.shards} shards, {self.records:,} records checked")
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, with ``ok`` and every problem as a dict."""
         out = dataclasses.asdict(self)
         out["ok"] = self.ok
         out["problems"] = [dataclasses.asdict(p) for p in self.problems]

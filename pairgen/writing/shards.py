@@ -53,6 +53,7 @@ class ShardSpec:
 
     @property
     def num_records(self) -> int:
+        """Records in the shard: ``stop - start``."""
         return self.stop - self.start
 
 
