@@ -8,8 +8,8 @@
    in one read per file), sample (split, sampling, manifests, shard plan), render+write, card.
 4. Times ``pairgen scan``'s path (catalog.scan: read, hash, header; no decode) with N workers.
 5. Splits the build's scan into its stages: it runs the same scan (same arguments, N workers,
-   decode check) once more with ``timings`` and prints the main process's walk, wait and
-   assembly seconds and CPU time, the workers' label, read (read + sha256 + header) and decode
+   decode check) once more through ``scan_source``, whose result carries the stage timings,
+   and prints the main process's walk, wait and assembly seconds and CPU time, the workers' label, read (read + sha256 + header) and decode
    seconds and CPU time (summed over workers; wall seconds well above CPU seconds mean the
    workers waited for a core), the busy seconds per worker, and the duplicate/label-conflict
    grouping that the card and ``pairgen scan`` run on the catalog.
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pairgen.codec.sourceio import read_source  # noqa: E402
-from pairgen.scanning.catalog import label_conflicts, scan, summarize  # noqa: E402
+from pairgen.scanning.catalog import ScanOptions, label_conflicts, scan, scan_source, summarize  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.workers.pool import Pool  # noqa: E402
 from pairgen.workers.progress import Progress  # noqa: E402
@@ -123,11 +123,12 @@ def timed_scan(src: Path, workers: int) -> float:
 def scan_stages(src: Path, workers: int) -> dict[str, float]:
     """The build's scan (decode check included) once more, split into its stages."""
     image = BuildConfig().override({"image.size": [28, 28], "image.channels": 1}).image
-    stages: dict[str, float] = {}
     with Pool(workers=workers) as pool:
         start = time.perf_counter()
-        catalog = scan(src, layout="split-folders", pool=pool, check=image, undecodable={}, timings=stages)
-        stages["total"] = time.perf_counter() - start
+        result = scan_source(src, ScanOptions.of("split-folders"), pool=pool, check=image)
+        total = time.perf_counter() - start
+    catalog, stages = result.catalog, result.timings.as_dict()
+    stages["total"] = total
     start = time.perf_counter()
     label_conflicts(catalog.images)
     stages["labels"] = time.perf_counter() - start

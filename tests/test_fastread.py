@@ -11,12 +11,12 @@ import pytest
 
 from pairgen.codec import columnar as fastread
 from pairgen.codec.example import encode_example, encode_pair, encode_triplet
-from pairgen.codec.tfrecord import Writer
 from pairgen.errors import DatasetError
 from pairgen.reading import engine
 from pairgen.reading.arrays import load_numpy
 from pairgen.reading.engine import read_records
 from pairgen.spec.schema import PAIRS, schema_of
+from pairgen.writing.shards import ShardFile
 
 H, W = 7, 5
 
@@ -49,10 +49,8 @@ def _dataset(root: Path, records_per_shard: list[list[bytes]], *, kind: str = "p
     for n, records in enumerate(records_per_shard):
         suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
         path = f"shards/train-{n:05d}-of-{len(records_per_shard):05d}{suffix}"
-        writer = Writer(root / path, gzip_compressed=compression == "gzip")
-        for rec in records:
-            writer.write(rec)
-        writer.close()
+        with ShardFile(root / path, gzipped=compression == "gzip") as shard:
+            shard.extend(records)
         entries.append({"path": path, "records": len(records)})
     card = {"name": "t", "kind": kind, "compression": compression, "shards": {"train": entries},
             "image": {"height": H, "width": W, "channels": channels, "encoding": encoding}}

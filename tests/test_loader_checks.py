@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import image_tree
 
 from pairgen.cli import main
-from pairgen.codec.tfrecord import Writer, iter_records
+from pairgen.codec.tfrecord import iter_records
 from pairgen.dataset.card import FORMAT_VERSION
 from pairgen.errors import DatasetError
 from pairgen.reading.arrays import load_numpy
@@ -24,6 +24,7 @@ from pairgen.reading.checks import dataset_errors
 from pairgen.spec.config import BuildConfig
 from pairgen.tools.verify import verify
 from pairgen.writing.builder import build
+from pairgen.writing.shards import ShardFile
 
 tf = pytest.importorskip("tensorflow")
 
@@ -70,10 +71,8 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 def _drop_last_record(path: Path, compression: str) -> None:
     """Rewrite a shard without its last record, cleanly at a record boundary."""
     records = list(iter_records(path, compression=compression))
-    writer = Writer(path, gzip_compressed=compression == "gzip")
-    for data in records[:-1]:
-        writer.write(data)
-    writer.close()
+    with ShardFile(path, gzipped=compression == "gzip") as shard:
+        shard.extend(records[:-1])
 
 
 @pytest.mark.parametrize("name", ["raw", "png", "gzip"])

@@ -237,15 +237,15 @@ def _enospc_in_worker(task, source=None, cache=None):
 @pytest.mark.parametrize("where", ["worker", "writer"])
 def test_injected_write_error_is_one_line_and_removes_the_partial(tmp_path: Path, make_image_tree,
                                                                   monkeypatch, where: str) -> None:
-    from pairgen.writing import shardwork
+    from pairgen.writing import shards
 
     src = make_image_tree(tmp_path, classes=3, per_class=8, size=16)
     if where == "worker":  # rendering in a worker process
         monkeypatch.setattr("pairgen.writing.shardwork.make_chunk", _enospc_in_worker)
     else:  # the worker's shard file
         def full(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.tmp))
-        monkeypatch.setattr(shardwork._DigestFile, "write", full)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        monkeypatch.setattr(shards._Sink, "write", full)
     res = _cli_build(src, tmp_path / "ds", "--workers", "2")
     _one_line_error(res, "No space left on device", "the disk is full", "Nothing was installed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

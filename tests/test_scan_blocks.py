@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import random_image, write_image
 
-import pairgen.scanning.catalog
-from pairgen.scanning.catalog import scan
+import pairgen.scanning.labels
+from pairgen.scanning.catalog import ScanOptions, scan, scan_source
 from pairgen.spec.config import BuildConfig
 from pairgen.workers.pool import Pool
 from pairgen.writing.builder import build
@@ -49,18 +49,17 @@ def _odd_tree(tmp_path: Path) -> Path:
 
 
 def _scan(root: Path, workers: int, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    undecodable: dict[str, str] = {}
     check = BuildConfig().image
     with Pool(workers=workers) as pool:
-        catalog = scan(root, pool=pool, check=check, undecodable=undecodable, **kwargs)
-    return catalog.images, catalog.skipped, undecodable
+        result = scan_source(root, ScanOptions.of(**kwargs), pool=pool, check=check)
+    return result.catalog.images, result.catalog.skipped, dict(result.undecodable)
 
 
 @pytest.mark.parametrize("block", [3, 512])
 def test_catalog_is_the_same_for_any_worker_count_and_block_size(tmp_path: Path, monkeypatch,
                                                                  block: int) -> None:
     root = _odd_tree(tmp_path)
-    monkeypatch.setattr(pairgen.scanning.catalog, "READ_BLOCK", block)
+    monkeypatch.setattr(pairgen.scanning.labels, "READ_BLOCK", block)
     images, skipped, undecodable = _scan(root, 1, min_per_class=2)
     # Sorted by path, not in walk order ("cls/sub/..." sorts before "cls/sub0.png").
     assert images["path"].tolist() == sorted(images["path"])
@@ -98,8 +97,7 @@ def test_scan_reads_each_file_once(tmp_path: Path, make_image_tree, make_split_f
     _AUDIT_ROOT[0] = str(root)
     _OPENS = {}
     try:
-        catalog = scan(src, layout=layout, table=src if layout == "table" else None,
-                       check=BuildConfig().image, undecodable={})
+        catalog = scan(src, layout=layout, table=src if layout == "table" else None, check=BuildConfig().image)
     finally:
         counts, _OPENS = _OPENS, None
     assert len(catalog.images) == len(images)
@@ -108,7 +106,7 @@ def test_scan_reads_each_file_once(tmp_path: Path, make_image_tree, make_split_f
 
 def test_build_bytes_identical_across_workers_with_many_scan_blocks(tmp_path: Path, make_image_tree,
                                                                     monkeypatch) -> None:
-    monkeypatch.setattr(pairgen.scanning.catalog, "READ_BLOCK", 7)  # the scan spreads over many tasks
+    monkeypatch.setattr(pairgen.scanning.labels, "READ_BLOCK", 7)  # the scan spreads over many tasks
     src = make_image_tree(tmp_path, classes=4, per_class=20, size=20, nested=True)
     cfg = BuildConfig().override({"source.path": str(src), "image.size": [20, 20], "image.encoding": "png"})
     cards = {w: build(cfg.override({"build.workers": w}), tmp_path / f"w{w}") for w in (1, 2)}
@@ -118,3 +116,14 @@ def test_build_bytes_identical_across_workers_with_many_scan_blocks(tmp_path: Pa
     assert any(k.startswith("shards/") for k in files[1]) and "catalog.parquet" in files[1]
     assert files[2] == files[1]
     assert cards[2]["fingerprint"] == cards[1]["fingerprint"]
+
+
+def test_scan_source_returns_the_catalog_the_undecodable_images_and_the_stage_timings(tmp_path: Path) -> None:
+    root = _odd_tree(tmp_path)
+    result = scan_source(root, ScanOptions.of(min_per_class=2), check=BuildConfig().image)
+    assert result.catalog.images["path"].tolist() == scan(root, min_per_class=2).images["path"].tolist()
+    assert list(result.undecodable) == ["many/007.png"]
+    stages = result.timings.as_dict()
+    assert list(stages) == ["walk", "wait", "assemble", "main_cpu", "worker_label", "worker_read",
+                            "worker_decode", "worker_cpu"]
+    assert all(v >= 0 for v in stages.values()) and stages["worker_read"] > 0

@@ -158,3 +158,42 @@ def test_non_tensorflow_reader_parses_shards(tmp_path, compression):
     assert [r["a_id"] for r in rows] == list(range(12))
     assert [r["b_id"] for r in rows] == [1000 + i for i in range(12)]
     assert rows[5]["a_image"] == [5, 5]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_shard_file_is_the_writer_of_shard_writer_and_digests_what_it_wrote(tmp_path, compression):
+    from pairgen.writing.shards import ShardFile
+
+    records = _records(12)
+    [shard] = _write(tmp_path / "writer", records, ShardConfig(compression=compression))
+    with ShardFile(tmp_path / "file" / shard["path"], gzipped=compression == "gzip") as out:
+        out.extend(records[:5])
+        for record in records[5:]:
+            out.write(record)
+    data = (tmp_path / "file" / shard["path"]).read_bytes()
+    assert data == (tmp_path / "writer" / shard["path"]).read_bytes()
+    assert (out.digest.bytes, out.digest.sha256) == (shard["bytes"], shard["sha256"])
+    assert [p.name for p in (tmp_path / "file" / "shards").iterdir()] == [shard["path"].split("/")[-1]]
+
+
+def test_shard_file_leaves_nothing_when_its_block_fails(tmp_path):
+    from pairgen.writing.shards import ShardFile
+
+    with pytest.raises(KeyError), ShardFile(tmp_path / "shards" / "x.tfrecord", gzipped=True) as out:
+        out.write(b"a")
+        raise KeyError("boom")
+    assert list((tmp_path / "shards").iterdir()) == []
+
+
+def test_shard_results_are_committed_in_plan_order_whatever_order_jobs_finish():
+    from pairgen.writing.shardwork import PlannedShard, ShardDone, collect, commit
+
+    specs = [ShardSpec("train", 0, 2, 0, 3, "t0"), ShardSpec("train", 1, 2, 3, 5, "t1"), ShardSpec("val", 0, 1, 0, 2, "v0")]
+    planned = [PlannedShard(s, {}) for s in specs]
+    parts: list[int] = []
+    events = [("part", {"records": 2}), ("done", (2, {"path": "v0"})), ("part", {"records": 3}),
+              ("done", (0, {"path": "t0"})), ("done", (1, {"path": "t1"}))]
+    done = collect(events, parts.append)
+    assert parts == [2, 3] and [d.job for d in done] == [2, 0, 1] and isinstance(done[0], ShardDone)
+    assert commit(planned, done, ["train", "val", "test"]) == {
+        "train": [{"path": "t0"}, {"path": "t1"}], "val": [{"path": "v0"}], "test": []}

@@ -10,9 +10,10 @@ as one Python object per row.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +29,7 @@ TEXT_COLUMNS = ("path", "class_name", "folder_split", "side", "key")
 NUMBER_COLUMNS = ("bytes", "width", "height", "channels")
 
 Skipped = list[tuple[str, str]]
-# Labels a block of walked relative paths: (paths, skipped) -> candidates (see catalog._Candidate).
+# Labels a block of walked relative paths: (paths, skipped) -> candidates (see labels._Candidate).
 Labeler = Callable[[list[str], Skipped], list[Any]]
 
 
@@ -154,3 +155,48 @@ def _take(values: Sequence[Any], order: list[int]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out[order] if len(order) else out
+
+
+def read_blocks(tasks: Iterable[BlockTask], *, pool: Any = None,
+                progress: bool = False) -> Generator[Block, None, None]:
+    """Run the block tasks in worker processes; yield their blocks in task order.
+
+    Args:
+        tasks: The blocks to read (consumed lazily, while earlier blocks are read).
+        pool: A :class:`pairgen.workers.pool.Pool`; ``None``: one block is read here, more
+            start one process per core (closed when the generator ends or is closed).
+        progress: Show a tqdm bar of the files read.
+
+    Yields:
+        Each task's :class:`Block`.
+    """
+    from pairgen.workers.pool import Pool
+
+    tasks = iter(tasks)
+    own = pool is None
+    if own:
+        first = list(itertools.islice(tasks, 2))
+        tasks = itertools.chain(first, tasks)
+        pool = Pool(workers=(os.cpu_count() or 1) if len(first) > 1 else 1)
+    bar = None
+    try:
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(desc="scan", unit="img")
+        for block in pool.imap(read_block, tasks):
+            yield block
+            if bar is not None:
+                bar.update(len(block.sha256) + len(block.skipped))
+    finally:
+        if bar is not None:
+            bar.close()
+        if own:
+            pool.close()
+
+
+def join_blocks(blocks: Iterable[Block], skipped: Skipped) -> Columns:
+    """Join blocks column by column, in order; their skipped files go to ``skipped``."""
+    columns = Columns()
+    for block in blocks:
+        columns.add(block, skipped)
+    return columns

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pairgen.codec.tfrecord import TFRecordError, iter_records
@@ -35,22 +34,11 @@ from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.versions import resolve
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.reading.checks import check_image_spec, image_mismatch
-from pairgen.spec.config import BuildConfig, Kind
-from pairgen.spec.schema import LABEL, schema_of
+from pairgen.spec.config import BuildConfig
+from pairgen.spec.schema import schema_of
+from pairgen.tools.guarantees import Problem, check_manifest
 
 # --------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a dataset: the file, a kind and the details."""
-
-    file: str
-    kind: str  # missing, extra, truncated, changed, corrupt, count, invalid, mismatch, rebuild
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.kind}: {self.detail}"
 
 
 @dataclass
@@ -68,6 +56,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
     def summary(self) -> str:
@@ -77,6 +66,7 @@ class VerifyReport:
                 f"{self.files} files, {self.shards} shards, {self.records:,} records checked")
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, with ``ok`` and every problem as a dict."""
         out = dataclasses.asdict(self)
         out["ok"] = self.ok
         out["problems"] = [dataclasses.asdict(p) for p in self.problems]
@@ -176,7 +166,9 @@ def _check_fingerprint(card: Card, catalog: pd.DataFrame) -> list[Problem]:
     if actual != card.fingerprint:
         return [Problem(layout.CARD, "changed", f"fingerprint of its config and catalog is "
                         f"{actual[:12]}..., the card says {str(card.fingerprint)[:12]}...")]
-    splits = split_fingerprint(catalog) if card.split_fingerprint is not None else None
+    if card.split_fingerprint is None:
+        return []
+    splits = split_fingerprint(catalog)
     if splits != card.split_fingerprint:
         return [Problem(layout.CARD, "changed", f"split fingerprint of its catalog is "
                         f"{splits[:12]}..., the card says {str(card.split_fingerprint)[:12]}...")]
@@ -271,9 +263,6 @@ def _listed(card: Card) -> set[str]:
     return set(card.files) | {e["path"] for entries in card.shards.values() for e in entries}
 
 
-
-# --------------------------------------------------------------------------- guarantees
-
 class _RecordComparer:
     """Compares decoded shard records with the manifest rows they were made from."""
 
@@ -304,86 +293,3 @@ class _RecordComparer:
         if problem is not None:
             return f"record {index} does not match the image spec of dataset.json ({problem})"
         return None
-
-
-def check_manifest(manifest: pd.DataFrame, catalog: pd.DataFrame, split: str,
-                   card: Card) -> list[Problem]:
-    """Check one split's manifest against the catalog, the label guarantees and the card.
-
-    Args:
-        manifest: The split's manifest table.
-        catalog: The dataset's ``catalog.parquet``.
-        split: The split name.
-        card: The dataset card (for ``kind`` and the split's counts).
-
-    Returns:
-        One problem per broken rule, with the number of records and the first ``record_id``.
-    """
-    rel = layout.manifest(split)
-    schema = schema_of(card.kind)
-    columns = schema.manifest_columns
-    lacking = [c for c in columns if c not in manifest.columns]
-    if lacking:
-        return [Problem(rel, "invalid", f"lacks columns {lacking}")]
-    out: list[Problem] = []
-    rid = manifest["record_id"].to_numpy()
-
-    def bad(mask: Any, what: str) -> None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.any():
-            out.append(Problem(rel, "invalid", f"{int(mask.sum()):,} record(s) {what} "
-                               f"(first: record_id {int(rid[np.flatnonzero(mask)[0]])})"))
-
-    bad(rid != np.arange(len(manifest)), "out of order (record_id must be 0..n-1)")
-    bad(manifest["split"].to_numpy() != split, f"not in split {split!r}")
-    images = catalog.set_index("image_id")
-    ids = {c: manifest[c].to_numpy() for c in schema.id_columns}
-    for col, values in ids.items():
-        bad(~np.isin(values, images.index.to_numpy()), f"with a {col} that is not in catalog.parquet")
-    if out:
-        return out
-    cls = {c: images["class_id"].reindex(v).to_numpy() for c, v in ids.items()}
-    for col, values in ids.items():
-        bad(images["split"].reindex(values).to_numpy() != split, f"whose {col} image is in another split")
-    label = manifest[LABEL].to_numpy() if schema.labelled else None
-    if label is not None:
-        bad(~np.isin(label, [0, 1]), "with a label other than 0 or 1")
-    own = [r for r in schema.roles if r.stores_class]
-    bad(np.logical_or.reduce([manifest[r.class_column].to_numpy() != cls[r.id_column] for r in own]),
-        f"whose {'/'.join(r.class_column for r in own)} disagree with the catalog")
-    if schema.kind is Kind.PAIRS:
-        bad((label == 1) & (cls["a_id"] != cls["b_id"]), "labelled positive (1) across two classes")
-        bad((label == 1) & (ids["a_id"] == ids["b_id"]), "pairing an image with itself")
-        bad((label == 0) & (cls["a_id"] == cls["b_id"]), "labelled negative (0) within one class")
-    elif schema.kind is Kind.TRIPLETS:
-        bad(cls["positive_id"] != cls["anchor_id"], "whose positive is not of the anchor's class")
-        bad(ids["positive_id"] == ids["anchor_id"], "whose positive is the anchor image itself")
-        bad(cls["negative_id"] == cls["anchor_id"], "whose negative is of the anchor's class")
-    if schema.every_image:
-        bad(_coverage(ids[schema.id_columns[0]], catalog, split, card) != 0,
-            "breaking 'every image of the split once per augmentation copy'")
-    out += _check_counts(rel, manifest, card.splits.get(split, {}), schema.labelled)
-    return out
-
-
-def _coverage(ids: np.ndarray, catalog: pd.DataFrame, split: str, card: Card) -> np.ndarray:
-    """Per manifest row: how far its image's record count is from the expected copies (0 = right).
-
-    The rows are all flagged (1) when a catalog image of the split has no record at all.
-    """
-    augment = card.config.get("augment", {})
-    copies = int(augment.get("copies", 1)) if augment.get("enabled") else 1
-    uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-    expected = np.sort(catalog.loc[catalog["split"] == split, "image_id"].to_numpy())
-    if not np.array_equal(uniq, expected):
-        return np.ones(ids.size, dtype=np.int64)
-    return counts[inverse] - copies
-
-
-def _check_counts(rel: str, manifest: pd.DataFrame, counts: dict[str, Any], labelled: bool) -> list[Problem]:
-    actual = {"records": len(manifest)}
-    if labelled:
-        actual["positives"] = int((manifest[LABEL] == 1).sum())
-        actual["negatives"] = int((manifest[LABEL] == 0).sum())
-    return [Problem(rel, "count", f"has {v:,} {k}, dataset.json says {int(counts[k]):,}")
-            for k, v in actual.items() if k in counts and int(counts[k]) != v]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,45 @@ from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.outdir import install
 from pairgen.dataset.versions import parent_of
 from pairgen.errors import BuildError
-from pairgen.rendering.records import Render, Source, make_chunk
+from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
-from pairgen.scanning.catalog import Catalog, label_conflicts, reason_kind, scan
+from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
 from pairgen.spec.config import BuildConfig, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
+from pairgen.writing.shardwork import write_shards
 
 # SeedSequence spawn keys: one stream per purpose, never shared.
 _SPLIT_KEY, _SAMPLE_KEY, _AUG_KEY, _SHUFFLE_KEY = 0, 1, 2, 3
-_RECORD_OVERHEAD_BYTES = 160
 
 
-def stream(seed: int, *key: int) -> np.random.SeedSequence:
-    """The seed sequence of one purpose (and split index) under the build seed."""
+def seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
+    """The seed sequence of one purpose (and split index) under the build seed.
+
+    Args:
+        seed: The build seed (``config.seed``).
+        *key: The spawn key: a purpose (``_SPLIT_KEY``, ...) and, where it applies, a split index.
+
+    Returns:
+        ``SeedSequence(entropy=seed, spawn_key=key)``; the same key always gives the same numbers.
+    """
     return np.random.SeedSequence(entropy=seed, spawn_key=key)
 
 
 def aug_seeds(seed: int, split_index: int, n: int) -> np.ndarray:
-    """Per-record augmentation seeds (non-negative int64) for one split."""
-    words = stream(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
+    """Per-record augmentation seeds (non-negative int64) for one split.
+
+    Args:
+        seed: The build seed.
+        split_index: The split's position in the build's split order.
+        n: Number of records in the split.
+
+    Returns:
+        ``n`` int64 seeds, each the top 63 bits of one word of the split's augmentation stream.
+    """
+    words = seed_sequence(seed, _AUG_KEY, split_index).generate_state(max(n, 1), dtype=np.uint64)[:n]
     return (words >> np.uint64(1)).astype(np.int64)
 
 
@@ -87,11 +104,10 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
     shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
     with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
               shared_paths=shared, note=progress.note) as pool:
-        undecodable: dict[str, str] = {}
-        catalog = _scan(config, progress, pool, undecodable)
-        catalog = _check_images(catalog, config, undecodable)
+        scanned = _scan(config, progress, pool)
+        catalog = _check_images(scanned.catalog, config, scanned.undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
-                        rng=np.random.default_rng(stream(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+                        rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
         _check_memory(config)
         names = _split_names(config, catalog)
@@ -114,15 +130,15 @@ def _existing_parent(out: Path) -> Path:
     return parent
 
 
-def _scan(config: BuildConfig, progress: Progress, pool: Pool, undecodable: dict[str, str]) -> Catalog:
+def _scan(config: BuildConfig, progress: Progress, pool: Pool) -> ScanResult:
     """Scan in the build's workers; unless manifest-only, decode each image in the same read."""
     src = config.source
+    options = ScanOptions.of(src.layout, class_depth=src.class_depth, table=src.table,
+                             min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
+                             allow_outside_root=src.allow_outside_root)
     check = None if config.build.manifest_only else config.image
     with progress.stage("scan", unit="files"):
-        return scan(src.path, layout=src.layout, class_depth=src.class_depth, table=src.table,
-                    min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
-                    allow_outside_root=src.allow_outside_root, pool=pool, check=check,
-                    undecodable=undecodable)
+        return scan_source(src.path, options, pool=pool, check=check)
 
 
 def _check_memory(config: BuildConfig) -> None:
@@ -142,7 +158,7 @@ def _check_memory(config: BuildConfig) -> None:
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
 
 
-def _check_images(catalog: Catalog, config: BuildConfig, undecodable: dict[str, str]) -> Catalog:
+def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[str, str]) -> Catalog:
     """Drop (or fail on) catalog images that the scan could not decode, so no record uses one."""
     if config.build.on_error is OnError.FAIL:
         corrupt = catalog.skipped[catalog.skipped["reason"].map(reason_kind) == "corrupt image"]
@@ -207,14 +223,14 @@ def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota:
     sampler = SAMPLE_BY_KIND[config.kind.value]
     embeddings = _load_embeddings(config, catalog) if config.sample.strategy == "hard" else None
     params = SampleParams.from_config(config.sample, embeddings).share(quota)
-    rng = np.random.default_rng(stream(config.seed, _SAMPLE_KEY, index))
+    rng = np.random.default_rng(seed_sequence(config.seed, _SAMPLE_KEY, index))
     table = sampler(images, strategy=config.sample.strategy, rng=rng, resolved=params)
     copies = config.augment.copies if config.augment.enabled else 1
     if copies > 1:
         table = table.loc[table.index.repeat(copies)].reset_index(drop=True)
     # Samplers emit rows grouped by anchor class; records are written in one seeded random
     # order so that a reader's bounded shuffle buffer sees every class from the start.
-    order = np.random.default_rng(stream(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
+    order = np.random.default_rng(seed_sequence(config.seed, _SHUFFLE_KEY, index)).permutation(len(table))
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "record_id", np.arange(len(table), dtype=np.int64))
     table["split"] = name
@@ -258,50 +274,10 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
 
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
                   pool: Pool, progress: Progress) -> dict[str, list[dict]]:
-    """Plan every split's shards, then let the workers render and write them (see shardwork)."""
-    from pairgen.writing.shards import plan_shards
-    from pairgen.writing.shardwork import part_records, remove_leftovers, shard_job
-
-    source = _source(catalog)
+    """Render and write every split's shards in the workers (see :func:`shardwork.write_shards`)."""
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
-    id_columns = mf.image_columns(config.kind)
-    gzipped = config.shards.compression.value == "gzip"
-    total = sum(len(t) for t in manifests.values())
-    plans = []
-    for name, table in manifests.items():
-        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
-        specs = plan_shards(name, len(table), record_bytes=_record_bytes(source, render, columns), config=config.shards)
-        plans.append((columns, specs))
-    per_part = part_records(total, pool.parallelism, sum(len(specs) for _, specs in plans))
-    jobs, specs = [], []
-    for columns, split_specs in plans:
-        for spec in split_specs:
-            jobs.append(shard_job(spec, columns, out_dir=str(tmp), render=render, source=source,
-                                  id_columns=id_columns, gzipped=gzipped, per_part=per_part))
-            specs.append(spec)
-    results: dict[int, dict] = {}
-    started = time.perf_counter()
-    with progress.stage("write", total=total, unit="rec") as bar:
-        for kind, value in pool.run_jobs(jobs):
-            if kind == "part":
-                bar.update(value["records"])
-            else:
-                results[value[0]] = value[1]
-    remove_leftovers(tmp)
-    out: dict[str, list[dict]] = {name: [] for name in manifests}
-    for i, spec in enumerate(specs):
-        out[spec.split].append(results[i])
-    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
-    return out
-
-
-def _record_bytes(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
-    """Average serialized record size, from the split's first records (deterministic)."""
-    n = len(columns["record_id"])
-    if n == 0:
-        return float(_RECORD_OVERHEAD_BYTES)
-    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
-    return float(sum(len(r) for r in recs)) / len(recs)
+    return write_shards(manifests, render=render, source=_source(catalog), shards=config.shards,
+                        out_dir=tmp, pool=pool, progress=progress)
 
 
 def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
@@ -319,6 +295,7 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
 def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
           shards: dict[str, list[dict]], out: Path) -> Card:
     """The card of the dataset written, with its parent: the dataset now at ``out``."""
+    assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
     fp = fingerprint(config, catalog.images)

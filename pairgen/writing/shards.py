@@ -1,8 +1,10 @@
 """TFRecord shard planning, writing and reading.
 
 Plan first, then write: :func:`plan_shards` turns a record count into frozen
-:class:`ShardSpec` objects, and :class:`ShardWriter` fills them in order. TensorFlow is
-never imported: files are framed and checked by :mod:`pairgen.codec.tfrecord`.
+:class:`ShardSpec` objects, and :class:`ShardWriter` fills them in order. Every shard file,
+in a build's workers and in tests alike, is written by one :class:`ShardFile`: records framed
+by :func:`pairgen.codec.tfrecord.frame`, GZIP with the build's fixed settings, hashed while
+written, renamed into place on commit. TensorFlow is never imported.
 
 A split with zero records gets zero shards (an empty list); the split is still listed in
 ``dataset.json`` so readers see that it exists and is empty.
@@ -10,16 +12,18 @@ A split with zero records gets zero shards (an empty list); the split is still l
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import math
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pairgen.codec import tfrecord
+from pairgen.codec.tfrecord import GZIP_LEVEL, frame
 from pairgen.dataset import layout
-from pairgen.dataset.tables import file_digest
 from pairgen.errors import BuildError
 from pairgen.spec.config import Compression, ShardConfig
 
@@ -49,6 +53,7 @@ class ShardSpec:
 
     @property
     def num_records(self) -> int:
+        """Records in the shard: ``stop - start``."""
         return self.stop - self.start
 
 
@@ -150,6 +155,102 @@ def _is_gzip(compression: Compression | str) -> bool:
     return Compression.from_value(compression, "shards.compression") is Compression.GZIP
 
 
+@dataclass(frozen=True)
+class FileDigest:
+    """What was written to one file: its size on disk and the sha256 of those bytes."""
+
+    bytes: int
+    sha256: str
+
+
+class _Sink:
+    """The file on disk, hashing every byte that reaches it (the compressed ones when gzipped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.size = path, 0
+        self._file, self._sha = open(path, "wb"), hashlib.sha256()
+
+    def write(self, data: bytes) -> int:  # GzipFile calls this with compressed bytes
+        if self._file.closed:  # an aborted GzipFile flushing its trailer when collected
+            return 0
+        self._sha.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> FileDigest:
+        self._file.close()
+        return FileDigest(self.size, self._sha.hexdigest())
+
+
+class ShardFile:
+    """One TFRecord file being written: framed records, optional GZIP, digested as written.
+
+    The file is written under a hidden temporary name beside ``path`` and renamed into place
+    by :meth:`commit`, so a failed or killed writer never leaves a partial file under the
+    shard's name (:meth:`abort`, or leaving the ``with`` block by an exception, deletes it).
+    GZIP output has no file name, mtime 0 and level ``GZIP_LEVEL``: the same records give
+    the same bytes.
+
+    Example::
+
+        with ShardFile(out_dir / spec.path, gzipped=True) as shard:
+            shard.extend(records)
+        shard.digest   # FileDigest(bytes=..., sha256=...)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, gzipped: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._sink = _Sink(self.tmp)
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._sink, mtime=0,
+                                 compresslevel=GZIP_LEVEL) if gzipped else None
+        self.digest: FileDigest | None = None
+
+    def __enter__(self) -> ShardFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def write(self, record: bytes) -> None:
+        """Append one serialized record, framed."""
+        self.add(frame(record))
+
+    def extend(self, records: Iterable[bytes]) -> None:
+        """Append serialized records, framed, in order."""
+        self.add(b"".join(frame(r) for r in records))
+
+    def add(self, data: bytes) -> None:
+        """Append bytes that are already TFRecord frames (compressed on the way when gzipped)."""
+        if self._gz is not None:
+            self._gz.write(data)
+        else:
+            self._sink.write(data)
+
+    def commit(self) -> FileDigest:
+        """Finish the file, rename it to ``path`` and return its digest (again if called twice)."""
+        if self.digest is None:
+            if self._gz is not None:
+                self._gz.close()
+            digest = self._sink.close()
+            os.replace(self.tmp, self.path)
+            self.digest = digest
+        return self.digest
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; nothing appears under ``path``."""
+        if self.digest is None:
+            self._sink.close()
+            self.tmp.unlink(missing_ok=True)
+
+
 class ShardWriter:
     """Write serialized records into planned shard files, in order.
 
@@ -162,7 +263,8 @@ class ShardWriter:
         shards = writer.close()   # [{"path", "records", "bytes", "sha256"}, ...]
 
     Output is byte-identical for the same records, with or without gzip (the gzip header
-    carries no timestamp or file name).
+    carries no timestamp or file name), and to the files a build writes (both use
+    :class:`ShardFile`).
     """
 
     def __init__(self, out_dir: str | os.PathLike, specs: Sequence[ShardSpec], *,
@@ -176,7 +278,8 @@ class ShardWriter:
                 raise BuildError(f"shard plan is not contiguous at {spec.path}; plan it with plan_shards().")
         self._shard = -1
         self._count = 0
-        self._writer: Any = None
+        self._file: ShardFile | None = None
+        self._digests: list[FileDigest] = []
         self._results: list[dict[str, Any]] | None = None
 
     def __enter__(self) -> ShardWriter:
@@ -184,22 +287,22 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self._close_file()
+            if self._file is not None:
+                self._file.abort()
+                self._file = None
             self._results = []
         else:
             self.close()
 
     def _close_file(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._file is not None:
+            self._digests.append(self._file.commit())
+            self._file = None
 
     def _open_next(self) -> None:
         self._close_file()
         self._shard += 1
-        path = self._out_dir / self._specs[self._shard].path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = tfrecord.Writer(path, gzip_compressed=self._gzip)
+        self._file = ShardFile(self._out_dir / self._specs[self._shard].path, gzipped=self._gzip)
 
     def _advance(self) -> None:
         """Open every shard whose range starts at the current record (empty ones too)."""
@@ -219,10 +322,10 @@ class ShardWriter:
         if self._results is not None:
             raise BuildError("ShardWriter is closed; create a new one to write more records.")
         self._advance()
-        if self._shard < 0 or self._count >= self._specs[self._shard].stop:
+        if self._file is None or self._count >= self._specs[self._shard].stop:
             total = self._specs[-1].stop if self._specs else 0
             raise BuildError(f"got more records than the shard plan holds ({total}); re-plan the shards.")
-        self._writer.write(record)
+        self._file.write(record)
         self._count += 1
 
     def close(self) -> list[dict[str, Any]]:
@@ -243,9 +346,6 @@ class ShardWriter:
         if self._count != total:
             self._results = []
             raise BuildError(f"shard plan holds {total} records but {self._count} were written.")
-        results = []
-        for spec in self._specs:
-            size, sha = file_digest(self._out_dir / spec.path)
-            results.append({"path": spec.path, "records": spec.num_records, "bytes": size, "sha256": sha})
-        self._results = results
-        return results
+        self._results = [{"path": spec.path, "records": spec.num_records, "bytes": d.bytes, "sha256": d.sha256}
+                         for spec, d in zip(self._specs, self._digests)]
+        return self._results

@@ -1,4 +1,9 @@
-"""The build's unit of work: render a run of manifest rows and write it where it belongs.
+"""The build's shards: plan, submit to the workers, collect, commit; and the workers' unit of work.
+
+:func:`write_shards` is four steps: :func:`plan_split_shards` (every shard of every split,
+pure), :func:`submit` (one job per shard to the pool), :func:`collect` (finished shards as
+:class:`ShardDone`, progress on the way) and :func:`commit` (each split's shard list, in plan
+order).
 
 Local processes and Ray tasks run the same two functions. :func:`write_records` renders the
 rows of one shard (or of one part of a large shard), reading and decoding each source image
@@ -11,27 +16,30 @@ a temporary file, which the build removes; a retried task writes the same bytes 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import math
 import os
 import shutil
-import uuid
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
-from pairgen.codec.tfrecord import GZIP_LEVEL, frame
 from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
+from pairgen.dataset.tables import image_columns
 from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, make_chunk
-from pairgen.writing.shards import ShardSpec
+from pairgen.spec.config import Compression, ShardConfig
+from pairgen.workers.pool import Pool
+from pairgen.workers.progress import Progress
+from pairgen.writing.shards import FileDigest, ShardFile, ShardSpec, plan_shards
 
 MIN_PART_RECORDS = 2048
 CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
 _COPY_BLOCK = 8 << 20
+RECORD_OVERHEAD_BYTES = 160  # the size a split without records plans with
 
 
 @dataclass(frozen=True)
@@ -57,44 +65,6 @@ class JoinTask:
     gzip: bool
 
 
-class _DigestFile:
-    """A file opened under a temporary name that hashes what it writes; renamed on commit."""
-
-    def __init__(self, final: Path, *, gzipped: bool) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self.final, self.tmp = final, final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-        self._raw = open(self.tmp, "wb")
-        self._sha, self.size = hashlib.sha256(), 0
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self, mtime=0,
-                                 compresslevel=GZIP_LEVEL) if gzipped else None
-
-    def write(self, data: bytes) -> int:  # called by GzipFile with compressed bytes
-        self._sha.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def add(self, data: bytes) -> None:
-        """Append uncompressed bytes (compressed on the way when gzipped)."""
-        if self._gz is not None:
-            self._gz.write(data)
-        else:
-            self.write(data)
-
-    def commit(self) -> str:
-        if self._gz is not None:
-            self._gz.close()
-        self._raw.close()
-        os.replace(self.tmp, self.final)
-        return self._sha.hexdigest()
-
-    def abort(self) -> None:
-        self._raw.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 def write_records(task: WriteTask) -> dict[str, Any]:
     """Render the task's rows in order and write them as TFRecord frames to ``task.path``.
 
@@ -107,20 +77,16 @@ def write_records(task: WriteTask) -> dict[str, Any]:
     Raises:
         BuildError: If a source image cannot be read or decoded, or changed since the scan.
     """
-    out = _DigestFile(Path(task.out_dir) / task.path, gzipped=task.gzip)
-    count, cache = 0, {}
-    try:
+    count = 0
+    cache: dict[Any, Any] = {}  # decoded images by id, shared by the chunks
+    with ShardFile(Path(task.out_dir) / task.path, gzipped=task.gzip) as out:
         for chunk in chunks(task.columns, CHUNK_RECORDS):
             recs = make_chunk((task.render, chunk), task.source, cache)
-            out.add(b"".join(frame(r) for r in recs))
+            out.extend(recs)
             count += len(recs)
             if cache and len(cache) * _entry_bytes(cache) > CACHE_BYTES:
                 cache.clear()
-        sha = out.commit()
-    except BaseException:
-        out.abort()
-        raise
-    return {"path": task.path, "records": count, "bytes": out.size, "sha256": sha}
+    return _result(task.path, count, out.commit())
 
 
 def _entry_bytes(cache: dict) -> int:
@@ -139,19 +105,19 @@ def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
         ``{"path", "records", "bytes", "sha256"}`` of the shard.
     """
     root = Path(task.out_dir)
-    out = _DigestFile(root / task.path, gzipped=task.gzip)
-    try:
+    with ShardFile(root / task.path, gzipped=task.gzip) as out:
         for rel in task.parts:
             with open(root / rel, "rb") as f:
                 while block := f.read(_COPY_BLOCK):
                     out.add(block)
-        sha = out.commit()
-    except BaseException:
-        out.abort()
-        raise
     for rel in task.parts:
         (root / rel).unlink(missing_ok=True)
-    return {"path": task.path, "records": task.records, "bytes": out.size, "sha256": sha}
+    return _result(task.path, task.records, out.commit())
+
+
+def _result(path: str, records: int, digest: FileDigest) -> dict[str, Any]:
+    """The description of one written file that workers send back (never its bytes)."""
+    return {"path": path, "records": records, "bytes": digest.bytes, "sha256": digest.sha256}
 
 
 def part_records(total: int, parallelism: int, shards: int) -> int:
@@ -197,3 +163,96 @@ def remove_leftovers(out_dir: str | os.PathLike) -> None:
     if shards.is_dir():
         for tmp in shards.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+class PlannedShard(NamedTuple):
+    """One shard to write: its plan and its split's manifest columns (the spec picks the rows)."""
+
+    spec: ShardSpec
+    columns: dict[str, np.ndarray]
+
+
+class ShardDone(NamedTuple):
+    """A finished shard job: its index in the plan and the file it wrote."""
+
+    job: int
+    shard: dict[str, Any]  # {"path", "records", "bytes", "sha256"}
+
+
+def write_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, source: Source, shards: ShardConfig,
+                 out_dir: Path, pool: Pool, progress: Progress) -> dict[str, list[dict[str, Any]]]:
+    """Write every split's shards: plan them, run their jobs in ``pool``, collect, list them in order.
+
+    Args:
+        manifests: Each split's manifest (split order is the card's order).
+        render: How records are rendered.
+        source: The images the manifests use, by ``image_id``.
+        shards: Shard size and compression.
+        out_dir: The dataset folder being written (the shards go to ``out_dir/shards``).
+        pool: The build's workers.
+        progress: Shows a bar over the records written and notes the time taken.
+
+    Returns:
+        Per split, one ``{"path", "records", "bytes", "sha256"}`` per shard, in shard order.
+    """
+    planned = plan_split_shards(manifests, render=render, source=source, config=shards)
+    total = sum(p.spec.num_records for p in planned)
+    started = time.perf_counter()
+    with progress.stage("write", total=total, unit="rec") as bar:
+        done = collect(submit(planned, out_dir=out_dir, pool=pool, render=render, source=source,
+                              gzipped=shards.compression is Compression.GZIP), bar.update)
+    remove_leftovers(out_dir)
+    progress.note(f"wrote {total:,} records in {time.perf_counter() - started:.1f} s")
+    return commit(planned, done, list(manifests))
+
+
+def plan_split_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, source: Source,
+                      config: ShardConfig) -> list[PlannedShard]:
+    """Every shard of every split, in split order and then shard order (sized by sample records)."""
+    planned = []
+    for name, table in manifests.items():
+        columns = {c: table[c].to_numpy() for c in table.columns if c != "split"}
+        record_bytes = record_size(source, render, columns)
+        planned += [PlannedShard(spec, columns)
+                    for spec in plan_shards(name, len(table), record_bytes=record_bytes, config=config)]
+    return planned
+
+
+def record_size(source: Source, render: Render, columns: dict[str, np.ndarray]) -> float:
+    """Average serialized record size, from the split's first records (deterministic)."""
+    n = len(columns["record_id"])
+    if n == 0:
+        return float(RECORD_OVERHEAD_BYTES)
+    recs = make_chunk((render, {k: v[: min(n, 64)] for k, v in columns.items()}), source)
+    return float(sum(len(r) for r in recs)) / len(recs)
+
+
+def submit(planned: Sequence[PlannedShard], *, out_dir: Path, pool: Pool, render: Render, source: Source,
+           gzipped: bool) -> Iterator[tuple[str, Any]]:
+    """Hand one job per planned shard to ``pool``; its events as the jobs' parts and jobs finish."""
+    per_part = part_records(sum(p.spec.num_records for p in planned), pool.parallelism, len(planned))
+    id_columns = image_columns(render.kind)
+    return pool.run_jobs([shard_job(p.spec, p.columns, out_dir=str(out_dir), render=render, source=source,
+                                    id_columns=id_columns, gzipped=gzipped, per_part=per_part)
+                          for p in planned])
+
+
+def collect(events: Iterable[tuple[str, Any]], advance: Callable[[int], object]) -> list[ShardDone]:
+    """The finished shards, in completion order; ``advance`` gets each finished part's record count."""
+    done = []
+    for kind, value in events:
+        if kind == "part":
+            advance(value["records"])
+        else:
+            done.append(ShardDone(*value))
+    return done
+
+
+def commit(planned: Sequence[PlannedShard], done: Iterable[ShardDone],
+           names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each split's shard files in plan order (jobs finish in any order); splits without shards too."""
+    by_job = {d.job: d.shard for d in done}
+    shards: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for i, p in enumerate(planned):
+        shards[p.spec.split].append(by_job[i])
+    return shards
