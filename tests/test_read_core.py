@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from pairgen.codec.example import encode_pair
 from pairgen.codec.tfrecord import (
     TFRecordError,
-    Writer,
     check_frame,
     frame,
     frame_buffer,
@@ -25,6 +24,7 @@ from pairgen.codec.tfrecord import (
 from pairgen.errors import DatasetError
 from pairgen.reading.handle import SplitHandle
 from pairgen.reading.plan import Piece, consumer_batches, consumer_pieces, records, split_pieces, worker_consumer
+from pairgen.writing.shards import ShardFile
 
 H, W = 3, 2
 
@@ -54,10 +54,8 @@ def test_frame_buffer_finds_every_record_and_names_damage() -> None:
 def test_index_file_and_check_frame(tmp_path: Path) -> None:
     records = [b"a" * 5, b"b" * 9, b""]
     path = tmp_path / "s.tfrecord"
-    writer = Writer(path)
-    for r in records:
-        writer.write(r)
-    writer.close()
+    with ShardFile(path) as writer:
+        writer.extend(records)
     offsets, lengths, end = index_file(path, 10)
     data = path.read_bytes()
     assert lengths.tolist() == [5, 9, 0] and end == len(data)
@@ -116,12 +114,11 @@ def _dataset(root: Path, counts: list[int]) -> Path:
     entries, rid = [], 0
     for n, count in enumerate(counts):
         path = f"shards/train-{n:05d}-of-{len(counts):05d}.tfrecord"
-        writer = Writer(root / path)
-        for _ in range(count):
-            writer.write(encode_pair(b"\x00" * (H * W), b"\x01" * (H * W), label=1, a_id=rid, b_id=rid, a_class=0,
-                                     b_class=0, record_id=rid))
-            rid += 1
-        writer.close()
+        with ShardFile(root / path) as writer:
+            for _ in range(count):
+                writer.write(encode_pair(b"\x00" * (H * W), b"\x01" * (H * W), label=1, a_id=rid, b_id=rid,
+                                         a_class=0, b_class=0, record_id=rid))
+                rid += 1
         entries.append({"path": path, "records": count})
     card = {"name": "t", "kind": "pairs", "compression": "none", "shards": {"train": entries},
             "image": {"height": H, "width": W, "channels": 1, "encoding": "raw"}}

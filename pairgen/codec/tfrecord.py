@@ -62,25 +62,6 @@ def frame(record: bytes) -> bytes:
     return b"".join((length, _CRC.pack(masked_crc(length)), record, _CRC.pack(masked_crc(record))))
 
 
-class Writer:
-    """Append framed records to one file, optionally GZIP-compressed (no name, mtime 0)."""
-
-    def __init__(self, path: str | os.PathLike, *, gzip_compressed: bool = False) -> None:
-        self._raw = open(path, "wb")
-        self._out: IO[bytes] | gzip.GzipFile = self._raw
-        if gzip_compressed:
-            self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
-                                      compresslevel=GZIP_LEVEL)
-
-    def write(self, record: bytes) -> None:
-        self._out.write(frame(record))
-
-    def close(self) -> None:
-        if self._out is not self._raw:
-            self._out.close()
-        self._raw.close()
-
-
 class TFRecordError(DatasetError):
     """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
 
