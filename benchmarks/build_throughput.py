@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pairgen import imageio  # noqa: E402
+from pairgen.codec import images as imageio  # noqa: E402
 from pairgen.rendering.augment import transform_record  # noqa: E402
 from pairgen.spec.config import BuildConfig  # noqa: E402
 from pairgen.writing.builder import build  # noqa: E402
