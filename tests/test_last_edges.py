@@ -1,0 +1,81 @@
+"""The last edges (issue 20): input that was accepted and did something else than asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pairgen.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "pipelines" / "mnist-demo.toml"
+
+
+def _one_line_error(args: list[str]) -> str:
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--positives-per-image", "3"], "--positives-per-image"),
+    (["--negatives-per-image", "2", "--num-records", "9"], "--num-records, --negatives-per-image"),
+    (["--no-unique"], "--unique"),
+])
+def test_images_build_refuses_sampling_flags(tmp_path: Path, make_image_tree, flags: list[str],
+                                             named: str) -> None:
+    src = make_image_tree(tmp_path, classes=2, per_class=3)
+    out = tmp_path / "ds"
+    line = _one_line_error(["build", "--src", str(src), "--kind", "images", *flags, "--out", str(out),
+                            "--manifest-only", "--quiet"])
+    assert f"{named} do" in line and "images datasets (--kind images)" in line
+    assert "one record per image" in line and f"Remove {named} from the command line" in line
+    assert not out.exists()
+
+
+def test_images_pipeline_refuses_sampling_keys(tmp_path: Path, make_image_tree) -> None:
+    src = make_image_tree(tmp_path, classes=2, per_class=3)
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'kind = "images"\n[source]\npath = "{src}"\n'
+                        '[sample]\nstrategy = "per-image"\npositives_per_image = 3\nper_class = 4\n')
+    line = _one_line_error(["build", str(pipeline), "--out", str(tmp_path / "ds"), "--manifest-only"])
+    assert "sample.positives_per_image, sample.per_class do not apply to images datasets" in line
+    assert "Remove sample.positives_per_image, sample.per_class from the [sample] table" in line
+    # Without the sampling keys the same file builds: the strategy alone is accepted.
+    pipeline.write_text(f'kind = "images"\n[source]\npath = "{src}"\n[sample]\nstrategy = "per-image"\n')
+    res = CliRunner().invoke(main, ["build", str(pipeline), "--out", str(tmp_path / "ds"), "--manifest-only"])
+    assert res.exit_code == 0, res.output
+
+
+def test_readme_images_command_still_builds_from_the_pairs_demo(tmp_path: Path) -> None:
+    """The demo file sets pair counts for kind = "pairs"; --kind images on the command line keeps working."""
+    res = CliRunner().invoke(main, ["build", str(DEMO), "--kind", "images", "--out", str(tmp_path / "ds"),
+                                    "--manifest-only", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "(images)" in res.output
+
+
+@pytest.mark.parametrize("kind, flags, message", [
+    ("pairs", ["--positives-per-image", "0", "--negatives-per-image", "0"],
+     "--positives-per-image and --negatives-per-image ([sample] positives_per_image, negatives_per_image) "
+     "are both 0"),
+    ("triplets", ["--positives-per-image", "0"],
+     "--positives-per-image ([sample] positives_per_image) is 0"),
+])
+def test_build_refuses_counts_that_draw_no_record(tmp_path: Path, make_image_tree, kind: str,
+                                                  flags: list[str], message: str) -> None:
+    src = make_image_tree(tmp_path, classes=2, per_class=3)
+    out = tmp_path / "ds"
+    line = _one_line_error(["build", "--src", str(src), "--kind", kind, *flags, "--out", str(out),
+                            "--manifest-only", "--quiet"])
+    assert message in line and "the dataset would be empty" in line and "1 or more" in line
+    assert not out.exists()
+    # One of the two is enough for pairs.
+    if kind == "pairs":
+        res = CliRunner().invoke(main, ["build", "--src", str(src), "--positives-per-image", "0", "--splits",
+                                        "train=1", "--out", str(out), "--manifest-only", "--quiet"])
+        assert res.exit_code == 0, res.output
