@@ -79,3 +79,36 @@ def test_build_refuses_counts_that_draw_no_record(tmp_path: Path, make_image_tre
         res = CliRunner().invoke(main, ["build", "--src", str(src), "--positives-per-image", "0", "--splits",
                                         "train=1", "--out", str(out), "--manifest-only", "--quiet"])
         assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_labels_that_mark_a_missing_value_are_skipped_not_classes(tmp_path: Path, make_image_tree,
+                                                                       fmt: str) -> None:
+    import pandas as pd
+
+    from pairgen.dataset.tables import read_table
+    from pairgen.scanning.catalog import scan
+
+    root = make_image_tree(tmp_path, classes=2, per_class=6)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    labels = ["cat", "cat", "cat", "dog", "dog", "dog", "NaN", "NA", "nan", "<NA>", "", " "]
+    table = root / f"labels.{fmt}"
+    frame = pd.DataFrame({"path": files, "label": labels})
+    frame.to_csv(table, index=False) if fmt == "csv" else frame.to_parquet(table)
+    catalog = scan(table, layout="table")
+    assert catalog.class_names == ["cat", "dog"] and len(catalog.images) == 6
+    reasons = dict(zip(catalog.skipped["path"], catalog.skipped["reason"]))
+    assert reasons == {
+        files[6]: "missing label in the table: 'NaN' marks a missing value",
+        files[7]: "missing label in the table: 'NA' marks a missing value",
+        files[8]: "missing label in the table: 'nan' marks a missing value",
+        files[9]: "missing label in the table: '<NA>' marks a missing value",
+        files[10]: "missing label in the table",
+        files[11]: "missing label in the table",
+    }
+    out = tmp_path / "ds"
+    res = CliRunner().invoke(main, ["build", "--src", str(table), "--layout", "table", "--splits", "train=1",
+                                    "--out", str(out), "--manifest-only", "--quiet"])
+    assert res.exit_code == 0, res.output
+    skipped = read_table(out / "skipped.parquet")
+    assert dict(zip(skipped["path"], skipped["reason"])) == reasons
