@@ -112,3 +112,44 @@ def test_table_labels_that_mark_a_missing_value_are_skipped_not_classes(tmp_path
     assert res.exit_code == 0, res.output
     skipped = read_table(out / "skipped.parquet")
     assert dict(zip(skipped["path"], skipped["reason"])) == reasons
+
+
+@pytest.mark.parametrize("name", ["train ", " train", "train\u00a0"])
+def test_split_names_with_surrounding_whitespace_are_refused(tmp_path: Path, make_image_tree, name: str) -> None:
+    from pairgen.errors import ConfigError
+    from pairgen.spec.config import BuildConfig, SplitConfig
+
+    with pytest.raises(ConfigError, match="it starts or ends with whitespace"):
+        SplitConfig(fractions={name: 0.8, "val": 0.2})
+    src = make_image_tree(tmp_path, classes=2, per_class=5)
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'[source]\npath = "{src}"\n[split]\nfractions = {{ "{name}" = 0.8, val = 0.2 }}\n',
+                        encoding="utf-8")
+    line = _one_line_error(["build", str(pipeline), "--out", str(tmp_path / "ds"), "--manifest-only"])
+    assert f"split.fractions has an invalid split name {name!r}: it starts or ends with whitespace" in line
+    with pytest.raises(ConfigError, match="starts or ends with whitespace"):
+        BuildConfig.from_toml(pipeline)
+
+
+def test_split_folders_and_table_splits_with_surrounding_whitespace_are_skipped(tmp_path: Path,
+                                                                               make_image_tree) -> None:
+    from pairgen.scanning.catalog import scan
+
+    root = make_image_tree(tmp_path, classes=2, per_class=2)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    table = root / "t.csv"
+    table.write_text("path,label,split\n" + "".join(f"{f},a,{'train ' if i else 'train'}\n"
+                                                    for i, f in enumerate(files)))
+    catalog = scan(table, layout="table")
+    assert catalog.images["folder_split"].tolist() == ["train"]
+    assert set(catalog.skipped["reason"]) == {"invalid split name: 'train ': it starts or ends with whitespace"}
+
+
+def test_cli_splits_text_strips_spaces_around_names(tmp_path: Path, make_image_tree) -> None:
+    """--splits is shell text: 'train =0.8' names the split 'train', as documented."""
+    src = make_image_tree(tmp_path, classes=2, per_class=5)
+    out = tmp_path / "ds"
+    res = CliRunner().invoke(main, ["build", "--src", str(src), "--kind", "images", "--splits", " train =0.8, val= 0.2",
+                                    "--image-size", "8x8", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name.split("-")[0] for p in (out / "shards").iterdir()) == ["train", "val"]
