@@ -153,3 +153,22 @@ def test_cli_splits_text_strips_spaces_around_names(tmp_path: Path, make_image_t
                                     "--image-size", "8x8", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name.split("-")[0] for p in (out / "shards").iterdir()) == ["train", "val"]
+
+
+@pytest.mark.parametrize("reader", ["load_numpy", "stream", "load"])
+def test_loaders_say_a_manifest_only_dataset_has_no_shards(tmp_path: Path, make_image_tree, reader: str) -> None:
+    import pairgen
+    from pairgen.errors import DatasetError
+
+    src = make_image_tree(tmp_path, classes=2, per_class=4)
+    out = tmp_path / "ds"
+    res = CliRunner().invoke(main, ["build", "--src", str(src), "--kind", "images", "--out", str(out),
+                                    "--manifest-only", "--quiet"])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(DatasetError) as info:
+        kwargs = {"batch_size": 2} if reader == "stream" else {}
+        result = getattr(pairgen, reader)(out, "train", **kwargs)
+        next(iter(result))
+    message = str(info.value)
+    assert "was built with --manifest-only" in message and "no shards" in message
+    assert "Rebuild it without --manifest-only" in message and "has no split" not in message
