@@ -172,3 +172,55 @@ def test_loaders_say_a_manifest_only_dataset_has_no_shards(tmp_path: Path, make_
     message = str(info.value)
     assert "was built with --manifest-only" in message and "no shards" in message
     assert "Rebuild it without --manifest-only" in message and "has no split" not in message
+
+
+def _images_dataset(tmp_path: Path, make_image_tree, out: Path) -> None:
+    src = make_image_tree(tmp_path, classes=2, per_class=4)
+    res = CliRunner().invoke(main, ["build", "--src", str(src), "--kind", "images", "--image-size", "8x8",
+                                    "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_folder_that_is_not_a_dataset_gets_advice_that_works(tmp_path: Path, make_image_tree) -> None:
+    import pairgen
+    from pairgen.errors import DatasetError
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("x")
+    inspect = _one_line_error(["inspect", str(other)])
+    assert "has no dataset.json: it is not a pairgen dataset" in inspect and "--overwrite" not in inspect
+    assert "new or empty folder" in inspect
+    with pytest.raises(DatasetError, match="new or empty folder") as info:
+        pairgen.load_numpy(other, "train")
+    assert "--overwrite" not in str(info.value)
+    # An empty folder: building into it, as advised, works.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = _one_line_error(["inspect", str(empty)])
+    assert "it is an empty folder, not a pairgen dataset" in line and f"pairgen build --out {empty}" in line
+    _images_dataset(tmp_path, make_image_tree, empty)
+    assert pairgen.load_numpy(empty, "train")["image"].shape[0] > 0
+
+
+def test_a_dataset_left_in_old_by_a_crash_is_named_by_inspect_and_the_loaders(tmp_path: Path,
+                                                                            make_image_tree) -> None:
+    import pairgen
+    from pairgen.dataset.layout import sibling
+    from pairgen.errors import DatasetError
+
+    out = tmp_path / "ds"
+    _images_dataset(tmp_path, make_image_tree, out)
+    old = sibling(out, "old")
+    out.rename(old)  # a crash between the install's two renames
+    line = _one_line_error(["inspect", str(out)])
+    assert f"dataset '{out}' does not exist, but the dataset it held is kept in '{old}'" in line
+    assert f"The next `pairgen build --out {out}` puts it back first" in line and f"mv '{old}' '{out}'" in line
+    with pytest.raises(DatasetError, match="is kept in"):
+        pairgen.load_numpy(out, "train")
+    # The advice works: the next build restores it before building.
+    src = make_image_tree(tmp_path, classes=2, per_class=4, name="src2")
+    res = CliRunner().invoke(main, ["build", "--src", str(src), "--kind", "images", "--image-size", "8x8",
+                                    "--out", str(out), "--quiet"])
+    assert res.exit_code == 1 and "already exists" in res.output  # restored, so a plain rebuild asks for --overwrite
+    assert not old.exists() and pairgen.load_numpy(out, "train")["image"].shape[0] > 0
