@@ -152,7 +152,7 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
             --channels 3 --encoding png --out build/faces
         pairgen build pipelines/mnist-demo.toml --kind images --out build/mnist-images
     """
-    from pairgen.spec.config import BuildConfig, ConfigError
+    from pairgen.spec.config import BuildConfig, ConfigError, refuse_images_sampling
     from pairgen.workers.progress import Progress
     from pairgen.writing.builder import build as do_build
 
@@ -160,6 +160,9 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
         raise ConfigError("give a PIPELINE file or --src SOURCE; see `pairgen build --help`.")
     config = BuildConfig.from_toml(pipeline) if pipeline else BuildConfig()
     config = config.override(_build_overrides(flags, quiet))
+    if config.kind is Kind.IMAGES:
+        refuse_images_sampling([f"--{key.replace('_', '-')}" for key in _SAMPLING_FLAGS if flags.get(key) is not None],
+                               "--kind images" if flags.get("kind") else 'kind = "images"', "from the command line")
     card = do_build(config, out, progress=Progress(enabled=progress_enabled(quiet)))
     if as_json:
         echo_json(card)
@@ -175,6 +178,10 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
     if conflicts.get("groups"):
         click.echo(f"  label conflicts: {conflicts['images']:,} images with identical content under more than "
                    f"one class ({conflicts['groups']:,} groups; see pairgen inspect)")
+
+
+# The build options that set a pair/triplet sampling key (refused for an images dataset).
+_SAMPLING_FLAGS = ("num_records", "positives_per_image", "negatives_per_image", "unique")
 
 
 def _strategy_help() -> str:

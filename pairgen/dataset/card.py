@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pairgen.dataset.layout import CARD as CARD_NAME
+from pairgen.dataset.layout import sibling
 from pairgen.errors import DatasetError
 from pairgen.spec.config import Encoding, Kind
 
@@ -173,16 +174,28 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """
     card = Path(path) / CARD_NAME
     if not card.is_file():
-        if not Path(path).exists():
-            raise DatasetError(f"dataset '{path}' does not exist. Build it with `pairgen build --out {path}`.")
-        raise DatasetError(
-            f"'{path}' has no {CARD_NAME}: it is not a finished pairgen dataset "
-            "(an interrupted build never writes it). Rebuild with --overwrite."
-        )
+        raise DatasetError(_missing_card(Path(path)))
     try:
         return json.loads(card.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"'{card}' is not valid JSON ({exc}). Rebuild the dataset.") from None
+
+
+def _missing_card(path: Path) -> str:
+    """Why ``path`` holds no card, and the command that fixes it."""
+    if not os.path.lexists(path):
+        old = sibling(path, "old")
+        if not old.is_symlink() and probe_card(old) is not None:
+            return (f"dataset '{path}' does not exist, but the dataset it held is kept in '{old}' (a build "
+                    f"was interrupted while installing its replacement). The next `pairgen build --out {path}` "
+                    f"puts it back first, or move it back by hand: mv '{old}' '{path}'.")
+        return f"dataset '{path}' does not exist. Build it with `pairgen build --out {path}`."
+    if path.is_dir() and not any(path.iterdir()):
+        return (f"'{path}' has no {CARD_NAME}: it is an empty folder, not a pairgen dataset. "
+                f"Build one into it with `pairgen build --out {path}`.")
+    return (f"'{path}' has no {CARD_NAME}: it is not a pairgen dataset (a build never leaves one half-written "
+            "there), and `pairgen build` does not write into a folder that holds other files. Give the folder "
+            "of a dataset, or build one into a new or empty folder (`pairgen build --out NEW_FOLDER`).")
 
 
 def probe_card(path: str | os.PathLike) -> dict[str, Any] | None:

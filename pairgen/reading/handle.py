@@ -36,8 +36,8 @@ class SplitHandle:
             dataset of the wrong kind with the reader's own message.
 
     Raises:
-        DatasetError: If the dataset, its card or the split is missing, a listed shard is
-            missing, or a check fails.
+        DatasetError: If the dataset, its card or the split is missing, the dataset was built
+            with ``--manifest-only`` (no shards), a listed shard is missing, or a check fails.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", *, check: bool = True,
@@ -47,6 +47,10 @@ class SplitHandle:
         if require is not None:
             require(self.root, self.card)
         self.split = split
+        if self.card.manifest_only:
+            raise DatasetError(f"dataset '{self.root}' was built with --manifest-only: it has manifests but no "
+                               "shards, so there are no records to read. Rebuild it without --manifest-only "
+                               f"(`pairgen build ... --out {self.root} --overwrite`).")
         self.files: list[str] = self.card.shard_paths(self.root, split)
         self.schema: KindSchema = schema_of(self.card.kind)
         if check:

@@ -213,9 +213,17 @@ def _table_candidates(src: Path, table: str | os.PathLike | None, allow_outside_
     return root, _one_label_each(rows, skipped), skipped
 
 
+# Texts that pandas reads as a missing value in a CSV (its default na_values): a label spelled
+# so is a cell that lost its value on the way (a NaN written out as text), never a class.
+_NA_TEXTS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
 def _table_candidate(rel: str, label: Any, split: Any) -> _Candidate | str:
-    if _missing(label):
+    if _missing(label) or not str(label).strip():
         return "missing label in the table"
+    if str(label).strip() in _NA_TEXTS:
+        return f"missing label in the table: {str(label)!r} marks a missing value"
     cand = _Candidate(rel, str(label), None if _missing(split) else str(split))
     return _check_names(cand)
 

@@ -289,6 +289,60 @@ class SampleConfig:
                f"--strategy must be one of {', '.join(allowed)} for {kind.value}; "
                f"received: --strategy={self.strategy!r}.")
 
+    def check_nonempty(self, kind: Kind) -> None:
+        """Refuse per-image counts that leave the strategy nothing to draw (an empty dataset).
+
+        Checked when a build starts, not when a config is read, so the card of an older dataset
+        still loads.
+
+        Raises:
+            ConfigError: naming the options (and ``[sample]`` keys) that are 0.
+        """
+        keys = _COUNT_KEYS.get((kind, self.strategy), ())
+        if not keys or any(getattr(self, key) for key in keys):
+            return
+        flags = " and ".join("--" + key.replace("_", "-") for key in keys)
+        toml = ", ".join(keys)
+        if len(keys) > 1:
+            raise ConfigError(f"{flags} ([sample] {toml}) are both 0, so the {kind.value} strategy "
+                              f"{self.strategy!r} draws no record and the dataset would be empty. "
+                              "Set at least one of them to 1 or more.")
+        raise ConfigError(f"{flags} ([sample] {toml}) is 0, so the {kind.value} strategy {self.strategy!r} "
+                          "draws no record and the dataset would be empty. Set it to 1 or more.")
+
+
+# The [sample] keys only pairs and triplets use: an images dataset samples nothing.
+SAMPLING_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SampleConfig) if f.name != "strategy")
+
+
+def refuse_images_sampling(given: list[str], source: str, fix: str) -> None:
+    """Refuse pair/triplet sampling keys set for an images dataset (they would be ignored).
+
+    Args:
+        given: The keys or options as the user spelled them (``--positives-per-image``).
+        source: Where the kind ``images`` came from, for the message (``--kind images``).
+        fix: What to remove them from (``from the command line``).
+
+    Raises:
+        ConfigError: naming ``given``, unless it is empty.
+    """
+    if not given:
+        return
+    names = ", ".join(given)
+    verb = "does" if len(given) == 1 else "do"
+    raise ConfigError(f"{names} {verb} not apply to images datasets ({source}): they do not sample, they hold "
+                      f"one record per image. Remove {names} {fix}.")
+
+
+# The per-image counts each strategy draws from (a strategy not listed uses neither).
+_COUNT_KEYS: dict[tuple[Kind, str], tuple[str, ...]] = {
+    (Kind.PAIRS, "per-image"): ("positives_per_image", "negatives_per_image"),
+    (Kind.PAIRS, "hard"): ("positives_per_image", "negatives_per_image"),
+    (Kind.TRIPLETS, "per-image"): ("positives_per_image",),
+    (Kind.TRIPLETS, "hard"): ("positives_per_image",),
+    (Kind.TRIPLETS, "left-right"): ("negatives_per_image",),
+}
+
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -508,9 +562,14 @@ class BuildConfig:
             detail = " ".join(str(exc).split())
             raise ConfigError(f"pipeline file '{p}' is not valid TOML: {detail}.") from None
         try:
-            return cls.from_dict(data, base_dir=p.parent)
+            config = cls.from_dict(data, base_dir=p.parent)
+            sample = data.get("sample", {})
+            if config.kind is Kind.IMAGES:
+                refuse_images_sampling([f"sample.{key}" for key in sample if key in SAMPLING_KEYS],
+                                       'kind = "images"', "from the [sample] table")
         except ConfigError as exc:
             raise ConfigError(f"{p}: {exc}") from None
+        return config
 
     def override(self, dotted: Mapping[str, Any]) -> BuildConfig:
         """Apply ``{"sample.strategy": "balanced", "seed": 3}`` style overrides (CLI flags)."""

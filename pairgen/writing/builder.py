@@ -87,6 +87,7 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     """
     progress = progress or Progress(enabled=False)
     config.augment.check_active()
+    config.sample.check_nonempty(config.kind)
     _check_memory(config)
     given, out = out, outdir.check_out_path(out, _source_dirs(config))
     # An OSError, in this process or a worker (a full disk, a folder turned read-only),
