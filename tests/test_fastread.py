@@ -88,8 +88,8 @@ def test_column_reader_equals_the_per_record_reader(tmp_path, kind, encoding, ch
     whole = read_records(_files(root), *keys, (H, W, channels), encoding, compression=compression)
     assert list(whole["record_id"]) == list(range(64))
     for limit in (None, 0, 5, 40, 41, 50, 64, 100):
-        got = engine.read_split(_files(root), *keys, (H, W, channels), encoding, compression=compression,
-                                limit=limit, fallback=read_records)
+        got = engine.read_split(_files(root), engine.RecordSpec(*keys, (H, W, channels), encoding, compression),
+                                limit=limit)
         _assert_same(got, {k: v[:limit] for k, v in whole.items()})
 
 

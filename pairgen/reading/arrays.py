@@ -57,7 +57,5 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
     handle = SplitHandle(path, split)
-    spec = handle.spec
-    arrays = engine.read_split(handle.files, *spec.features, compression=spec.compression, limit=limit,
-                               on_shard=handle.check_count)
-    return engine.named_arrays(arrays, spec.image_keys, spec.int_keys, normalize)
+    arrays = engine.read_split(handle.files, handle.spec, limit=limit, on_shard=handle.check_count)
+    return engine.named_arrays(arrays, handle.image_keys, handle.int_keys, normalize)

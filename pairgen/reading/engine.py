@@ -29,7 +29,6 @@ from pairgen.spec.schema import array_name
 Arrays = dict[str, np.ndarray]
 Record = dict[str, list]
 ImagesOf = Callable[[Record, str, int], Sequence[np.ndarray]]
-Fallback = Callable[..., Arrays]
 
 
 @dataclass(frozen=True)
@@ -178,36 +177,27 @@ def read_shard(path: str, spec: RecordSpec, *, limit: int | None = None,
     return part
 
 
-def read_split(files: Sequence[str], image_keys: Sequence[str], int_keys: Sequence[str],
-               shape: tuple[int, int, int], encoding: str, *, compression: str = "none",
-               limit: int | None = None, fallback: Fallback | None = None,
+def read_split(files: Sequence[str], spec: RecordSpec, *, limit: int | None = None,
                on_shard: Callable[[str, int, bool], None] | None = None) -> Arrays:
-    """Read shards in order into one set of arrays, each column-wise or record by record.
+    """Read shards in order into one set of arrays, each through :func:`read_shard`.
 
     Args:
         files: The split's shard paths, in order.
-        image_keys, int_keys, shape, encoding, compression: As for :func:`read_records`.
+        spec: The features to take, the image spec and the compression.
         limit: Read at most this many records (the first ones).
-        fallback: The per-record reader (default :func:`read_records`), called as
-            ``fallback([path], image_keys, int_keys, shape, encoding, compression=..., limit=...)``
-            for a shard the column reader declines.
         on_shard: Called as ``on_shard(path, records_read, whole)`` after each shard, where
             ``whole`` is false when ``limit`` cut the shard short (for the loaders' count check).
 
     Returns:
         Feature name to array (images ``uint8``, ints ``int64``), records in file order.
     """
-    spec = RecordSpec(tuple(image_keys), tuple(int_keys), shape, encoding, compression)
-    per_record = fallback or read_records
     parts: list[Arrays] = []
     left = limit
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for f in files:
             if left is not None and left <= 0:
                 break
-            part = columnar.read_shard(f, *spec.features, compression=compression, limit=left, pool=pool)
-            if part is None:
-                part = per_record([f], *spec.features, compression=compression, limit=left)
+            part = read_shard(f, spec, limit=left, pool=pool)
             parts.append(part)
             n = count(part)
             if on_shard is not None:

@@ -110,9 +110,6 @@ def _concat(first: Arrays | None, second: Arrays) -> Arrays:
     return {k: np.concatenate([first[k], second[k]]) for k in second}
 
 
-_size = engine.count
-
-
 def shuffle_buffer_iter(parts: Iterable[Arrays], buffer: int, rng: np.random.Generator) -> Iterator[Arrays]:
     """Shuffle a stream of record blocks through a buffer of at most ``buffer`` records.
 
@@ -123,7 +120,7 @@ def shuffle_buffer_iter(parts: Iterable[Arrays], buffer: int, rng: np.random.Gen
     for part in parts:
         pool = _concat(held, part)
         del part, held  # the pool replaces both: at most pool + its two halves are alive
-        perm = rng.permutation(_size(pool))
+        perm = rng.permutation(engine.count(pool))
         emit = max(0, len(perm) - buffer)
         held = _take(pool, perm[emit:])
         out = _take(pool, perm[:emit]) if emit else None
@@ -131,7 +128,7 @@ def shuffle_buffer_iter(parts: Iterable[Arrays], buffer: int, rng: np.random.Gen
         if out is not None:
             yield out
             del out
-    if held is not None and _size(held):
+    if held is not None and engine.count(held):
         yield held
 
 
@@ -142,11 +139,11 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
     """
     rest: Arrays | None = None
     for part in parts:
-        n, start = _size(part), 0
+        n, start = engine.count(part), 0
         if rest is not None:
-            start = min(n, batch_size - _size(rest))
+            start = min(n, batch_size - engine.count(rest))
             rest = _concat(rest, _take(part, slice(0, start)))
-            if _size(rest) < batch_size:
+            if engine.count(rest) < batch_size:
                 continue
             yield rest
         while n - start >= batch_size:
@@ -154,7 +151,7 @@ def batch_iter(parts: Iterable[Arrays], batch_size: int, drop_remainder: bool) -
             start += batch_size
         rest = {k: v[start:].copy() for k, v in part.items()} if start < n else None
         del part  # not held while the next block is read
-    if rest is not None and _size(rest) and not drop_remainder:
+    if rest is not None and engine.count(rest) and not drop_remainder:
         yield rest
 
 

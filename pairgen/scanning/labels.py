@@ -220,9 +220,10 @@ _NA_TEXTS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
 
 
 def _table_candidate(rel: str, label: Any, split: Any) -> _Candidate | str:
-    if _missing(label) or not str(label).strip():
+    text = "" if _missing(label) else str(label).strip()
+    if not text:
         return "missing label in the table"
-    if str(label).strip() in _NA_TEXTS:
+    if text in _NA_TEXTS:
         return f"missing label in the table: {str(label)!r} marks a missing value"
     cand = _Candidate(rel, str(label), None if _missing(split) else str(split))
     return _check_names(cand)

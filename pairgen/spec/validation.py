@@ -158,8 +158,9 @@ def name_problem(name: Any, *, nested: bool = False) -> str | None:
     """Why ``name`` cannot be a split name (or, with ``nested``, a class name); ``None`` if it can.
 
     A split name is one path component: not empty, no ``/`` or ``\\``, not ``.`` or ``..``, not
-    hidden (leading ``.``), no control characters, no leading or trailing whitespace (``"train "``
-    would write ``train -00000-of-...`` shards), at most :data:`MAX_NAME_CHARS` characters. A class name may nest folders with ``/`` (``Latin/character07``), and each of
+    hidden (leading ``.``), no control characters, no leading or trailing whitespace
+    (``"train "`` would write ``train -00000-of-...`` shards), at most :data:`MAX_NAME_CHARS`
+    characters. A class name may nest folders with ``/`` (``Latin/character07``), and each of
     its parts follows the same rules (so it is never absolute and never climbs with ``..``).
     """
     if not isinstance(name, str):
