@@ -162,6 +162,10 @@ class FileDigest:
     bytes: int
     sha256: str
 
+    def entry(self, path: str, records: int) -> dict[str, Any]:
+        """The card's description of the shard: ``{"path", "records", "bytes", "sha256"}`` (never its bytes)."""
+        return {"path": path, "records": records, "bytes": self.bytes, "sha256": self.sha256}
+
 
 class _Sink:
     """The file on disk, hashing every byte that reaches it (the compressed ones when gzipped)."""
@@ -346,6 +350,5 @@ class ShardWriter:
         if self._count != total:
             self._results = []
             raise BuildError(f"shard plan holds {total} records but {self._count} were written.")
-        self._results = [{"path": spec.path, "records": spec.num_records, "bytes": d.bytes, "sha256": d.sha256}
-                         for spec, d in zip(self._specs, self._digests)]
+        self._results = [d.entry(spec.path, spec.num_records) for spec, d in zip(self._specs, self._digests)]
         return self._results

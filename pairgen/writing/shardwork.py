@@ -34,7 +34,7 @@ from pairgen.rendering.records import CHUNK_RECORDS, Render, Source, chunks, mak
 from pairgen.spec.config import Compression, ShardConfig
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
-from pairgen.writing.shards import FileDigest, ShardFile, ShardSpec, plan_shards
+from pairgen.writing.shards import ShardFile, ShardSpec, plan_shards
 
 MIN_PART_RECORDS = 2048
 CACHE_BYTES = 256 << 20  # decoded images one worker keeps; beyond it the cache starts over
@@ -86,7 +86,7 @@ def write_records(task: WriteTask) -> dict[str, Any]:
             count += len(recs)
             if cache and len(cache) * _entry_bytes(cache) > CACHE_BYTES:
                 cache.clear()
-    return _result(task.path, count, out.commit())
+    return out.commit().entry(task.path, count)
 
 
 def _entry_bytes(cache: dict) -> int:
@@ -112,12 +112,7 @@ def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
                     out.add(block)
     for rel in task.parts:
         (root / rel).unlink(missing_ok=True)
-    return _result(task.path, task.records, out.commit())
-
-
-def _result(path: str, records: int, digest: FileDigest) -> dict[str, Any]:
-    """The description of one written file that workers send back (never its bytes)."""
-    return {"path": path, "records": records, "bytes": digest.bytes, "sha256": digest.sha256}
+    return out.commit().entry(task.path, task.records)
 
 
 def part_records(total: int, parallelism: int, shards: int) -> int:
