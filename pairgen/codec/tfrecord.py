@@ -62,13 +62,53 @@ def frame(record: bytes) -> bytes:
     return b"".join((length, _CRC.pack(masked_crc(length)), record, _CRC.pack(masked_crc(record))))
 
 
-class TFRecordError(DatasetError):
-    """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``."""
+class FirstFrame:
+    """The data of the first record, picked out of frame bytes appended in blocks of any size.
 
-    def __init__(self, message: str, kind: str, index: int | None = None) -> None:
+    A shard writer feeds it every block it appends (:meth:`feed`); once the first frame is
+    whole, :attr:`data` holds that record's bytes and later blocks are ignored (no copy).
+    """
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self.data: bytes | None = None
+
+    def _need(self) -> int:
+        if len(self._head) < HEADER_BYTES:
+            return HEADER_BYTES
+        return HEADER_BYTES + int(_LEN.unpack_from(self._head)[0])
+
+    def feed(self, block: bytes) -> None:
+        """Take what the first frame still lacks from ``block`` (the next bytes of the file)."""
+        view = memoryview(block)
+        while self.data is None and view:
+            take = self._need() - len(self._head)
+            self._head += view[:take]
+            view = view[take:]
+            if len(self._head) >= HEADER_BYTES and len(self._head) == self._need():
+                self.data = bytes(self._head[HEADER_BYTES:])
+                self._head = bytearray()
+
+
+class TFRecordError(DatasetError):
+    """A shard's TFRecord framing is broken; ``kind`` is ``"truncated"`` or ``"corrupt"``.
+
+    Raised reading a file, it also carries the file (``path``) and what is wrong without it
+    (``detail``, e.g. ``record 5 fails its data CRC``), for readers' own one-line messages.
+    """
+
+    def __init__(self, message: str, kind: str, index: int | None = None, *, path: str | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.index = index  # the record at fault, where known
+        self.path = path
+        self.detail = detail or message
+
+
+def _file_error(path: Path, detail: str, kind: str, index: int | None = None, *, colon: bool = True) -> TFRecordError:
+    """The error of a damaged file: ``'<path>': <detail>`` (``'<path>' <detail>`` without ``colon``)."""
+    return TFRecordError(f"'{path}'{':' if colon else ''} {detail}", kind, index, path=str(path), detail=detail)
 
 
 def iter_records(path: str | os.PathLike, *, compression: str = "none",
@@ -125,7 +165,7 @@ def _records(path: Path, compression: str, want: Callable[[int], bool]) -> Itera
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
             yield from _frames(f, path, want, stream=gz)
     except (EOFError, OSError, zlib.error) as exc:
-        raise TFRecordError(f"'{path}' cannot be decompressed ({exc})", "truncated") from None
+        raise _file_error(path, f"cannot be decompressed ({exc})", "truncated", colon=False) from None
 
 
 def _frames(f: IO[bytes] | gzip.GzipFile, path: Path, want: Callable[[int], bool], *, stream: bool) -> Iterator[bytes | None]:
@@ -136,10 +176,10 @@ def _frames(f: IO[bytes] | gzip.GzipFile, path: Path, want: Callable[[int], bool
         if not header:
             return
         if len(header) < 12:
-            raise TFRecordError(f"'{path}' ends inside the header of record {index}", "truncated")
+            raise _file_error(path, f"ends inside the header of record {index}", "truncated", index, colon=False)
         (length,), (length_crc,) = _LEN.unpack(header[:8]), _CRC.unpack(header[8:])
         if masked_crc(header[:8]) != length_crc:
-            raise TFRecordError(f"'{path}': the length field of record {index} fails its CRC", "corrupt")
+            raise _file_error(path, f"the length field of record {index} fails its CRC", "corrupt", index)
         read = want(index)
         data: bytes | None
         if read or size is None:
@@ -150,9 +190,9 @@ def _frames(f: IO[bytes] | gzip.GzipFile, path: Path, want: Callable[[int], bool
             f.seek(length, os.SEEK_CUR)
         tail = f.read(4)
         if not complete or len(tail) < 4:
-            raise TFRecordError(f"'{path}' ends inside record {index}", "truncated")
+            raise _file_error(path, f"ends inside record {index}", "truncated", index, colon=False)
         if read and data is not None and masked_crc(data) != _CRC.unpack(tail)[0]:
-            raise TFRecordError(f"'{path}': record {index} fails its data CRC", "corrupt")
+            raise _file_error(path, f"record {index} fails its data CRC", "corrupt", index)
         yield data if read else None
         index += 1
 
@@ -263,7 +303,7 @@ def index_file(path: str | os.PathLike, limit: int) -> tuple[np.ndarray, np.ndar
     head = np.frombuffer(b"".join(headers), np.uint8).reshape(-1, HEADER_BYTES)
     length, bad = _first_bad_header(offsets, head, size)
     if bad is not None:
-        raise TFRecordError(f"'{path}': record {bad} has a damaged header", "corrupt", bad)
+        raise _file_error(Path(path), f"record {bad} has a damaged header", "corrupt", bad)
     end = int(offsets[-1]) + int(length[-1]) + FRAME_EXTRA if len(offsets) else 0
     return offsets, length, end
 

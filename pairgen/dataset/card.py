@@ -3,7 +3,8 @@
 A card records what a dataset is (``name``, ``version``, ``fingerprint``, ``kind``, the
 resolved ``config``), what its records hold (``image``: height, width, channels, encoding;
 ``compression``), every table and shard with its sha256, size and record count (``files``,
-``shards``), per-split counts (``splits``), the scan summary (``source``, ``leakage``) and its
+``shards``; each shard entry also has ``first_record``, the digest of its first record, see
+:func:`first_record_digest`, absent in cards written before it), per-split counts (``splits``), the scan summary (``source``, ``leakage``) and its
 lineage (``parent``: the fingerprint of the dataset that was at the same output path before,
 see :mod:`pairgen.dataset.versions`) and ``split_fingerprint``, which identifies the split assignment
 alone (:func:`pairgen.split_fingerprint`). ``created_at`` and ``pairgen_version``
@@ -17,6 +18,7 @@ card (``complete=True``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from pairgen.errors import DatasetError
 from pairgen.spec.config import Encoding, Kind
 
 FORMAT_VERSION = 1
+FIRST_RECORD = "first_record"  # a shard entry's digest of its first record (see first_record_digest)
 
 _LOADER_KEYS = ("kind", "image", "shards")
 _COMPLETE_KEYS = ("name", "version", "fingerprint", "kind", "config", "splits", "files", "shards")
@@ -148,6 +151,16 @@ class Card:
             if not os.path.isfile(f):
                 raise DatasetError(f"shard '{f}' listed in {CARD_NAME} is missing; run `pairgen verify {root}`.")
         return files
+
+
+def first_record_digest(record: bytes) -> str:
+    """A shard entry's ``first_record``: the first 16 hex digits of the sha256 of its first record.
+
+    It ties each shard file to its place in the card: a file exchanged with another shard (of
+    this split, another split or another dataset) starts with another record, which readers see
+    by reading that one record (:func:`pairgen.reading.checks.check_split`).
+    """
+    return hashlib.sha256(record).hexdigest()[:16]
 
 
 def check_format(version: Any, where: str | os.PathLike) -> None:

@@ -12,6 +12,7 @@ A split with zero records gets zero shards (an empty list); the split is still l
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import math
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pairgen.codec.tfrecord import GZIP_LEVEL, frame
+from pairgen.codec.tfrecord import GZIP_LEVEL, FirstFrame, frame
 from pairgen.dataset import layout
+from pairgen.dataset.card import FIRST_RECORD, first_record_digest
 from pairgen.errors import BuildError
 from pairgen.spec.config import Compression, ShardConfig
 
@@ -157,14 +159,20 @@ def _is_gzip(compression: Compression | str) -> bool:
 
 @dataclass(frozen=True)
 class FileDigest:
-    """What was written to one file: its size on disk and the sha256 of those bytes."""
+    """What was written to one file: its size on disk, the sha256 of those bytes and, for a
+    shard with records, the digest of its first record (:func:`pairgen.dataset.card.first_record_digest`)."""
 
     bytes: int
     sha256: str
+    first_record: str | None = None
 
     def entry(self, path: str, records: int) -> dict[str, Any]:
-        """The card's description of the shard: ``{"path", "records", "bytes", "sha256"}`` (never its bytes)."""
-        return {"path": path, "records": records, "bytes": self.bytes, "sha256": self.sha256}
+        """The card's description of the shard: ``{"path", "records", "bytes", "sha256", "first_record"}``
+        (never its bytes; ``first_record`` only when the shard has a record)."""
+        out: dict[str, Any] = {"path": path, "records": records, "bytes": self.bytes, "sha256": self.sha256}
+        if self.first_record is not None:
+            out[FIRST_RECORD] = self.first_record
+        return out
 
 
 class _Sink:
@@ -212,6 +220,7 @@ class ShardFile:
         self._sink = _Sink(self.tmp)
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._sink, mtime=0,
                                  compresslevel=GZIP_LEVEL) if gzipped else None
+        self._first = FirstFrame()
         self.digest: FileDigest | None = None
 
     def __enter__(self) -> ShardFile:
@@ -233,6 +242,7 @@ class ShardFile:
 
     def add(self, data: bytes) -> None:
         """Append bytes that are already TFRecord frames (compressed on the way when gzipped)."""
+        self._first.feed(data)
         if self._gz is not None:
             self._gz.write(data)
         else:
@@ -245,7 +255,9 @@ class ShardFile:
                 self._gz.close()
             digest = self._sink.close()
             os.replace(self.tmp, self.path)
-            self.digest = digest
+            first = self._first.data
+            self.digest = dataclasses.replace(
+                digest, first_record=None if first is None else first_record_digest(first))
         return self.digest
 
     def abort(self) -> None:
@@ -264,7 +276,7 @@ class ShardWriter:
         with ShardWriter(out_dir, specs, compression="none") as writer:
             for record in records:
                 writer.write(record)
-        shards = writer.close()   # [{"path", "records", "bytes", "sha256"}, ...]
+        shards = writer.close()   # [{"path", "records", "bytes", "sha256", "first_record"}, ...]
 
     Output is byte-identical for the same records, with or without gzip (the gzip header
     carries no timestamp or file name), and to the files a build writes (both use
@@ -337,7 +349,8 @@ class ShardWriter:
 
         Returns:
             One dict per shard, in order: ``path`` (relative), ``records``, ``bytes`` and
-            ``sha256`` of the file on disk. Calling it again returns the same list.
+            ``sha256`` of the file on disk, and ``first_record`` (see :class:`FileDigest`).
+            Calling it again returns the same list.
 
         Raises:
             BuildError: If fewer records were written than planned.

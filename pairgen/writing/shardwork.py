@@ -9,8 +9,8 @@ Local processes and Ray tasks run the same two functions. :func:`write_records` 
 rows of one shard (or of one part of a large shard), reading and decoding each source image
 once while its decode cache holds, and writes them under a temporary name that it renames
 into place; :func:`join_parts` concatenates a shard's parts (compressing them when the
-dataset is gzipped). Both return only ``path``, ``records``, ``bytes`` and ``sha256``, so the
-process that plans the build never holds record bytes. A worker killed mid-write leaves only
+dataset is gzipped). Both return only ``path``, ``records``, ``bytes``, ``sha256`` and
+``first_record``, so the process that plans the build never holds record bytes. A worker killed mid-write leaves only
 a temporary file, which the build removes; a retried task writes the same bytes again.
 """
 
@@ -72,7 +72,7 @@ def write_records(task: WriteTask) -> dict[str, Any]:
         task: The rows, the images they use and where to write them.
 
     Returns:
-        ``{"path", "records", "bytes", "sha256"}`` of the file written.
+        ``{"path", "records", "bytes", "sha256", "first_record"}`` of the file written.
 
     Raises:
         BuildError: If a source image cannot be read or decoded, or changed since the scan.
@@ -102,7 +102,7 @@ def join_parts(task: JoinTask, *parts: dict[str, Any]) -> dict[str, Any]:
         *parts: The parts' results (unused; they order this step after the parts).
 
     Returns:
-        ``{"path", "records", "bytes", "sha256"}`` of the shard.
+        ``{"path", "records", "bytes", "sha256", "first_record"}`` of the shard.
     """
     root = Path(task.out_dir)
     with ShardFile(root / task.path, gzipped=task.gzip) as out:
@@ -171,7 +171,7 @@ class ShardDone(NamedTuple):
     """A finished shard job: its index in the plan and the file it wrote."""
 
     job: int
-    shard: dict[str, Any]  # {"path", "records", "bytes", "sha256"}
+    shard: dict[str, Any]  # {"path", "records", "bytes", "sha256", "first_record"}
 
 
 def write_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, source: Source, shards: ShardConfig,
@@ -188,7 +188,7 @@ def write_shards(manifests: Mapping[str, pd.DataFrame], *, render: Render, sourc
         progress: Shows a bar over the records written and notes the time taken.
 
     Returns:
-        Per split, one ``{"path", "records", "bytes", "sha256"}`` per shard, in shard order.
+        Per split, one ``{"path", "records", "bytes", "sha256", "first_record"}`` per shard, in shard order.
     """
     planned = plan_split_shards(manifests, render=render, source=source, config=shards)
     total = sum(p.spec.num_records for p in planned)
