@@ -25,12 +25,12 @@ from pairgen.dataset.card import FORMAT_VERSION, Card, ImageSpec, write_card
 from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.outdir import install
 from pairgen.dataset.versions import parent_of
-from pairgen.errors import BuildError
+from pairgen.errors import BuildError, SampleError
 from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
 from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
-from pairgen.spec.config import BuildConfig, OnError, SplitBy
+from pairgen.spec.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
@@ -114,6 +114,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        _check_positives(config, manifests)
         card = _write(config, catalog, manifests, tmp, pool, progress, out)
         return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
@@ -239,6 +240,27 @@ def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota:
     return table[list(columns)]
 
 
+def _check_positives(config: BuildConfig, manifests: dict[str, pd.DataFrame]) -> None:
+    """Refuse a pairs or triplets build where no class has two images in any split.
+
+    A class with one image in a split gets no positive (it serves as a negative); when that is
+    every class of every split, the records asked for cannot exist.
+    """
+    if config.kind is Kind.IMAGES:
+        return
+    s = config.sample
+    if config.kind is Kind.TRIPLETS:
+        asked, got = s.positives_per_image > 0 or s.strategy == "balanced", sum(len(t) for t in manifests.values())
+    else:
+        asked = {"per-image": s.positives_per_image > 0, "hard": s.positives_per_image > 0,
+                 "balanced": s.positive_fraction > 0}.get(s.strategy, True)
+        got = sum(int((t["label"] == 1).sum()) for t in manifests.values())
+    if asked and not got and manifests:
+        raise SampleError("no class has 2 or more images in any split, so no positive "
+                          f"{'triplet' if config.kind is Kind.TRIPLETS else 'pair'} exists. Use a source with "
+                          "several images per class, or --split-by class so a class's images stay together.")
+
+
 def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
     from pairgen.sampling.hard import load_embeddings
 
@@ -289,6 +311,9 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
         if schema_of(config.kind).labelled:
             entry["positives"] = int((table["label"] == 1).sum())
             entry["negatives"] = int((table["label"] == 0).sum())
+        if config.kind is not Kind.IMAGES:
+            sizes = imgs["class_id"].value_counts()
+            entry["images_without_positive"] = int((sizes == 1).sum())
         counts[name] = entry
     return counts
 
