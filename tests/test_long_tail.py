@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import image_tree
 
 from pairgen.cli import main
 from pairgen.dataset import layout
 from pairgen.errors import SampleError
 from pairgen.sampling import sample_pairs, sample_triplets
-
-from conftest import image_tree
 
 LFW_COUNTS = [1] * 200 + [2] * 60 + [3] * 30 + [20] * 10
 

@@ -89,6 +89,7 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     config.augment.check_active()
     config.sample.check_nonempty(config.kind)
     _check_memory(config)
+    _check_sampling_memory(config, None)
     given, out = out, outdir.check_out_path(out, _source_dirs(config))
     # An OSError, in this process or a worker (a full disk, a folder turned read-only),
     # becomes one line; any error removes the temporary folder after the workers have stopped.
@@ -111,6 +112,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
                         rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
         _check_memory(config)
+        _check_sampling_memory(config, catalog)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
@@ -158,6 +160,43 @@ def _check_memory(config: BuildConfig) -> None:
     check_record_memory(size=config.image.size, channels=config.image.channels,
                         images_per_record=len(schema_of(config.kind).roles),
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
+
+
+# The options that set how many records a strategy draws, named when the count cannot fit.
+_COUNT_OPTIONS = {"balanced": "--num-records ([sample] num_records)",
+                  "per-class": "[sample] per_class", "exhaustive": "[sample] max_pairs_per_class",
+                  "left-right": "--negatives-per-image"}
+
+
+def _check_sampling_memory(config: BuildConfig, catalog: Catalog | None) -> None:
+    """Refuse, before sampling, a record count whose manifests would not fit in memory.
+
+    Checked from the config alone before the scan (``balanced``: ``num_records`` is known) and
+    again once the split's class sizes are known.
+    """
+    from pairgen.sampling.sizing import planned_records, sampling_bytes
+    from pairgen.workers.memory import available_memory
+
+    sizes = None if catalog is None else [
+        catalog.images.loc[catalog.images["split"] == name, "class_id"].value_counts().to_numpy()
+        for name in _split_names(config, catalog)]
+    records = planned_records(config.kind, config.sample, sizes)
+    if records is None:
+        return
+    copies = config.augment.copies if config.augment.enabled else 1
+    need = sampling_bytes(records * copies)
+    room = available_memory()
+    if room is None or need <= room:
+        return
+    if config.kind is Kind.IMAGES:
+        option = "--copies"
+    else:
+        option = _COUNT_OPTIONS.get(config.sample.strategy, "--positives-per-image / --negatives-per-image")
+        option += " or --copies" if copies > 1 else ""
+    fits = room // sampling_bytes(1) // copies
+    raise BuildError(f"this build would sample about {records * copies:,} records and need about "
+                     f"{need / 2**30:,.1f} GiB of memory for them; {room / 2**30:,.1f} GiB is available. "
+                     f"Lower {option} (about {fits:,} records fit), or build the dataset in parts.")
 
 
 def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[str, str]) -> Catalog:
