@@ -297,9 +297,9 @@ def single_in_val() -> pd.DataFrame:
 
 
 ERRORS = [
-    ("pairs", "per-image", single_in_val(), {}, "class 'c0' in split 'val' has 1 image"),
-    ("pairs", "per-class", single_in_val(), {}, "class 'c0' in split 'val' has 1 image"),
-    ("triplets", "per-image", single_in_val(), {}, "class 'c0' in split 'val' has 1 image"),
+    ("pairs", "per-image", single_in_val(), {"strict_positives": True}, "class 'c0' in split 'val' has 1 image"),
+    ("pairs", "per-class", single_in_val(), {"strict_positives": True}, "class 'c0' in split 'val' has 1 image"),
+    ("triplets", "per-image", single_in_val(), {"strict_positives": True}, "class 'c0' in split 'val' has 1 image"),
     ("pairs", "per-image", frame([3]), {}, "the images has only 1 class"),
     ("pairs", "per-image", frame([3, 3], ["train", "val"]).assign(class_id=0, class_name="x"), {},
      "split 'train' has only 1 class"),
@@ -339,4 +339,4 @@ def test_rng_must_be_a_generator():
 def test_error_without_class_names_uses_the_id():
     images = single_in_val().drop(columns="class_name")
     with pytest.raises(SampleError, match="class '0' in split 'val' has 1 image"):
-        sample_pairs(images, strategy="per-image", rng=rng())
+        sample_pairs(images, strategy="per-image", rng=rng(), strict_positives=True)

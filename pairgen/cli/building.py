@@ -120,6 +120,8 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
 @click.option("--positives-per-image", type=int)
 @click.option("--negatives-per-image", type=int)
 @click.option("--unique/--no-unique", default=None, help="Drop duplicate and mirrored pairs.")
+@click.option("--strict-positives", is_flag=True, default=None,
+              help="Refuse a class with one image in a split (default: it serves only as negatives).")
 @click.option("--seed", type=int, help="Build seed: the only source of randomness.")
 @click.option("--split-by", type=choices(SplitBy))
 @click.option("--splits", help="Split fractions, e.g. train=0.8,val=0.1,test=0.1.")
@@ -172,6 +174,9 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
     for name, c in card["splits"].items():
         extra = f", {c['positives']:,} positive / {c['negatives']:,} negative" if "positives" in c else ""
         click.echo(f"  {name:<6} {c['records']:>9,} records from {c['images']:,} images in {c['classes']:,} classes{extra}")
+        if c.get("images_without_positive"):
+            click.echo(f"  {'':<6} {c['images_without_positive']:>9,} images are alone in their class in this split: "
+                       "no positive for them (they serve as negatives)")
     if card["source"]["skipped"]:
         click.echo(f"  skipped {card['source']['skipped']:,} source files (see {out}/skipped.parquet)")
     conflicts = card["source"].get("label_conflicts", {})
@@ -181,7 +186,7 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
 
 
 # The build options that set a pair/triplet sampling key (refused for an images dataset).
-_SAMPLING_FLAGS = ("num_records", "positives_per_image", "negatives_per_image", "unique")
+_SAMPLING_FLAGS = ("num_records", "positives_per_image", "negatives_per_image", "unique", "strict_positives")
 
 
 def _strategy_help() -> str:
@@ -199,6 +204,7 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
         "name": "name", "kind": "kind", "seed": "seed", "strategy": "sample.strategy",
         "num_records": "sample.num_records", "positives_per_image": "sample.positives_per_image",
         "negatives_per_image": "sample.negatives_per_image", "unique": "sample.unique",
+        "strict_positives": "sample.strict_positives",
         "split_by": "split.by", "splits": "split.fractions", "dedupe": "split.dedupe",
         "image_size": "image.size", "encoding": "image.encoding", "augment": "augment.enabled",
         "copies": "augment.copies", "compression": "shards.compression", "workers": "build.workers",

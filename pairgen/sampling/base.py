@@ -43,6 +43,7 @@ class SampleParams:
     max_pairs_per_class: int = 1000
     unique: bool = False
     hard_k: int = 10
+    strict_positives: bool = False
     embeddings: np.ndarray | None = None
 
     @classmethod
@@ -164,8 +165,21 @@ class ClassIndex:
         if single.size:
             raise SampleError(
                 f"class '{self.name(int(single[0]))}' in {self.where} has 1 image; {what} need at least 2 "
-                f"({single.size} such class(es)). Raise --min-per-class, use --split-by class, "
-                "or ask for no positives.")
+                f"({single.size} such class(es)) with --strict-positives. Without it, single-image classes "
+                "serve only as negatives; or keep only classes of 2+ images in every split with "
+                "--min-per-class 2 and --split-by class together.")
+
+    def positive_anchors(self, anchors: np.ndarray, params: SampleParams, what: str) -> np.ndarray | None:
+        """Which ``anchors`` can have a positive: ``None`` when all can (the common case).
+
+        A class with one image in the split cannot anchor a positive; such images still serve as
+        negatives. With ``strict_positives`` the split is refused instead (:meth:`require_positives`).
+        """
+        if params.strict_positives:
+            self.require_positives(what)
+            return None
+        ok = np.take(self.counts, np.take(self.dense, anchors)) >= 2
+        return None if ok.all() else ok
 
     def require_negatives(self, what: str) -> None:
         """Raise if the split has fewer than two classes (no negative exists)."""
@@ -175,12 +189,25 @@ class ClassIndex:
                 f"{self.where} has only {self.num_classes} class(es){only}; {what} need at least 2 classes. "
                 "Use a source with more classes, change --splits, or ask for no negatives.")
 
-    def require_pairs(self, positives: int, negatives: int) -> None:
-        """Raise unless ``positives`` positive and ``negatives`` negative pairs per anchor can exist."""
-        if positives:
-            self.require_positives("positive pairs")
-        if negatives:
-            self.require_negatives("negative pairs")
+
+def per_anchor(has_pos: np.ndarray, anchor: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
+               ) -> Positions:
+    """Records group by group: a group's positives (where ``has_pos``), then its negatives.
+
+    ``anchor`` and ``other`` are ``(positives, negatives)`` position arrays shaped
+    ``[groups with has_pos, n_pos]`` and ``[groups, n_neg]``. Returns ``(anchor, other, label)``
+    in group order, which is what the strategies emit when every group has positives.
+    """
+    n_pos, n_neg = anchor[0].shape[1], anchor[1].shape[1]
+    per = np.where(has_pos, n_pos + n_neg, n_neg).astype(np.int64)
+    starts = np.cumsum(per) - per
+    pos_at = (starts[has_pos][:, None] + np.arange(n_pos)).ravel()
+    neg_at = ((starts + np.where(has_pos, n_pos, 0))[:, None] + np.arange(n_neg)).ravel()
+    a, b, label = (np.empty(int(per.sum()), np.int64) for _ in range(3))
+    a[pos_at], a[neg_at] = anchor[0].ravel(), anchor[1].ravel()
+    b[pos_at], b[neg_at] = other[0].ravel(), other[1].ravel()
+    label[pos_at], label[neg_at] = 1, 0
+    return a, b, label
 
 
 def check_images(images: pd.DataFrame, *, left_right: bool) -> None:

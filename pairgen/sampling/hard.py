@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pairgen.errors import SampleError
-from pairgen.sampling.base import ClassIndex, PairSampler, Positions, SampleParams, TripletSampler
+from pairgen.sampling.base import ClassIndex, PairSampler, Positions, SampleParams, TripletSampler, per_anchor
 
 _BLOCK_ENTRIES = 1 << 22  # anchors x images per distance block
 
@@ -125,11 +125,19 @@ class HardPairs(PairSampler):
 
     def sample(self, index: ClassIndex, params: SampleParams, *, rng: np.random.Generator) -> Positions:
         n_pos, n_neg = params.positives_per_image, params.negatives_per_image
-        index.require_pairs(n_pos, n_neg)
+        if n_neg:
+            index.require_negatives("negative pairs")
         if n_pos + n_neg == 0 or index.n == 0:
             return np.arange(0), np.arange(0), np.arange(0)
         emb = _split_embeddings(index, params)
         anchors = index.rows
+        has_pos = index.positive_anchors(anchors, params, "positive pairs") if n_pos else None
+        if has_pos is not None:  # single-image classes: negatives only
+            with_pos = anchors[has_pos]
+            pos, _ = hard_positions(index, emb, with_pos, k=params.hard_k, n_pos=n_pos, n_neg=0, rng=rng)
+            _, neg = hard_positions(index, emb, anchors, k=params.hard_k, n_pos=0, n_neg=n_neg, rng=rng)
+            return per_anchor(has_pos, (np.repeat(with_pos[:, None], n_pos, axis=1),
+                                        np.repeat(anchors[:, None], n_neg, axis=1)), (pos, neg))
         pos, neg = hard_positions(index, emb, anchors, k=params.hard_k, n_pos=n_pos, n_neg=n_neg, rng=rng)
         label = np.tile(np.repeat(np.array([1, 0]), [n_pos, n_neg]), anchors.size)
         return np.repeat(anchors, n_pos + n_neg), np.hstack([pos, neg]).ravel(), label
@@ -144,9 +152,9 @@ class HardTriplets(TripletSampler):
         k = params.positives_per_image
         if k == 0 or index.n == 0:
             return np.arange(0), np.arange(0), np.arange(0)
-        index.require_positives("triplet positives")
         index.require_negatives("triplet negatives")
+        has_pos = index.positive_anchors(index.rows, params, "triplet positives")
         emb = _split_embeddings(index, params)
-        anchors = index.rows
+        anchors = index.rows if has_pos is None else index.rows[has_pos]
         pos, neg = hard_positions(index, emb, anchors, k=params.hard_k, n_pos=k, n_neg=k, rng=rng)
         return np.repeat(anchors, k), pos.ravel(), neg.ravel()

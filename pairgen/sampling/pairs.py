@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pairgen.errors import SampleError
-from pairgen.sampling.base import ClassIndex, PairSampler, Positions, SampleParams, uniform_int
+from pairgen.sampling.base import ClassIndex, PairSampler, Positions, SampleParams, per_anchor, uniform_int
 
 
 def _interleave(blocks: list[np.ndarray]) -> np.ndarray:
@@ -43,6 +43,11 @@ def balanced_draw(index: ClassIndex, is_pos: np.ndarray, rng: np.random.Generato
     return a, b
 
 
+def _columns(blocks: list[np.ndarray], rows: int) -> np.ndarray:
+    """Equally long blocks as the columns of one ``[rows, len(blocks)]`` array."""
+    return np.stack(blocks, axis=1) if blocks else np.zeros((rows, 0), np.int64)
+
+
 class PerImagePairs(PairSampler):
     """Every image is an anchor with ``positives_per_image`` positives and
     ``negatives_per_image`` negatives (a uniformly random image of another class)."""
@@ -51,8 +56,16 @@ class PerImagePairs(PairSampler):
 
     def sample(self, index: ClassIndex, params: SampleParams, *, rng: np.random.Generator) -> Positions:
         n_pos, n_neg = params.positives_per_image, params.negatives_per_image
-        index.require_pairs(n_pos, n_neg)
+        if n_neg:
+            index.require_negatives("negative pairs")
         anchors = index.rows
+        has_pos = index.positive_anchors(anchors, params, "positive pairs") if n_pos else None
+        if has_pos is not None:  # single-image classes: negatives only
+            with_pos = anchors[has_pos]
+            pos = _columns([index.other_member(with_pos, rng) for _ in range(n_pos)], with_pos.size)
+            neg = _columns([index.other_class_image(anchors, rng) for _ in range(n_neg)], anchors.size)
+            return per_anchor(has_pos, (np.repeat(with_pos[:, None], n_pos, axis=1),
+                                        np.repeat(anchors[:, None], n_neg, axis=1)), (pos, neg))
         blocks = [index.other_member(anchors, rng) for _ in range(n_pos)]
         blocks += [index.other_class_image(anchors, rng) for _ in range(n_neg)]
         if not blocks:
@@ -96,8 +109,14 @@ class PerClassPairs(PairSampler):
 
     def sample(self, index: ClassIndex, params: SampleParams, *, rng: np.random.Generator) -> Positions:
         k = params.per_class
-        index.require_positives("positive pairs")
         index.require_negatives("negative pairs")
+        has_pos = index.positive_anchors(index.offsets, params, "positive pairs")
+        if has_pos is not None:  # single-image classes: negatives only
+            pa = index.member(np.repeat(np.flatnonzero(has_pos), k), rng)
+            pb = index.other_member(pa, rng)
+            na = index.member(np.repeat(np.arange(index.num_classes), k), rng)
+            nb = index.other_class_image(na, rng)
+            return per_anchor(has_pos, (pa.reshape(-1, k), na.reshape(-1, k)), (pb.reshape(-1, k), nb.reshape(-1, k)))
         c = np.repeat(np.arange(index.num_classes), k)
         pa = index.member(c, rng)
         pb = index.other_member(pa, rng)

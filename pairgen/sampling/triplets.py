@@ -24,9 +24,11 @@ class PerImageTriplets(TripletSampler):
         k = params.positives_per_image
         if k == 0:
             return np.arange(0), np.arange(0), np.arange(0)
-        index.require_positives("triplet positives")
         index.require_negatives("triplet negatives")
-        anchors = np.repeat(index.rows, k)
+        has_pos = index.positive_anchors(index.rows, params, "triplet positives")
+        # An image whose class has no other image in the split anchors no triplet (it can still
+        # be another anchor's negative).
+        anchors = np.repeat(index.rows if has_pos is None else index.rows[has_pos], k)
         return anchors, index.other_member(anchors, rng), index.other_class_image(anchors, rng)
 
 

@@ -266,6 +266,9 @@ class SampleConfig:
     unique: bool = False
     hard_k: int = 10
     embeddings: str | None = None
+    # Refuse a split where a class has one image (it cannot anchor a positive) instead of
+    # letting such images serve only as negatives. Never changes a build that succeeds.
+    strict_positives: bool = False
 
     def __post_init__(self) -> None:
         check_str(self.strategy, "sample.strategy")
@@ -278,6 +281,7 @@ class SampleConfig:
         check_bool(self.unique, "sample.unique")
         check_int(self.hard_k, "sample.hard_k", 1, 100_000)
         check_str(self.embeddings, "sample.embeddings", optional=True)
+        check_bool(self.strict_positives, "sample.strict_positives")
 
     def check_kind(self, kind: Kind) -> None:
         allowed = STRATEGIES[kind]
@@ -507,6 +511,7 @@ class BuildConfig:
             out["source"].pop("path")
             out["source"].pop("table")
             out["source"].pop("allow_outside_root")  # which files were used is hashed with the catalog
+            out["sample"].pop("strict_positives")  # it only refuses: a build it allows is the same without it
             if self.kind is Kind.IMAGES:  # one record per image: no pair or triplet parameter is used
                 out["sample"] = {"strategy": self.sample.strategy}
             elif self.sample.embeddings:  # hash what the embeddings are, not where they are

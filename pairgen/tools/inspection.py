@@ -27,7 +27,7 @@ from pairgen.errors import PairgenError
 from pairgen.spec.config import BuildConfig
 from pairgen.spec.schema import LABEL, schema_of
 
-_COUNT_KEYS = ("records", "positives", "negatives", "images", "classes")
+_COUNT_KEYS = ("records", "positives", "negatives", "images", "classes", "images_without_positive")
 _EXAMPLES = 5
 _SPLIT_ORDER = ("train", "training", "background", "val", "valid", "validation", "dev", "test", "evaluation")
 
@@ -128,6 +128,9 @@ def format_inspect(info: dict[str, Any]) -> str:
         names = ", ".join(s["class_names"][:6]) + (", ..." if len(s["class_names"]) > 6 else "")
         lines.append(f"  {name:<8}{s['records']:>10,} records{balance}")
         lines.append(f"  {'':<8}{s.get('images', 0):>10,} images in {s.get('classes', 0):,} classes: {names}")
+        if s.get("images_without_positive"):
+            lines.append(f"  {'':<8}{s['images_without_positive']:>10,} images alone in their class here: "
+                         "no positive (negatives only)")
     lines.append(f"skipped      {src['skipped']:,} source files")
     lines += [f"  {n:>8,}  {reason}" for reason, n in sorted(src.get("skipped_by_reason", {}).items())]
     conflicts = src.get("label_conflicts", {})

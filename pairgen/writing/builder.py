@@ -25,12 +25,12 @@ from pairgen.dataset.card import FORMAT_VERSION, Card, ImageSpec, write_card
 from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.outdir import install
 from pairgen.dataset.versions import parent_of
-from pairgen.errors import BuildError
+from pairgen.errors import BuildError, SampleError
 from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
 from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
-from pairgen.spec.config import BuildConfig, OnError, SplitBy
+from pairgen.spec.config import BuildConfig, Kind, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
@@ -89,6 +89,7 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
     config.augment.check_active()
     config.sample.check_nonempty(config.kind)
     _check_memory(config)
+    _check_sampling_memory(config, None)
     given, out = out, outdir.check_out_path(out, _source_dirs(config))
     # An OSError, in this process or a worker (a full disk, a folder turned read-only),
     # becomes one line; any error removes the temporary folder after the workers have stopped.
@@ -111,9 +112,11 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
                         rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
         config = _resolve_image_size(config, catalog)
         _check_memory(config)
+        _check_sampling_memory(config, catalog)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        _check_positives(config, manifests)
         card = _write(config, catalog, manifests, tmp, pool, progress, out)
         return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
@@ -157,6 +160,43 @@ def _check_memory(config: BuildConfig) -> None:
     check_record_memory(size=config.image.size, channels=config.image.channels,
                         images_per_record=len(schema_of(config.kind).roles),
                         records_in_flight=chunks_held * CHUNK_RECORDS, memory_bytes=memory)
+
+
+# The options that set how many records a strategy draws, named when the count cannot fit.
+_COUNT_OPTIONS = {"balanced": "--num-records ([sample] num_records)",
+                  "per-class": "[sample] per_class", "exhaustive": "[sample] max_pairs_per_class",
+                  "left-right": "--negatives-per-image"}
+
+
+def _check_sampling_memory(config: BuildConfig, catalog: Catalog | None) -> None:
+    """Refuse, before sampling, a record count whose manifests would not fit in memory.
+
+    Checked from the config alone before the scan (``balanced``: ``num_records`` is known) and
+    again once the split's class sizes are known.
+    """
+    from pairgen.sampling.sizing import planned_records, sampling_bytes
+    from pairgen.workers.memory import available_memory
+
+    sizes = None if catalog is None else [
+        catalog.images.loc[catalog.images["split"] == name, "class_id"].value_counts().to_numpy()
+        for name in _split_names(config, catalog)]
+    records = planned_records(config.kind, config.sample, sizes)
+    if records is None:
+        return
+    copies = config.augment.copies if config.augment.enabled else 1
+    need = sampling_bytes(records * copies)
+    room = available_memory()
+    if room is None or need <= room:
+        return
+    if config.kind is Kind.IMAGES:
+        option = "--copies"
+    else:
+        option = _COUNT_OPTIONS.get(config.sample.strategy, "--positives-per-image / --negatives-per-image")
+        option += " or --copies" if copies > 1 else ""
+    fits = room // sampling_bytes(1) // copies
+    raise BuildError(f"this build would sample about {records * copies:,} records and need about "
+                     f"{need / 2**30:,.1f} GiB of memory for them; {room / 2**30:,.1f} GiB is available. "
+                     f"Lower {option} (about {fits:,} records fit), or build the dataset in parts.")
 
 
 def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[str, str]) -> Catalog:
@@ -239,6 +279,27 @@ def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota:
     return table[list(columns)]
 
 
+def _check_positives(config: BuildConfig, manifests: dict[str, pd.DataFrame]) -> None:
+    """Refuse a pairs or triplets build where no class has two images in any split.
+
+    A class with one image in a split gets no positive (it serves as a negative); when that is
+    every class of every split, the records asked for cannot exist.
+    """
+    if config.kind is Kind.IMAGES:
+        return
+    s = config.sample
+    if config.kind is Kind.TRIPLETS:
+        asked, got = s.positives_per_image > 0 or s.strategy == "balanced", sum(len(t) for t in manifests.values())
+    else:
+        asked = {"per-image": s.positives_per_image > 0, "hard": s.positives_per_image > 0,
+                 "balanced": s.positive_fraction > 0}.get(s.strategy, True)
+        got = sum(int((t["label"] == 1).sum()) for t in manifests.values())
+    if asked and not got and manifests:
+        raise SampleError("no class has 2 or more images in any split, so no positive "
+                          f"{'triplet' if config.kind is Kind.TRIPLETS else 'pair'} exists. Use a source with "
+                          "several images per class, or --split-by class so a class's images stay together.")
+
+
 def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
     from pairgen.sampling.hard import load_embeddings
 
@@ -289,6 +350,9 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
         if schema_of(config.kind).labelled:
             entry["positives"] = int((table["label"] == 1).sum())
             entry["negatives"] = int((table["label"] == 0).sum())
+        if config.kind is not Kind.IMAGES:
+            sizes = imgs["class_id"].value_counts()
+            entry["images_without_positive"] = int((sizes == 1).sum())
         counts[name] = entry
     return counts
 
