@@ -178,7 +178,7 @@ def test_damaged_record_is_named(data: dict[str, Path], tmp_path: Path) -> None:
     raw = bytearray(shard.read_bytes())
     raw[int(split.index.offset[second]) + 40] ^= 0xFF  # inside the record's data
     shard.write_bytes(bytes(raw))
-    with pytest.raises(DatasetError, match=f"record {second} fails its data CRC"):
+    with pytest.raises(DatasetError, match=rf"record 1 \(record_id {second}\) fails its data CRC"):
         _split(path).read(np.array([0, second]))
 
 

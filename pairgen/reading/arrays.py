@@ -29,6 +29,7 @@ import numpy as np
 
 from pairgen.errors import DatasetError
 from pairgen.reading import engine
+from pairgen.reading.checks import shard_damage
 from pairgen.reading.handle import SplitHandle
 
 
@@ -57,5 +58,6 @@ def load_numpy(path: str | os.PathLike, split: str = "train", limit: int | None 
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0 or None; received: limit={limit}.")
     handle = SplitHandle(path, split)
-    arrays = engine.read_split(handle.files, handle.spec, limit=limit, on_shard=handle.check_count)
+    with shard_damage(handle.root):
+        arrays = engine.read_split(handle.files, handle.spec, limit=limit, on_shard=handle.check_count)
     return engine.named_arrays(arrays, handle.image_keys, handle.int_keys, normalize)

@@ -10,14 +10,19 @@ Before a split is read, :func:`check_split` makes sure that:
   can only be told from the card itself;
 * every shard has the byte size the card lists; when it does not, its records are counted
   so the error says how many it holds (:func:`check_shard_sizes`);
-* the first record of every shard has the image features the card describes (the byte
+* the first record of every shard is the one the card's entry lists (its ``first_record``
+  digest: a shard file exchanged with another of the same size, of this split or another,
+  is caught; :func:`tie_problem`), has the image features the card describes (the byte
   count for ``raw``, the decoded shape for ``png``/``jpeg``) and the ``record_id`` at which
-  the card places the shard (:func:`check_first_records`).
+  the card places the shard (:func:`check_first_records`). Only each shard's first record is
+  read (for GZIP shards, only as many bytes are decompressed).
 
 While a split is read, each shard's record count is compared with the card when the shard
 ends: by :func:`pairgen.load_numpy` for the NumPy reader, and ``assert_cardinality`` on each
-shard inside the tf.data pipeline, whose TensorFlow error :func:`dataset_errors` (and
-:func:`raise_dataset_errors`) turn into the :class:`DatasetError` naming the shard.
+shard inside the tf.data pipeline. A damaged shard (a checksum fails) found while reading is
+named by the NumPy readers (:func:`shard_damage`); inside TensorFlow, whose errors name no
+shard, :func:`dataset_errors` (and :func:`raise_dataset_errors`) read the shards through
+(:func:`diagnose`) and raise the one-line :class:`DatasetError` naming the one at fault.
 ``pairgen verify`` does the full check of every record.
 
 Nothing here imports TensorFlow.
@@ -39,7 +44,7 @@ import numpy as np
 from pairgen.codec.example import decode_example
 from pairgen.codec.images import decode_record_image
 from pairgen.codec.tfrecord import TFRecordError, iter_records, read_records_at
-from pairgen.dataset.card import Card, read_card
+from pairgen.dataset.card import FIRST_RECORD, Card, first_record_digest, read_card
 from pairgen.errors import DatasetError, PairgenError
 from pairgen.spec.schema import schema_of
 
@@ -53,6 +58,7 @@ class HasPath(Protocol):
     def path(self) -> str | os.PathLike: ...
 
 
+MANIFEST_MISMATCH = "differs from its manifest row"  # load_classes' check of each record, in TensorFlow
 _CARDINALITY_RE = re.compile(r"expected to contain \d+ elements? but contained (only|at least) \d+")
 
 
@@ -89,6 +95,67 @@ def count_message(path: str, count: int, expected: int, root: str | os.PathLike)
     return f"shard '{path}' holds {count} records, dataset.json says {expected}; run `pairgen verify {root}`."
 
 
+def rebuild_command(root: str | os.PathLike) -> str:
+    """The command that rebuilds the dataset at ``root`` in place."""
+    return f"`pairgen build ... --out {root} --overwrite`"
+
+
+def damaged_message(path: str | os.PathLike, detail: str, root: str | os.PathLike) -> str:
+    """The one-line error for a shard whose bytes are damaged (a checksum fails, it ends early)."""
+    return (f"shard '{path}' is damaged ({detail}); restore the file from a copy or rebuild the dataset "
+            f"({rebuild_command(root)}).")
+
+
+@contextlib.contextmanager
+def shard_damage(root: str | os.PathLike) -> Iterator[None]:
+    """Around reading shards of the dataset at ``root``: a damaged file (:class:`TFRecordError`
+    naming it) becomes the one-line :func:`damaged_message`."""
+    try:
+        yield
+    except TFRecordError as exc:
+        if exc.path is None:
+            raise
+        raise DatasetError(damaged_message(exc.path, exc.detail, root)) from None
+
+
+def foreign_records(card: Card, entry: dict[str, Any], first: bytes | None) -> str | None:
+    """What a shard file holds if its first record is not the one its card entry lists, else ``None``.
+
+    The entry's ``first_record`` (:func:`pairgen.dataset.card.first_record_digest`) ties the
+    file to its split and place: a file exchanged with another shard starts with another
+    record. Entries without it (cards written before it) and empty files are not judged.
+
+    Returns:
+        ``"the records of shard 'shards/val-00001-of-00002.tfrecord'"`` when the record is
+        another shard's of the same card, ``"records of another shard or dataset"`` otherwise.
+    """
+    want = entry.get(FIRST_RECORD)
+    if want is None or first is None:
+        return None
+    got = first_record_digest(first)
+    if got == want:
+        return None
+    other = next((e["path"] for entries in card.shards.values() for e in entries
+                  if e.get(FIRST_RECORD) == got and e["path"] != entry["path"]), None)
+    return f"the records of shard '{other}'" if other is not None else "records of another shard or dataset"
+
+
+def tie_problem(card: Card, root: str | os.PathLike, entry: dict[str, Any], first: bytes | None) -> str | None:
+    """The one-line error for a shard file that holds another shard's records (:func:`foreign_records`), or ``None``."""
+    holds = foreign_records(card, entry, first)
+    if holds is None:
+        return None
+    fix = ("move each file back to its own name" if holds.startswith("the records of shard")
+           else "restore the file")
+    return (f"shard '{Path(root) / entry['path']}' holds {holds}, not its own (the files were exchanged or "
+            f"replaced); {fix} or rebuild the dataset ({rebuild_command(root)}).")
+
+
+def _first_record(path: str, compression: str) -> bytes | None:
+    """The first record of a shard file (only as many bytes read or decompressed as it takes)."""
+    return read_records_at(path, [0], compression=compression).get(0)
+
+
 def _count(path: str, compression: str) -> int:
     return sum(1 for _ in iter_records(path, compression=compression, read_data=False))
 
@@ -106,10 +173,14 @@ def check_shard_sizes(card: Card, root: Path, split: str) -> None:
         path = str(root / entry["path"])
         if want is None or not os.path.isfile(path) or os.path.getsize(path) == int(want):
             continue
+        with contextlib.suppress(TFRecordError):  # a first record that cannot be read: counted below
+            problem = tie_problem(card, root, entry, _first_record(path, compression))
+            if problem is not None:
+                raise DatasetError(problem)
         try:
             count = _count(path, compression)
         except TFRecordError as exc:
-            raise DatasetError(f"shard '{path}' is damaged ({exc}); run `pairgen verify {root}`.") from None
+            raise DatasetError(damaged_message(path, exc.detail, root)) from None
         if "records" in entry and count != int(entry["records"]):
             raise DatasetError(count_message(path, count, int(entry["records"]), root))
         raise DatasetError(f"shard '{path}' has {os.path.getsize(path):,} bytes, dataset.json says "
@@ -156,15 +227,17 @@ def record_images(record: dict[str, list], image_keys: tuple[str, ...], card: Ca
 
 
 def check_first_records(card: Card, root: Path, split: str) -> None:
-    """Decode the first record of every shard of ``split`` and check its images and place.
+    """Read the first record of every shard of ``split``: check that it is the shard's, its images and its place.
 
-    A shard's first ``record_id`` must be the number of records the card lists before it,
-    so shards listed in another order than they were written are caught too (for records in
-    pairgen's own layout; see :func:`_own_layout`).
+    The record's digest must be the card entry's ``first_record`` (:func:`tie_problem`), so a
+    shard file exchanged with another of the same size is caught. A shard's first ``record_id``
+    must be the number of records the card lists before it, so shards listed in another order
+    than they were written are caught too (for records in pairgen's own layout; see
+    :func:`_own_layout`).
 
     Raises:
-        DatasetError: If a record's images do not match the card's image spec, or a shard
-            starts at another record than the card says.
+        DatasetError: If a shard holds another shard's records, a record's images do not match
+            the card's image spec, or a shard starts at another record than the card says.
     """
     compression, image_keys = card.compression, schema_of(card.kind).image_keys
     start = 0
@@ -173,7 +246,13 @@ def check_first_records(card: Card, root: Path, split: str) -> None:
         records = int(entry.get("records", 1))
         if records and os.path.isfile(path):
             try:
-                first = read_records_at(path, [0], compression=compression).get(0)
+                first = _first_record(path, compression)
+            except TFRecordError as exc:
+                raise DatasetError(damaged_message(path, exc.detail, root)) from None
+            problem = tie_problem(card, root, entry, first)
+            if problem is not None:
+                raise DatasetError(problem)
+            try:
                 record = decode_example(first) if first is not None else None
             except PairgenError as exc:
                 raise DatasetError(f"shard '{path}' cannot be read ({exc}); run `pairgen verify {root}`.") from None
@@ -209,36 +288,103 @@ def check_split(card: Card, root: Path, split: str) -> None:
     check_first_records(card, root, split)
 
 
-def diagnose_counts(root: str | os.PathLike) -> DatasetError:
-    """Count the records of every shard of a dataset and name the first that differs from the card.
+def shard_problem(card: Card, root: Path, entry: dict[str, Any]) -> str | None:
+    """Read a whole shard, every checksum checked: the one-line problem of the first thing wrong, or ``None``.
 
-    Called only after a cardinality check failed inside TensorFlow, whose error carries the
-    counts but not the shard.
+    Checked: that the file exists, holds the shard's own records (:func:`tie_problem`), is not
+    damaged, and holds as many records as the card lists.
+    """
+    path = str(root / entry["path"])
+    if not os.path.isfile(path):
+        return f"shard '{path}' listed in dataset.json is missing; restore it or rebuild the dataset ({rebuild_command(root)})."
+    count = 0
+    try:
+        for data in iter_records(path, compression=card.compression):
+            if count == 0:
+                problem = tie_problem(card, root, entry, data)
+                if problem is not None:
+                    return problem
+            count += 1
+    except TFRecordError as exc:
+        return damaged_message(path, exc.detail, root)
+    if "records" in entry and count != int(entry["records"]):
+        return count_message(path, count, int(entry["records"]), root)
+    return None
+
+
+def diagnose(root: str | os.PathLike, split: str | None = None) -> DatasetError | None:
+    """Read every shard of a dataset (``split``'s first) and name the first that is not as the card says.
+
+    Called after a read failed inside TensorFlow, whose errors name no shard (a count check
+    gives only the counts, a damaged record only its byte offset). Reads every byte once.
+
+    Returns:
+        The one-line :class:`DatasetError` naming the shard, or ``None`` if every shard is intact.
     """
     root = Path(root)
     card = read_card(root)
-    compression = card.compression
-    for entries in card.shards.values():
-        for entry in entries:
-            path = str(root / entry["path"])
-            try:
-                count = _count(path, compression)
-            except PairgenError as exc:
-                return DatasetError(f"shard '{path}' is damaged ({exc}); run `pairgen verify {root}`.")
-            if "records" in entry and count != int(entry["records"]):
-                return DatasetError(count_message(path, count, int(entry["records"]), root))
-    return DatasetError(f"the records read from '{root}' differ from what dataset.json lists; "
-                        f"run `pairgen verify {root}`.")
+    order = sorted(card.shards, key=lambda name: name != split)  # the split being read first
+    for name in order:
+        for entry in card.shards[name]:
+            problem = shard_problem(card, root, entry)
+            if problem is not None:
+                return DatasetError(problem)
+    return None
+
+
+# TensorFlow's errors that a shard's bytes can cause, and the marks by which they are told from
+# others of the same class (a model's shape error is an InvalidArgumentError too). A Python
+# error raised in a generator feeding tf.data (load_classes) arrives as InvalidArgumentError
+# with its own text inside.
+_DATA_MARKS = ("corrupted record", "DatasetError", "TFRecordError", MANIFEST_MISMATCH)
+_EMBEDDED_RE = re.compile(r"(?:DatasetError|TFRecordError): (.+)")
+_MISMATCH_RE = re.compile(rf"a record of .* {MANIFEST_MISMATCH}; run `pairgen verify [^`]*`")
 
 
 def _is_count_failure(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("tensorflow") and bool(_CARDINALITY_RE.search(str(exc)))
 
 
+def _is_data_failure(exc: BaseException) -> bool:
+    """A TensorFlow error that damaged or exchanged shards can cause (see ``_DATA_MARKS``)."""
+    if not type(exc).__module__.startswith("tensorflow"):
+        return False
+    text = str(exc)
+    return (_is_count_failure(exc) or type(exc).__name__ == "DataLossError"
+            or any(mark in text for mark in _DATA_MARKS))
+
+
+def translate(exc: BaseException, root: str | os.PathLike) -> DatasetError | None:
+    """The one-line :class:`DatasetError` for a TensorFlow error caused by the dataset at ``root``.
+
+    The shards are read through (:func:`diagnose`) to name the one at fault; if all are
+    intact, a pairgen message carried inside the TensorFlow error is used.
+
+    Returns:
+        The error to raise instead, or ``None`` when ``exc`` is not a data failure (raise it).
+    """
+    if not _is_data_failure(exc):
+        return None
+    found = diagnose(root)
+    if found is not None:
+        return found
+    embedded = _EMBEDDED_RE.search(str(exc))
+    if embedded is not None:
+        return DatasetError(embedded.group(1).strip())
+    mismatch = _MISMATCH_RE.search(str(exc))
+    if mismatch is not None:
+        return DatasetError(mismatch.group(0) + ".")
+    if _is_count_failure(exc):
+        return DatasetError(f"the records read from '{root}' differ from what dataset.json lists; "
+                            f"run `pairgen verify {root}`.")
+    return None
+
+
 @contextlib.contextmanager
 def dataset_errors(root: str | os.PathLike) -> Iterator[None]:
-    """Around a loop over ``pairgen.load(root, ...)``: a shard count check that fails inside
-    TensorFlow is raised as the one-line :class:`DatasetError` naming the shard.
+    """Around a loop over ``pairgen.load(root, ...)`` or ``pairgen.load_classes(root, ...)``: a shard
+    that fails inside TensorFlow (damaged, exchanged, another record count) is raised as the
+    one-line :class:`DatasetError` naming the shard and the fix.
 
     Example::
 
@@ -248,10 +394,11 @@ def dataset_errors(root: str | os.PathLike) -> Iterator[None]:
     """
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
-        if not _is_count_failure(exc):
+    except Exception as exc:  # noqa: BLE001 - only data failures are translated
+        error = translate(exc, root)
+        if error is None:
             raise
-        raise diagnose_counts(root) from None
+        raise error from None
 
 
 def raise_dataset_errors(func: _F) -> _F:
@@ -272,10 +419,11 @@ def raise_dataset_errors(func: _F) -> _F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - only TensorFlow's count checks are translated
-            if not _is_count_failure(exc):
-                raise
+        except Exception as exc:  # noqa: BLE001 - only data failures are translated
             info: HasPath = signature.bind(*args, **kwargs).arguments["info"]
-            raise diagnose_counts(info.path) from None
+            error = translate(exc, info.path)
+            if error is None:
+                raise
+            raise error from None
 
     return wrapper  # type: ignore[return-value]

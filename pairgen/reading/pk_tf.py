@@ -26,6 +26,7 @@ import numpy as np
 
 from pairgen.errors import ConfigError
 from pairgen.extras import require
+from pairgen.reading.checks import MANIFEST_MISMATCH
 from pairgen.reading.pk import PKSplit
 from pairgen.reading.plan import consumer_batches
 from pairgen.reading.tfdata import Dataset, Tensor, feature_spec_of, image_decoder
@@ -96,7 +97,7 @@ def chunk_parser(data: PKSplit, *, normalize: bool, with_ids: bool) -> Callable[
     image_key, class_key, id_key = role.image_key, role.class_key, role.id_key
     spec = feature_spec_of(data.card.kind)
     decode = image_decoder(shape, data.card.image.encoding, normalize)
-    message = (f"a record of '{data.root}' split {data.split!r} differs from its manifest row; "
+    message = (f"a record of '{data.root}' split {data.split!r} {MANIFEST_MISMATCH}; "
                f"run `pairgen verify {data.root}`")
 
     def parse(serialized: Tensor, ids: Tensor, classes: Tensor) -> tuple:

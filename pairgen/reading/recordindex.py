@@ -28,7 +28,7 @@ from pairgen.dataset import layout
 from pairgen.dataset.card import Card
 from pairgen.errors import DatasetError
 from pairgen.reading import engine
-from pairgen.reading.checks import record_images
+from pairgen.reading.checks import damaged_message, record_images
 from pairgen.reading.handle import SplitHandle
 from pairgen.spec.schema import IMAGES, RECORD_ID
 
@@ -52,8 +52,7 @@ def _index_shard(path: str, expected: int, root: Path) -> tuple[np.ndarray, np.n
     try:
         offsets, lengths, end = index_file(path, expected)
     except TFRecordError as exc:
-        raise DatasetError(f"shard '{path}': record {exc.index} has a damaged header; "
-                           f"run `pairgen verify {root}`.") from None
+        raise DatasetError(damaged_message(path, exc.detail, root)) from None
     if len(offsets) != expected or end != os.path.getsize(path):
         raise DatasetError(f"shard '{path}' does not hold the {expected} records dataset.json lists; "
                            f"run `pairgen verify {root}`.")
@@ -175,8 +174,9 @@ class ImagesSplit:
             if exc.kind == "truncated":
                 raise DatasetError(f"shard '{path}' changed since it was indexed (record {rid}); "
                                    f"run `pairgen verify {self.root}`.") from None
-            raise DatasetError(f"shard '{path}': record {rid} fails its data CRC; "
-                               f"run `pairgen verify {self.root}`.") from None
+            local = rid - int(np.argmax(self.index.shard == shard))  # its place in the file, as other readers count
+            raise DatasetError(damaged_message(path, f"record {local} (record_id {rid}) fails its data CRC",
+                                               self.root)) from None
 
     def read(self, ids: np.ndarray, *, normalize: bool = True, pool: ThreadPoolExecutor | None = None) -> Arrays:
         """Records ``ids`` as arrays (``image``, ``id``, ``class``, ``record_id``), in that order.

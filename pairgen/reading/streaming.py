@@ -56,7 +56,7 @@ import numpy as np
 
 from pairgen.errors import ConfigError, DatasetError
 from pairgen.reading import engine
-from pairgen.reading.checks import count_message
+from pairgen.reading.checks import count_message, shard_damage
 from pairgen.reading.engine import RecordSpec
 from pairgen.reading.handle import SplitHandle
 from pairgen.reading.plan import Piece, consumer_pieces, records
@@ -90,7 +90,8 @@ def check_stream_args(*, batch_size: int, shuffle: bool, seed: int | None, shard
 def _read_piece(piece: Piece, spec: RecordSpec, root: Path, pool: ThreadPoolExecutor) -> Arrays:
     """A piece's records (feature name to array), the shard's count checked against the card."""
     limit = None if piece.whole else piece.stop
-    part = engine.read_shard(piece.path, spec, limit=limit, pool=pool)
+    with shard_damage(root):
+        part = engine.read_shard(piece.path, spec, limit=limit, pool=pool)
     count = engine.count(part)
     # A shard cut short by `limit` that still ended early holds fewer records than the card says.
     if count != piece.records and (limit is None or count < limit):
@@ -233,17 +234,23 @@ def _iterate(pieces: list[Piece], spec: RecordSpec, root: Path, *, batch_size: i
 
 
 def num_records(path: str | os.PathLike, split: str = "train", *, shard_index: int = 0, num_shards: int = 1,
-                epoch: int = 0, shuffle: bool = False, seed: int | None = None, equalize: bool = False) -> int:
+                epoch: int = 0, shuffle: bool = False, seed: int | None = None, equalize: bool = False,
+                check: bool = False) -> int:
     """How many records :func:`stream` gives consumer ``shard_index`` of ``num_shards`` in an epoch.
 
-    Read from the card (no shard is opened); with ``shuffle`` and at least ``num_shards``
-    files it depends on the epoch's shard order, so pass the same ``seed`` and ``epoch``.
+    Read from the card (no shard is opened unless ``check``); with ``shuffle`` and at least
+    ``num_shards`` files it depends on the epoch's shard order, so pass the same ``seed`` and
+    ``epoch``.
+
+    Args:
+        check: Also run the checks :func:`stream` runs when it opens the split
+            (:func:`pairgen.reading.checks.check_split`: one record read per shard).
 
     Raises:
         ConfigError, DatasetError: As :func:`stream`.
     """
     check_stream_args(batch_size=1, shuffle=shuffle, seed=seed, shard_index=shard_index,
                       num_shards=num_shards, shuffle_buffer=0, epoch=epoch)
-    handle = SplitHandle(path, split, check=False)
+    handle = SplitHandle(path, split, check=check)
     return records(epoch_pieces(handle, shard_index=shard_index, num_shards=num_shards, epoch=epoch,
                                 shuffle=shuffle, seed=seed, equalize=equalize))

@@ -121,8 +121,8 @@ class StreamDataset(IterableDataset):
         self.epoch = 0
         stream_reader.check_stream_args(batch_size=batch_size, shuffle=shuffle, seed=seed, shard_index=self.rank,
                                   num_shards=self.world_size, shuffle_buffer=shuffle_buffer, epoch=0)
-        # Reads the card and checks the split now, so a bad path fails in the main process.
-        stream_reader.num_records(path, split, shard_index=self.rank, num_shards=self.world_size)
+        # Reads the card and checks the split now, so a bad path or shard fails in the main process.
+        stream_reader.num_records(path, split, shard_index=self.rank, num_shards=self.world_size, check=True)
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s order for the next iteration (call it before each epoch)."""

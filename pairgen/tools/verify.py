@@ -1,7 +1,9 @@
 """Check a dataset directory against its ``dataset.json`` card.
 
-:func:`verify` re-hashes every manifest, table and shard listed in the card, counts the
-records of every shard by reading its TFRecord framing, compares each record's ids, classes
+:func:`verify` re-hashes every manifest, table and shard listed in the card, checks that
+each shard file starts with its own first record (``exchanged`` when it holds another
+shard's: see :func:`pairgen.reading.checks.foreign_records`), counts the records of every
+shard by reading its TFRecord framing, compares each record's ids, classes
 and label with its manifest row, checks that manifest ids exist in the catalog and that the
 labels obey the guarantees (positives share a class and never pair an image with itself,
 negatives span two classes, triplet negatives are of another class, no record crosses
@@ -26,14 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from pairgen.codec.tfrecord import TFRecordError, iter_records
+from pairgen.codec.tfrecord import TFRecordError, iter_records, read_records_at
 from pairgen.dataset import layout
 from pairgen.dataset import tables as mf
 from pairgen.dataset.card import Card, read_card
 from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
 from pairgen.dataset.versions import resolve
 from pairgen.errors import DatasetError, PairgenError
-from pairgen.reading.checks import check_image_spec, image_mismatch
+from pairgen.reading.checks import check_image_spec, foreign_records, image_mismatch
 from pairgen.spec.config import BuildConfig
 from pairgen.spec.schema import schema_of
 from pairgen.tools.guarantees import Problem, check_manifest
@@ -111,8 +113,9 @@ def verify(path: str | os.PathLike, *, rebuild_src: str | os.PathLike | None = N
             problems += check_manifest(manifest, catalog, split, card)
         for entry in card.shards.get(split, []):
             report.shards += 1
-            problems += _check_file(root, entry["path"], entry)
-            report.records += _check_shard(root, entry, card, split, manifest, quick, problems)
+            exchanged = _check_tie(root, entry, card)
+            problems += exchanged or _check_file(root, entry["path"], entry)
+            report.records += _check_shard(root, entry, card, split, None if exchanged else manifest, quick, problems)
     if rebuild_src is not None:
         problems += rebuild_check(root, card, rebuild_src)
     return report
@@ -140,6 +143,22 @@ def _check_file(root: Path, rel: str, meta: dict[str, Any]) -> list[Problem]:
     if digest != meta["sha256"]:
         return [Problem(rel, "changed", f"sha256 {digest[:12]}..., dataset.json says {meta['sha256'][:12]}...")]
     return []
+
+
+def _check_tie(root: Path, entry: dict[str, Any], card: Card) -> list[Problem]:
+    """An ``exchanged`` problem when the shard file starts with another shard's first record."""
+    path = root / entry["path"]
+    if not path.is_file():
+        return []
+    try:
+        first = read_records_at(path, [0], compression=card.compression).get(0)
+    except TFRecordError:
+        return []  # reported as damaged by _check_shard
+    holds = foreign_records(card, entry, first)
+    if holds is None:
+        return []
+    return [Problem(entry["path"], "exchanged", f"holds {holds} (its first record), not its own; move the "
+                                                "file back to its own name or rebuild the dataset")]
 
 
 def _read_if_intact(root: Path, rel: str, problems: list[Problem]) -> pd.DataFrame | None:

@@ -12,6 +12,12 @@ A run folder holds::
     timings.json      seconds per phase (reading, compiling, training, evaluation, plots, ...)
     checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
 
+The folder is written beside ``out`` and renamed into place when the run is complete
+(:mod:`pairgen.train.runfolder`): a run that fails or is interrupted leaves nothing behind, and a
+run replaced with ``--overwrite`` stays until its successor is whole. A shard found damaged or
+exchanged while training ends the run with the one-line error naming it
+(:func:`pairgen.reading.checks.raise_dataset_errors`).
+
 The same code runs on CPU, one GPU, or several GPUs (``MirroredStrategy``, TensorFlow
 backend). With ``KERAS_BACKEND=jax`` or ``torch`` the reader is ``numpy`` (``auto`` picks it
 on every backend but TensorFlow) and it trains on one device without needing TensorFlow.
@@ -22,7 +28,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +40,6 @@ import numpy as np
 import pandas as pd
 
 import pairgen
-from pairgen.errors import ConfigError
 from pairgen.reading.arrays import load_numpy
 from pairgen.reading.checks import raise_dataset_errors
 from pairgen.train import backend, pk, plots
@@ -46,23 +50,12 @@ from pairgen.train.losses import make_loss
 from pairgen.train.metrics import roc_auc, roc_curve
 from pairgen.train.models import build_head, build_tower, pair_model, triplet_model, triplet_train_model
 from pairgen.train.optimizers import make_optimizer
+from pairgen.train.runfolder import run_folder
 from pairgen.train.timing import PhaseTimer
 
 RUN_FILES = ("model.keras", "embedding.keras", "history.csv", "metrics.json", "config.json",
              "curves.png", "distances.png", "roc.png", "timings.json")
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"run folder '{out}' already exists and is not empty; pass --overwrite "
-                              "or choose another --out.")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES + ("checkpoints",))
-        if foreign:
-            raise ConfigError(f"--overwrite refuses to clear '{out}': it holds {foreign[0]!r}, which is not "
-                              "part of a pairgen run. Choose another --out.")
-        shutil.rmtree(out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+RUN_NAMES = frozenset((*RUN_FILES, "checkpoints"))  # what --overwrite may replace
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -213,22 +206,24 @@ def train(dataset: str | os.PathLike, out: str | os.PathLike, config: TrainConfi
                             steps_per_execution=backend.steps_per_execution(config.steps_per_execution))
     require_split(info, config.train_split, "--train-split")
     out = Path(out)
-    _prepare_out(out, overwrite)
-    keras.utils.set_random_seed(config.seed)  # weight init and dropout draw from Keras' global seed
-    previous = keras.mixed_precision.global_policy()
-    if config.mixed_precision:  # float16 on GPUs; CPUs support bfloat16 far better
-        gpu = backend.gpu_count() > 0
-        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
-    strategy = backend.strategy()
-    arrays: dict[str, dict[str, np.ndarray]] = {}
-    try:
-        tower, head, epochs_run = _fit(config, info, out, verbose, strategy, timer, arrays)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    with timer.phase("write_run"):
-        run = _write_run(out, config, info, tower, head, epochs_run, strategy.num_replicas_in_sync)
-    metrics = _report_images(run, info, config) if info.kind == "images" else _report(run, info, arrays, timer)
-    timer.write(out / "timings.json")
+    with run_folder(out, overwrite, RUN_NAMES) as tmp:  # installed at `out` only when the run is complete
+        (tmp / "checkpoints").mkdir()
+        keras.utils.set_random_seed(config.seed)  # weight init and dropout draw from Keras' global seed
+        previous = keras.mixed_precision.global_policy()
+        if config.mixed_precision:  # float16 on GPUs; CPUs support bfloat16 far better
+            gpu = backend.gpu_count() > 0
+            keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+        strategy = backend.strategy()
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        try:
+            tower, head, epochs_run = _fit(config, info, tmp, verbose, strategy, timer, arrays)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        with timer.phase("write_run"):
+            run = _write_run(tmp, config, info, tower, head, epochs_run, strategy.num_replicas_in_sync)
+        metrics = (_report_images(run, info, config, out) if info.kind == "images"
+                   else _report(run, info, arrays, timer))
+        timer.write(tmp / "timings.json")
     return metrics
 
 
@@ -247,12 +242,13 @@ def _write_run(out: Path, config: TrainConfig, info: DatasetInfo, tower: keras.M
     return Run(out, tower, head, json.loads(text))
 
 
-def _report_images(run: Run, info: DatasetInfo, config: TrainConfig) -> dict[str, Any]:
-    """metrics.json and curves.png of a run on an images dataset (``pairgen evaluate`` scores pairs)."""
+def _report_images(run: Run, info: DatasetInfo, config: TrainConfig, out: Path) -> dict[str, Any]:
+    """metrics.json and curves.png of a run on an images dataset (``pairgen evaluate`` scores pairs);
+    ``out`` is where the run will be (``run.path`` is the folder being written)."""
     history = pd.read_csv(run.path / "history.csv")
     train_split = pk.pk_split(info, config.train_split, config)
     columns = cast(dict[str, list[float]], history.to_dict(orient="list"))  # history.csv's header: str names
-    metrics = pk.images_metrics(info, config, columns, run.path, train_split.n_batches)
+    metrics = pk.images_metrics(info, config, columns, out, train_split.n_batches)
     (run.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plots.plot_history(history, run.path / "curves.png")
     return metrics
