@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench-open-checks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    print(f"machine_cores={os.cpu_count()} load_average_1m={os.getloadavg()[0]:.2f}")
     for name, path in datasets(args.out).items():
         bare = without_tie(path, args.out)
         shards = len(SplitHandle(path, "train", check=False).files)
