@@ -164,6 +164,16 @@ def test_verify_names_the_exchanged_shards(built, tmp_path) -> None:
     assert res.exit_code != 0 and "exchanged" in res.output
 
 
+def test_preview_refuses_exchanged_shards(built, tmp_path) -> None:
+    from pairgen.tools.preview import preview
+
+    path = _copy(built, "images", tmp_path)
+    _exchange(path)
+    with pytest.raises(DatasetError, match="holds the records of shard 'shards/val-00001"):
+        preview(path, out=tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_a_shard_from_another_dataset_is_refused(built, tmp_path) -> None:
     path = _copy(built, "images", tmp_path)
     shutil.copy(_shard(built["pairs"], "train", 1), _shard(path, "train", 1))

@@ -145,7 +145,10 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
     Raises:
         ConfigError: For invalid arguments, or fewer than ``P`` classes with ``K`` images.
         DatasetError: If the dataset is not an images dataset (a pairs dataset, say) or its
-            shards cannot be read by offset (GZIP) or are damaged.
+            shards cannot be read by offset (GZIP), are damaged or were exchanged (checked when
+            the split is opened). Damage found while batches are read stops the iteration with
+            a TensorFlow error; ``with pairgen.reading.checks.dataset_errors(path):`` around the
+            loop turns it into the one-line ``DatasetError`` naming the shard and the fix.
     """
     share = Epochs(first_epoch, epochs, rank, world_size, pad)
     share.check()

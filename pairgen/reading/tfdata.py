@@ -208,10 +208,11 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
 
     Raises:
         DatasetError: If the directory, ``dataset.json`` or the split is missing, an argument
-            is invalid, or a check fails before reading. A shard whose record count differs
-            from the card stops the iteration with TensorFlow's cardinality error;
+            is invalid, or a check fails before reading (a shard file exchanged with another
+            included). A shard whose record count differs from the card, or that is damaged,
+            stops the iteration with TensorFlow's error, which names no shard;
             ``with pairgen.reading.checks.dataset_errors(path):`` around the loop turns it into the
-            one-line ``DatasetError`` naming the shard.
+            one-line ``DatasetError`` naming the shard and the fix.
     """
     _check_args(batch_size, shuffle_buffer)
     handle = SplitHandle(path, split)

@@ -28,6 +28,7 @@ from pairgen.dataset import tables as mf
 from pairgen.dataset.card import Card, read_card
 from pairgen.dataset.versions import resolve
 from pairgen.errors import ConfigError, DatasetError
+from pairgen.reading.checks import check_split
 from pairgen.spec.schema import LABEL, KindSchema, schema_of
 
 POS_COLOR = (0, 170, 0)  # BGR green
@@ -163,6 +164,7 @@ def preview(path: str | os.PathLike, *, out: str | os.PathLike, split: str = "tr
     root = resolve(path)
     card = read_card(root)
     total = _check(card, root, split, count)
+    check_split(card, root, split)  # the loaders' checks: exchanged shards, image spec, first records
     indices = pick_indices(total, count)
     recs = read_records(root, card, split, indices)
     names = _class_names(root)
