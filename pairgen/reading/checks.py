@@ -312,8 +312,8 @@ def shard_problem(card: Card, root: Path, entry: dict[str, Any]) -> str | None:
     return None
 
 
-def diagnose(root: str | os.PathLike, split: str | None = None) -> DatasetError | None:
-    """Read every shard of a dataset (``split``'s first) and name the first that is not as the card says.
+def diagnose(root: str | os.PathLike) -> DatasetError | None:
+    """Read every shard of a dataset and name the first that is not as the card says.
 
     Called after a read failed inside TensorFlow, whose errors name no shard (a count check
     gives only the counts, a damaged record only its byte offset). Reads every byte once.
@@ -323,9 +323,8 @@ def diagnose(root: str | os.PathLike, split: str | None = None) -> DatasetError 
     """
     root = Path(root)
     card = read_card(root)
-    order = sorted(card.shards, key=lambda name: name != split)  # the split being read first
-    for name in order:
-        for entry in card.shards[name]:
+    for entries in card.shards.values():
+        for entry in entries:
             problem = shard_problem(card, root, entry)
             if problem is not None:
                 return DatasetError(problem)
