@@ -278,3 +278,46 @@ def _tower(run: Path):
     import keras
 
     return keras.models.load_model(run / "embedding.keras", compile=False)
+
+
+def _damage_pixels(path: Path) -> None:
+    """Flip bytes inside the PNG's image data: the header still reads, the decode fails."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") + 8
+    for i in range(start, min(start + 12, len(data) - 16)):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+
+
+def test_embed_leaves_out_and_lists_damaged_empty_and_truncated_files(data, runs, tmp_path: Path) -> None:
+    """Issue 20, case 9: one bad file does not abort the run, and no file is left out unreported."""
+    import json as _json
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from pairgen.cli import main
+
+    src = tmp_path / "src"
+    shutil.copytree(data["src"], src)
+    files = sorted(src.rglob("*.png"))
+    damaged, empty, truncated = files[3], files[50], files[100]
+    _damage_pixels(damaged)
+    empty.write_bytes(b"")
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    out = tmp_path / "e.parquet"
+    res = CliRunner().invoke(main, ["embed", str(runs["pairs-uneven"]), str(src), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {len(files) - 3} embeddings" in res.output and "skipped 3 source file(s)" in res.output
+    bad = {p.relative_to(src).as_posix() for p in (damaged, empty, truncated)}
+    for rel in bad:
+        assert f"  {rel}: " in res.output
+    table = pq.read_table(out)
+    assert not bad & set(table.column("path").to_pylist()) and table.num_rows == len(files) - 3
+    listed = _json.loads(table.schema.metadata[b"pairgen"])["skipped"]
+    assert {row["path"] for row in listed} == bad and all(row["reason"] for row in listed)
+    # --on-error fail stops at the damaged image, in one line naming it.
+    res = CliRunner().invoke(main, ["embed", str(runs["pairs-uneven"]), str(src), "--out", str(tmp_path / "f.pq"),
+                                    "--quiet", "--on-error", "fail"])
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 1 and len(lines) == 1 and damaged.name in lines[0] and "--on-error skip" in lines[0]

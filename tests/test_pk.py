@@ -280,3 +280,22 @@ def test_torch_records_work_in_spawned_workers(data: dict[str, Path]) -> None:
     assert [b["record_id"].tolist() for b in batches] == [list(map(int, ids)) for ids in sampler]
     for batch in batches:
         np.testing.assert_array_equal(batch["image"].numpy(), want["image"][batch["record_id"].numpy()])
+
+
+def test_more_ranks_than_batches_without_padding_is_refused(data: dict[str, Path]) -> None:
+    """Issue 20, case 7: dropping the uneven end must not leave every rank an empty epoch."""
+    n = PKSplit(data["images"], "train", classes_per_batch=P, images_per_class=K, seed=0).n_batches
+    world = n + 1
+    with pytest.raises(ConfigError, match=f"an epoch of {n} P x K batch.*world_size={world}.*0 batches"):
+        pk_batches(data["images"], "train", classes_per_batch=P, images_per_class=K, rank=0, world_size=world,
+                   pad=False)
+    from pairgen.torch import PKBatchSampler
+
+    with pytest.raises(ConfigError, match="gives every consumer 0 batches"):
+        PKBatchSampler(data["images"], "train", classes_per_batch=P, images_per_class=K, rank=1, world_size=world,
+                       drop_last=True)
+    # Padding (the default) gives every rank a batch; as many ranks as batches works without it.
+    assert len(list(pk_batches(data["images"], "train", classes_per_batch=P, images_per_class=K, rank=world - 1,
+                               world_size=world))) == 1
+    assert len(list(pk_batches(data["images"], "train", classes_per_batch=P, images_per_class=K, rank=n - 1,
+                               world_size=n, pad=False))) == 1

@@ -230,3 +230,15 @@ def test_equalize_gives_every_consumer_the_smallest_count(data: dict[str, Path],
     got = _by_record_id(union)
     rows = np.searchsorted(want["record_id"], got["record_id"])
     _assert_same(got, {k: v[rows] for k, v in want.items()})
+
+
+def test_an_epoch_emptied_by_drop_remainder_is_refused(data: dict[str, Path]) -> None:
+    """Issue 20, case 7: more consumers than full batches with equalize + drop_remainder yields nothing."""
+    total = num_records(data["pairs"], "val")
+    consumers = total // 16 + 1  # every consumer gets fewer than 16 records
+    with pytest.raises(ConfigError, match=r"reads \d+ record\(s\) of split 'val'.*fewer than batch_size=16"):
+        stream(data["pairs"], "val", batch_size=16, shard_index=0, num_shards=consumers, equalize=True,
+               drop_remainder=True)
+    # Without drop_remainder the short batch is kept.
+    got = list(stream(data["pairs"], "val", batch_size=16, shard_index=0, num_shards=consumers, equalize=True))
+    assert len(got) == 1 and 0 < len(got[0]["label"]) < 16

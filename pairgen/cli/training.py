@@ -172,9 +172,11 @@ def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials
               default="classes", show_default=True, help="Layout when SOURCE is an image folder.")
 @click.option("--class-depth", type=click.IntRange(min=0), default=0, show_default=True,
               help="Class depth when SOURCE is an image folder.")
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="Undecodable images: leave out (listed) or stop.")
 @quiet_option
 @handle_errors
-def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, quiet: bool) -> None:
+def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, on_error: str, quiet: bool) -> None:
     """Embed every image of SOURCE (a dataset dir or an image folder) with RUN's tower.
 
     Writes one row per catalog image (image_id, path, class_name, class_id, split,
@@ -188,9 +190,17 @@ def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, qui
     """
     from pairgen.train.embedding import embed as run_embed
 
-    frame = run_embed(run, source, out, layout=layout, class_depth=class_depth, progress=progress_enabled(quiet))
+    frame = run_embed(run, source, out, layout=layout, class_depth=class_depth, on_error=on_error,
+                      progress=progress_enabled(quiet))
     dim = len(frame["embedding"].iloc[0]) if len(frame) else 0
     click.echo(f"wrote {len(frame)} embeddings of size {dim} to {out}")
+    skipped = frame.attrs.get("skipped")
+    if skipped is not None and len(skipped):
+        click.echo(f"skipped {len(skipped)} source file(s) (listed in the file's metadata under 'skipped'):")
+        for path, reason in skipped[["path", "reason"]].head(10).itertuples(index=False):
+            click.echo(f"  {path}: {reason}")
+        if len(skipped) > 10:
+            click.echo(f"  ... and {len(skipped) - 10} more")
 
 
 COMMANDS = [train, evaluate, embed]

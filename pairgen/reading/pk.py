@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from pairgen.errors import ConfigError
-from pairgen.reading.plan import consumer_batches
+from pairgen.reading.plan import check_rank, consumer_batches
 from pairgen.reading.recordindex import Arrays, ImagesSplit
 
 __all__ = ["READ_AHEAD_BYTES", "PKSplit", "batches_per_epoch", "check_pk_args", "consumer_batches", "epoch_rng",
@@ -272,6 +272,7 @@ def pk_batches(path: str | os.PathLike, split: str = "train", *, classes_per_bat
         DatasetError: If the dataset is not an images dataset or cannot be read.
     """
     check_pk_args(classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed, epoch=epoch)
-    consumer_batches(1, rank=rank, world_size=world_size, pad=pad)
+    check_rank(rank, world_size)
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
+    consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad)  # refuses an empty share now
     return data.batches(epoch, rank=rank, world_size=world_size, pad=pad, normalize=normalize)

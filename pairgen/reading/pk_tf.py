@@ -28,7 +28,7 @@ from pairgen.errors import ConfigError
 from pairgen.extras import require
 from pairgen.reading.checks import MANIFEST_MISMATCH
 from pairgen.reading.pk import PKSplit
-from pairgen.reading.plan import consumer_batches
+from pairgen.reading.plan import check_rank, consumer_batches
 from pairgen.reading.tfdata import Dataset, Tensor, feature_spec_of, image_decoder
 from pairgen.spec.schema import RECORD_ID, array_name
 
@@ -51,7 +51,7 @@ class Epochs:
         epochs = self.epochs
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ConfigError(f"epochs must be an integer >= 1 or None (repeat forever); received: epochs={epochs!r}.")
-        consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=self.pad)
+        check_rank(self.rank, self.world_size)
 
     def numbers(self) -> Iterator[int]:
         """The epoch numbers, in order."""
@@ -153,6 +153,7 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
     share = Epochs(first_epoch, epochs, rank, world_size, pad)
     share.check()
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
+    consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad)  # refuses an empty share now
     parse = chunk_parser(data, normalize=normalize, with_ids=with_ids)
     ds = record_chunks(data, share).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     total = share.batches(data.n_batches)

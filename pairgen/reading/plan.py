@@ -115,12 +115,23 @@ def consumer_batches(n_batches: int, *, rank: int, world_size: int, pad: bool) -
     without it, the last ``n_batches % world_size`` batches are dropped (equal counts either way).
 
     Raises:
-        ConfigError: If ``rank`` is not in ``[0, world_size)``.
+        ConfigError: If ``rank`` is not in ``[0, world_size)``, or if dropping the uneven end
+            would leave every consumer without a batch (fewer batches than consumers).
     """
-    if not 0 <= rank < world_size:
-        raise ConfigError(f"rank must be in [0, world_size={world_size}); received: rank={rank!r}.")
+    check_rank(rank, world_size)
+    if not pad and 0 < n_batches < world_size:
+        raise ConfigError(
+            f"an epoch of {n_batches} P x K batch(es) shared by world_size={world_size} consumers without "
+            "padding gives every consumer 0 batches; pad the epoch (pad=True, drop_last=False), use at most "
+            f"{n_batches} consumer(s), or lower P or K.")
     total = -(-n_batches // world_size) * world_size if pad else n_batches // world_size * world_size
     return (np.arange(total) % max(n_batches, 1))[rank::world_size]
+
+
+def check_rank(rank: int, world_size: int) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``0 <= rank < world_size``."""
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank must be in [0, world_size={world_size}); received: rank={rank!r}.")
 
 
 def worker_consumer(rank: int, world_size: int, worker: int, num_workers: int) -> tuple[int, int]:

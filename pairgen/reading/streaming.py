@@ -204,6 +204,11 @@ def stream(path: str | os.PathLike, split: str = "train", *, batch_size: int, sh
     handle = SplitHandle(path, split)
     pieces = epoch_pieces(handle, shard_index=shard_index, num_shards=num_shards, epoch=epoch, shuffle=shuffle,
                           seed=seed, equalize=equalize)
+    if drop_remainder and 0 < sum(handle.counts) and records(pieces) < batch_size:
+        raise ConfigError(
+            f"consumer shard_index={shard_index} of num_shards={num_shards} reads {records(pieces):,} record(s) of "
+            f"split {split!r} this epoch, fewer than batch_size={batch_size}, and drop_remainder drops them: its "
+            "epoch would be empty. Use fewer consumers, a smaller batch_size, or drop_remainder=False.")
     buffer_rng = _epoch_rngs(seed or 0, epoch, shard_index, num_shards)[1]
     return _iterate(pieces, handle.spec, handle.root, batch_size=batch_size, normalize=normalize,
                     drop_remainder=drop_remainder, buffer=shuffle_buffer, rng=buffer_rng if shuffle else None)

@@ -62,7 +62,7 @@ import numpy as np
 from pairgen.extras import require
 from pairgen.reading import pk as pk_reader
 from pairgen.reading import streaming as stream_reader
-from pairgen.reading.plan import consumer_batches, worker_consumer
+from pairgen.reading.plan import check_rank, consumer_batches, worker_consumer
 from pairgen.reading.recordindex import ImagesSplit
 
 __all__ = ["ImageRecords", "PKBatchSampler", "StreamDataset", "collate"]
@@ -171,10 +171,11 @@ class PKBatchSampler(Sampler):
         default_rank, default_world = _distributed()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
-        consumer_batches(1, rank=self.rank, world_size=self.world_size, pad=not drop_last)
+        check_rank(self.rank, self.world_size)
         self.data = pk_reader.PKSplit(path, split, classes_per_batch=classes_per_batch,
                                 images_per_class=images_per_class, seed=seed)
         self.pad, self.epoch = not drop_last, 0
+        len(self)  # refuses an epoch that would give this rank no batch
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s schedule for the next iteration (call it before each epoch)."""

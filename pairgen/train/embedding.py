@@ -51,13 +51,14 @@ def _dataset_source(path: Path) -> tuple[str, pd.DataFrame, ImageConfig, Augment
     return root, catalog, cfg.image, replace(cfg.augment, enabled=False), meta
 
 
-def _folder_source(path: Path, shape: tuple[int, ...], layout: str,
-                   class_depth: int) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any]]:
+def _folder_source(path: Path, shape: tuple[int, ...], layout: str, class_depth: int,
+                   ) -> tuple[str, pd.DataFrame, ImageConfig, AugmentConfig, dict[str, Any], pd.DataFrame]:
     from pairgen.scanning.catalog import scan
 
     catalog = scan(path, layout=layout, class_depth=class_depth)
     image = ImageConfig(size=(shape[0], shape[1]), channels=shape[2])
-    return catalog.root, catalog.images, image, AugmentConfig(), {"source": catalog.root}
+    return (catalog.root, catalog.images, image, AugmentConfig(), {"source": catalog.root},
+            catalog.skipped[["path", "reason"]])
 
 
 def _render(root: str, rel: str, image: ImageConfig, augment: AugmentConfig) -> np.ndarray:
@@ -65,24 +66,39 @@ def _render(root: str, rel: str, image: ImageConfig, augment: AugmentConfig) -> 
 
 
 def embed_images(tower: keras.Model, root: str, paths: list[str], image: ImageConfig,
-                 augment: AugmentConfig, *, progress: bool = False) -> np.ndarray:
-    """Embeddings ``(len(paths), dim)`` of the images ``root/paths``, read and embedded in chunks."""
+                 augment: AugmentConfig, *, progress: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    """Embed the images ``root/paths``, read and embedded in chunks.
+
+    Returns:
+        ``(embeddings, failed)``: ``float32 (len(paths), dim)`` and, for every image that could
+        not be decoded, its position in ``paths`` and the reason (its row stays zero).
+    """
     from tqdm import tqdm
 
     want = tuple(int(x) for x in tower.input_shape[1:])
     out = np.zeros((len(paths), int(tower.output_shape[-1])), np.float32)
+    failed: dict[int, str] = {}
     for start in tqdm(range(0, len(paths), _CHUNK), disable=not progress, desc="embed", unit="chunk"):
-        batch = np.stack([_render(root, p, image, augment) for p in paths[start:start + _CHUNK]])
+        pixels, rows = [], []
+        for i in range(start, min(start + _CHUNK, len(paths))):
+            try:
+                pixels.append(_render(root, paths[i], image, augment))
+                rows.append(i)
+            except ImageError as err:
+                failed[i] = str(err)
+        if not pixels:
+            continue
+        batch = np.stack(pixels)
         if batch.shape[1:] != want:
             raise ImageError(f"images render to {batch.shape[1:]} but the model expects {want}; "
                              "embed the dataset the model was trained on, or rebuild with matching "
                              "--image-size/--channels.")
-        out[start:start + len(batch)] = np.asarray(tower.predict_on_batch(batch.astype(np.float32) / 255.0))
-    return out
+        out[rows] = np.asarray(tower.predict_on_batch(batch.astype(np.float32) / 255.0))
+    return out, failed
 
 
 def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike, *,
-          layout: str = "classes", class_depth: int = 0, progress: bool = False) -> pd.DataFrame:
+          layout: str = "classes", class_depth: int = 0, on_error: str = "skip", progress: bool = False) -> pd.DataFrame:
     """Embed every image of ``source`` with ``run``'s tower and write ``out`` (Parquet).
 
     Args:
@@ -91,10 +107,14 @@ def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathL
         out: The Parquet file to write.
         layout: Layout of an image-folder source (``classes``, ``left-right``, ...).
         class_depth: Class depth of an image-folder source.
+        on_error: ``skip``: leave out an image that cannot be decoded and report it; ``fail``: stop.
         progress: Show a progress bar.
 
     Returns:
-        The written frame (``embedding`` as a column of float32 arrays).
+        The written frame (``embedding`` as a column of float32 arrays). ``frame.attrs["skipped"]``
+        lists every source file left out (``path``, ``reason``): those the scan skipped (empty,
+        truncated, unreadable, ...) for an image folder, and those that failed to decode; the
+        file's metadata keeps the same list under ``skipped``.
 
     Raises:
         ConfigError: If ``run`` has no embedding model.
@@ -108,15 +128,27 @@ def embed(run: str | os.PathLike, source: str | os.PathLike, out: str | os.PathL
     src = Path(source)
     if (src / CARD).is_file() or "@" in src.name:
         root, catalog, image, augment, meta = _dataset_source(src)
+        skipped = pd.DataFrame({"path": pd.Series(dtype=str), "reason": pd.Series(dtype=str)})
     else:
-        root, catalog, image, augment, meta = _folder_source(src, shape, layout, class_depth)
+        root, catalog, image, augment, meta, skipped = _folder_source(src, shape, layout, class_depth)
     catalog = catalog.sort_values("image_id", kind="stable").reset_index(drop=True)
-    emb = embed_images(tower, root, catalog["path"].tolist(), image, augment, progress=progress)
-    frame = catalog[["image_id", "path", "class_name", "class_id"]].copy()
-    frame["split"] = catalog["split"] if "split" in catalog else None
-    meta.update({"run": str(Path(run).resolve()), "embedding_dim": emb.shape[1]})
+    emb, failed = embed_images(tower, root, catalog["path"].tolist(), image, augment, progress=progress)
+    if failed and on_error == "fail":
+        raise ImageError(f"{next(iter(failed.values()))} ({len(failed)} image(s) failed; pass --on-error skip "
+                         "to embed the others and list these).")
+    keep = np.ones(len(catalog), bool)
+    keep[list(failed)] = False
+    skipped = pd.concat([skipped, pd.DataFrame({"path": catalog["path"].to_numpy()[list(failed)],
+                                                "reason": [f"corrupt image: {r}" for r in failed.values()]})],
+                        ignore_index=True).sort_values("path", kind="stable").reset_index(drop=True)
+    frame = catalog.loc[keep, ["image_id", "path", "class_name", "class_id"]].reset_index(drop=True)
+    frame["split"] = catalog.loc[keep, "split"].to_numpy() if "split" in catalog else None
+    emb = emb[keep]
+    meta.update({"run": str(Path(run).resolve()), "embedding_dim": emb.shape[1],
+                 "skipped": skipped[["path", "reason"]].astype(str).to_dict("records")})
     write_embeddings(frame, emb, out, meta)
     frame["embedding"] = list(emb)
+    frame.attrs["skipped"] = skipped
     return frame
 
 
