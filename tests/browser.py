@@ -145,7 +145,7 @@ def open_page(url: str, *, width: int = 1200, height: int = 900, max_height: int
             "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-default-apps", "--mute-audio",
             "--hide-scrollbars", "--disable-dev-shm-usage", "--force-device-scale-factor=1", "about:blank"]
-    proc = subprocess.Popen(args, preexec_fn=_child, close_fds=False, stdin=subprocess.DEVNULL,  # noqa: PLW1509
+    proc = subprocess.Popen(args, preexec_fn=_child, close_fds=False, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(cmd_r)
     os.close(res_w)
@@ -167,7 +167,7 @@ def open_page(url: str, *, width: int = 1200, height: int = 900, max_height: int
                   {"width": width, "height": shot_h, "deviceScaleFactor": 1, "mobile": False}, session=session)
         pipe.drain(0.2)
         probe = ("JSON.stringify({text: document.body ? document.body.innerText : '', images: Array.from("
-                 "document.images).map(i => {const r = i.getBoundingClientRect(); return {src: i.src.slice(0, 40), "
+                 "document.images).map(i => {const r = i.getBoundingClientRect(); return {src: i.src.slice(0, 200), "
                  "complete: i.complete, naturalWidth: i.naturalWidth, x: r.x + scrollX, y: r.y + scrollY, "
                  "width: r.width, height: r.height};})})")
         found = json.loads(pipe.send("Runtime.evaluate", {"expression": probe, "returnByValue": True},

@@ -21,7 +21,7 @@ from conftest import image_tree, write_image
 from pairgen.cli import main
 from pairgen.dataset import layout
 from pairgen.dataset.card import read_card
-from pairgen.tools.report import render_report, report, sample_indices
+from pairgen.tools.report import histogram_rows, render_report, report, sample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "pipelines" / "mnist-demo.toml"
@@ -172,3 +172,15 @@ def test_report_renders_in_chromium_without_errors_or_requests(datasets, tmp_pat
         blue = np.all(np.abs(view.screenshot.astype(int) - [164, 101, 52]) < 8, axis=2)
         assert blue.sum() > 2000
         assert cv2.imdecode(np.frombuffer(view.png, np.uint8), cv2.IMREAD_COLOR).shape == view.screenshot.shape
+
+
+def test_many_classes_are_charted_as_a_histogram_of_class_sizes(tmp_path: Path) -> None:
+    src = image_tree(tmp_path, classes=45, per_class=[2 + i % 3 for i in range(45)], size=8)
+    out = tmp_path / "many"
+    _build(["--src", str(src), "--splits", "train=0.5,test=0.5", "--manifest-only", "--out", str(out)])
+    text = render_report(out)
+    balance = text[text.index('id="balance"'):text.index('id="samples"')]
+    assert "train: classes by number of images (45 classes" in balance and "class_44" not in balance
+    assert "built with --manifest-only" in text
+    assert histogram_rows(np.array([28, 28, 32])) == [("28", [2.0]), ("32", [1.0])]
+    assert histogram_rows(np.arange(100), bins=4) == [(f"{a}-{a + 24}", [25.0]) for a in (0, 25, 50, 75)]

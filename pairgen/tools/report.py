@@ -130,15 +130,14 @@ def histogram_rows(values: np.ndarray, bins: int = 12) -> list[tuple[str, list[f
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return []
-    distinct = np.unique(values)
+    distinct, per_value = np.unique(values, return_counts=True)
     if len(distinct) <= bins:
-        counts = pd.Series(values).value_counts().sort_index()
-        return [(f"{int(k):,}", [float(c)]) for k, c in counts.items()]
+        return [(f"{int(k):,}", [float(c)]) for k, c in zip(distinct, per_value)]
     lo, hi = int(values.min()), int(values.max())
     step = max(1, math.ceil((hi - lo + 1) / bins))
     edges = np.arange(lo, hi + step + 1, step)
-    counts, _ = np.histogram(values, bins=edges)
-    return [(f"{int(a):,}-{int(b) - 1:,}", [float(c)]) for a, b, c in zip(edges[:-1], edges[1:], counts)]
+    binned, _ = np.histogram(values, bins=edges)
+    return [(f"{int(a):,}-{int(b) - 1:,}", [float(c)]) for a, b, c in zip(edges[:-1], edges[1:], binned)]
 
 
 # --------------------------------------------------------------------------- images
