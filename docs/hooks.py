@@ -1,14 +1,18 @@
-"""MkDocs hook: the pipeline file reference's key tables, generated from pairgen.BuildConfig.
+"""MkDocs hooks: the pipeline file reference's key tables, and the CLI reference's examples.
 
 ``<!-- pipeline-keys -->`` in a page becomes one table per TOML table of the pipeline file:
 every key, its default and whether it enters the fingerprint, read from the dataclasses in
 :mod:`pairgen.spec.config`, so the reference cannot drift from the code.
+
+The commands' ``Example:`` blocks (click's ``\\b`` paragraphs, which mkdocs-click leaves as one
+paragraph) become code blocks, one command a line, as ``--help`` prints them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 MARK = "<!-- pipeline-keys -->"
@@ -40,3 +44,14 @@ def pipeline_tables() -> str:
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
     return markdown.replace(MARK, pipeline_tables()) if MARK in markdown else markdown
+
+
+_EXAMPLE = re.compile(r"<p>(Examples?:)\n(.*?)</p>", re.S)
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    def block(m: re.Match[str]) -> str:
+        lines = [ln.strip() for ln in m.group(2).splitlines() if ln.strip()]
+        return f"<p>{m.group(1)}</p><pre><code>" + "\n".join(lines) + "</code></pre>"
+
+    return _EXAMPLE.sub(block, html)

@@ -57,6 +57,7 @@ def test_the_built_site_has_a_reference_entry_for_every_public_name_and_command(
     cli = (site / "reference" / "cli.html").read_text()
     assert sorted(main.commands) and [c for c in sorted(main.commands) if f'id="pairgen-{c}"' not in cli] == []
     assert "Write one self-contained HTML page about DIR" in cli
+    assert "<p>Example:</p><pre><code>pairgen report build/mnist-demo --out report.html\n" in cli  # one command a line
     # the pipeline reference's key tables are generated from BuildConfig
     pipeline = (site / "reference" / "pipeline.html").read_text()
     assert "positives_per_image" in pipeline and "records_per_shard" in pipeline
