@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from browser import chromium_path, open_page, region_is_blank
 from click.testing import CliRunner
@@ -21,7 +22,7 @@ from conftest import image_tree, write_image
 from pairgen.cli import main
 from pairgen.dataset import layout
 from pairgen.dataset.card import read_card
-from pairgen.tools.report import histogram_rows, render_report, report, sample_indices
+from pairgen.tools.report import histogram_rows, near_duplicates_html, render_report, report, sample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "pipelines" / "mnist-demo.toml"
@@ -184,3 +185,14 @@ def test_many_classes_are_charted_as_a_histogram_of_class_sizes(tmp_path: Path) 
     assert "built with --manifest-only" in text
     assert histogram_rows(np.array([28, 28, 32])) == [("28", [2.0]), ("32", [1.0])]
     assert histogram_rows(np.arange(100), bins=4) == [(f"{a}-{a + 24}", [25.0]) for a in (0, 25, 50, 75)]
+
+
+def test_near_duplicate_groups_get_thumbnails_when_the_card_reports_them(tmp_path: Path) -> None:
+    src = image_tree(tmp_path, classes=2, per_class=2, size=16)
+    catalog = pd.DataFrame({"path": ["class_00/img_000.png", "class_01/img_001.png"], "split": ["train", "test"]})
+    near = {"threshold": 0.97, "pairs": 1, "groups": 1, "images": 2,
+            "top_groups": [[["class_00/img_000.png", "train"], ["class_01/img_001.png", "test"]]]}
+    text = near_duplicates_html(src, near, catalog)
+    assert "1 pair(s) at cosine similarity >= 0.97, 1 group(s) (2 images)" in text
+    assert text.count("data:image/png;base64,") == 2 and "img_001.png [test]" in text
+    assert near_duplicates_html(src, {}, catalog) == ""

@@ -3,7 +3,7 @@
 The page holds the card (name, version, fingerprints, parent, config), the counts of every
 split and its class balance as charts, the positives and negatives (or the triplet roles), a
 grid of sample records per split decoded from the shards, the skipped files by reason, the
-exact duplicate, label-conflict and leakage groups with thumbnails, image size and channel
+exact duplicate, label-conflict, leakage and near-duplicate groups with thumbnails, image size and channel
 histograms from the catalog and, with ``against``, what :func:`pairgen.tools.inspection.diff`
 finds between two datasets.
 
@@ -367,10 +367,24 @@ def _duplicates_section(source: Path | None, catalog: pd.DataFrame, info: dict[s
            _groups_html(source, leak.get("examples", []), catalog)]
     if "shared_classes" in leak:
         out.append(f"<p>{leak['shared_classes']:,} class(es) in more than one split.</p>")
+    out.append(near_duplicates_html(source, info.get("near_duplicates") or {}, catalog))
     out += [f'<h3 class="{"bad" if conflicts.get("groups") else "ok"}">Label conflicts: {conflicts.get("groups", 0):,} '
             f'identical-content group(s) under more than one class ({conflicts.get("images", 0):,} images)</h3>',
             _groups_html(source, conflicts.get("examples", []), catalog)]
     return "".join(out)
+
+
+def near_duplicates_html(source: Path | None, near: dict[str, Any], catalog: pd.DataFrame) -> str:
+    """The near-duplicates part of the duplicates section, from ``inspect``'s ``near_duplicates``
+    (``threshold``, ``pairs``, ``groups``, ``images``, ``top_groups`` as ``[[path, split], ...]``);
+    empty when the dataset has no near-duplicate report."""
+    if not near:
+        return ""
+    head = (f'<h3 class="{"bad" if near.get("pairs") else "ok"}">Near duplicates across splits: '
+            f'{int(near.get("pairs", 0)):,} pair(s) at cosine similarity >= {near.get("threshold", "?")}, '
+            f'{int(near.get("groups", 0)):,} group(s) ({int(near.get("images", 0)):,} images)</h3>')
+    groups = [[str(member[0]) for member in group] for group in near.get("top_groups", [])]
+    return head + _groups_html(source, groups[:EXAMPLES + 1], catalog)
 
 
 def _sizes_section(catalog: pd.DataFrame) -> str:
