@@ -38,8 +38,8 @@ def pipeline_tables() -> str:
                     for k in dataclasses.fields(value)]
             tables.append(f"### `[{f.name}]`\n\n{doc}\n\n| key | default | fingerprinted |\n|---|---|---|\n" + "\n".join(rows))
         else:
-            top.append(f"| `{f.name}` | {_value(value)} |")
-    return ("### Top level\n\n| key | default |\n|---|---|\n" + "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n")
+            top.append(f"| `{f.name}` | {_value(value)} | {'yes' if f.name in hashed else 'no'} |")
+    return ("### Top level\n\n| key | default | fingerprinted |\n|---|---|---|\n" + "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n")
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
