@@ -120,10 +120,11 @@ def _resolve(dotted: str) -> object:
     raise ModuleNotFoundError(dotted)
 
 
-def test_every_module_path_the_readmes_name_exists() -> None:
+def test_every_module_path_the_readmes_and_docs_name_exists() -> None:
     pytest.importorskip("torch")
     pytest.importorskip("tensorflow")
-    text = (ROOT / "README.md").read_text() + (ROOT / "benchmarks" / "README.md").read_text()
+    pages = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "".join(p.read_text() for p in pages)
     names = sorted(set(re.findall(r"\bpairgen(?:\.[A-Za-z_]\w*)+", text)))
     assert "pairgen.torch.StreamDataset" in names
     missing = []

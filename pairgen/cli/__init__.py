@@ -1,7 +1,7 @@
 """The ``pairgen`` command line: a thin click layer over the library, one module per group.
 
 * :mod:`pairgen.cli.building`: ``scan``, ``build`` (read a source, write a dataset);
-* :mod:`pairgen.cli.datasets`: ``verify``, ``inspect``, ``diff``, ``preview`` (read a dataset);
+* :mod:`pairgen.cli.datasets`: ``verify``, ``inspect``, ``diff``, ``preview``, ``report`` (read a dataset);
 * :mod:`pairgen.cli.training`: ``train``, ``evaluate``, ``embed`` (the reference trainer);
 * :mod:`pairgen.cli.common`: the error handler and shared options.
 

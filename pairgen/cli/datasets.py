@@ -1,11 +1,11 @@
-"""The commands that read finished datasets: ``verify``, ``inspect``, ``diff``, ``preview``.
+"""The commands that read finished datasets: ``verify``, ``inspect``, ``diff``, ``preview``, ``report``.
 
 Every DIR argument also takes ``DIR@VERSION``, ``DIR@FINGERPRINT-PREFIX`` or ``DIR@latest``.
 
 Exit codes follow ``diff(1)``: ``verify`` exits 0 when the dataset is intact and 1 when it
 found problems; ``diff`` exits 0 when the fingerprints are identical and 1 when they differ;
 both exit 2 when they cannot run (a missing dataset, a bad argument). ``inspect`` and
-``preview`` exit 0 on success and 1 on an error.
+``preview`` and ``report`` exit 0 on success and 1 on an error.
 """
 
 from __future__ import annotations
@@ -120,4 +120,28 @@ def preview(path: str, split: str, count: int, columns: int | None, out: Path) -
     click.echo(f"preview written to {written}")
 
 
-COMMANDS = [verify, inspect, diff, preview]
+@click.command()
+@click.argument("path", metavar="DIR")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--against", metavar="OTHER", help="Also show what `pairgen diff OTHER DIR` says (OTHER may be DIR@VERSION).")
+@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Sample records per split.")
+@handle_errors
+def report(path: str, out: Path, against: str | None, samples: int) -> None:
+    """Write one self-contained HTML page about DIR and print its path.
+
+    The page shows the card, per-split counts and class balance charts, sample records decoded
+    from the shards, skipped files by reason, duplicate and leakage groups with thumbnails and
+    the source image sizes. It has no external reference: it opens from disk, offline.
+
+    \b
+    Example:
+        pairgen report build/mnist-demo --out report.html
+        pairgen report build/mnist-demo --against build/mnist-demo@1.0.0 --out report.html
+    """
+    from pairgen.tools.report import report as do_report
+
+    written = do_report(path, out=out, against=against, samples=samples)
+    click.echo(f"report written to {written} ({written.stat().st_size / 1e6:,.2f} MB)")
+
+
+COMMANDS = [verify, inspect, diff, preview, report]

@@ -260,7 +260,8 @@ def pk_batches(path: str | os.PathLike, split: str = "train", *, classes_per_bat
         seed: Seed of the schedule; epoch ``e`` uses ``SeedSequence([seed, e])``.
         epoch: Epoch number (call once per epoch with 0, 1, ...).
         normalize: ``float32`` pixels in [0, 1] if true, else ``uint8``.
-        rank, world_size: This consumer's share of the epoch's batches.
+        rank: This consumer's number, 0 to ``world_size - 1``: it takes its share of the epoch's batches.
+        world_size: How many consumers share the epoch.
         pad: Extend the epoch to a multiple of ``world_size`` (else drop the remainder).
 
     Returns:

@@ -135,7 +135,9 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
             own schedule).
         first_epoch: Number of the first epoch (to resume).
         with_ids: Add a dict of ``id`` (catalog image id) and ``record_id`` as a third element.
-        rank, world_size: Take this consumer's share of each epoch (see :mod:`pairgen.reading.pk`).
+        rank: This consumer's number, 0 to ``world_size - 1``: it takes its share of each epoch
+            (see :mod:`pairgen.reading.pk`).
+        world_size: How many consumers share each epoch.
         pad: Extend each epoch to a multiple of ``world_size`` batches (else drop the remainder).
 
     Returns:
