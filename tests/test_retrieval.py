@@ -100,20 +100,34 @@ def _singletons(classes: np.ndarray) -> int:
     return int((counts == 1).sum())
 
 
-def test_chunks_and_exact_fallback_rank_like_one_chunk() -> None:
-    x, y = clustered(600, 30, 4, 2.0, seed=1)
+def _all(space: R._Space, k: np.ndarray, **kw: object) -> np.ndarray:
+    out = np.full((space.query.shape[0], 40), -1)
+    for rows, nbr in R.nearest(space, k, **kw):  # type: ignore[arg-type]
+        out[rows, : nbr.shape[1]] = nbr
+    return out
+
+
+@pytest.mark.parametrize("noise", [0.3, 3.0])
+def test_chunks_fallbacks_and_skipped_classes_rank_like_the_brute_force(noise: float) -> None:
+    x, y = clustered(600, 30, 4, noise, seed=1)
     space = R._space(x, None, "euclidean")
-    k = np.full(600, 25)
-    whole = np.concatenate([n for _, n in R.nearest(space, k)])
-    small = np.concatenate([n for _, n in R.nearest(space, k, chunk_cells=7 * 600)])
-    np.testing.assert_array_equal(whole, small)
-    # a tiny column sample makes the threshold guesses poor: rows fall back to their exact k-th value
-    sampled = np.concatenate([n for _, n in R.nearest(space, k, chunk_cells=50 * 600, sample=5)])
-    np.testing.assert_array_equal(whole, sampled)
+    k = np.random.default_rng(0).integers(0, 40, 600)
     d = ((x[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
-    order = np.lexsort((np.broadcast_to(np.arange(600), d.shape), d), axis=1)[:, :25]
-    np.testing.assert_array_equal(whole, order)
+    order = np.lexsort((np.broadcast_to(np.arange(600), d.shape), d), axis=1)[:, :40]
+    expected = np.where(np.arange(40) < k[:, None], order, -1)
+    np.testing.assert_array_equal(_all(space, k), expected)
+    np.testing.assert_array_equal(_all(space, k, chunk_cells=7 * 600), expected)
+    # a tiny column sample makes the threshold guesses poor: rows fall back to their exact k-th value
+    np.testing.assert_array_equal(_all(space, k, chunk_cells=50 * 600, sample=5), expected)
+    # classes as groups: chunks skip the classes that cannot hold a neighbour
+    np.testing.assert_array_equal(_all(space, k, groups=y, query_groups=y, chunk_cells=64 * 600), expected)
+    gallery = R._space(x[:100], x[100:], "euclidean")
+    d = ((x[:100, None, :].astype(np.float64) - x[None, 100:, :]) ** 2).sum(-1)
+    order = np.lexsort((np.broadcast_to(np.arange(500), d.shape), d), axis=1)[:, :40]
+    expected = np.where(np.arange(40) < k[:100, None], order, -1)
+    np.testing.assert_array_equal(_all(gallery, k[:100], groups=y[100:], query_groups=y[:100]), expected)
+    np.testing.assert_array_equal(_all(gallery, k[:100]), expected)
 
 
 def test_cosine_ranks_normalized_embeddings() -> None:

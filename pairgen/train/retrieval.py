@@ -30,7 +30,10 @@ tied distances does not matter; where it does, pytorch-metric-learning takes wha
 The search is exact and never holds a query x gallery matrix: queries go in chunks of rows;
 each chunk's squared distances are computed in float32 with one matrix product, a per-row
 threshold proven to keep every one of the row's ``k`` nearest (float32 rounding bounded and
-allowed for) picks the candidates, and those are ranked on float64 distances.
+allowed for) picks the candidates, and those are ranked on float64 distances. With 16 or more
+gallery items per class on average, each chunk (queries of one class together) first skips
+the classes that cannot hold a neighbour, by the triangle inequality on class centroids: the
+same result, and on well separated classes most of the distance products are never computed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ DEFAULT_KS = (1, 2, 4, 8)
 DISTANCES = ("euclidean", "cosine")
 _CHUNK_CELLS = 1 << 24  # query rows x gallery items per chunk: 64 MiB of float32 distances
 _SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
+_GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
 
 
 @dataclass(frozen=True)
@@ -96,71 +100,167 @@ def _unit(x: np.ndarray, name: str) -> np.ndarray:
     return x / norm
 
 
-def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, chunk_cells: int = _CHUNK_CELLS,
-            sample: int = _SAMPLE) -> Iterator[tuple[int, np.ndarray]]:
+@dataclass(frozen=True)
+class _Prepared:
+    """The float32 copies the matrix products use, and each query's float32 rounding bound."""
+
+    q32: np.ndarray
+    g32: np.ndarray
+    q2: np.ndarray
+    g2: np.ndarray
+    tol: np.ndarray  # per query: twice the largest |float32 - exact| of its squared distances
+
+    @classmethod
+    def of(cls, space: _Space) -> _Prepared:
+        q32, g32 = space.query.astype(np.float32), space.gallery.astype(np.float32)
+        gmax = float(np.sqrt(np.einsum("ij,ij->i", space.gallery, space.gallery).max()))
+        qn = np.sqrt(np.einsum("ij,ij->i", space.query, space.query))
+        # |float32 - exact| of a squared distance is below (dim + 4) * 2^-23 * (|q| + max|g|)^2
+        # (the rounding of the inputs, the products and the sums); twice that covers both sides.
+        tol = 2 * (q32.shape[1] + 4) * 2.0 ** -23 * (qn + gmax) ** 2
+        return cls(q32, g32, np.einsum("ij,ij->i", q32, q32), np.einsum("ij,ij->i", g32, g32), tol)
+
+
+def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray | None = None,
+            query_groups: np.ndarray | None = None, chunk_cells: int = _CHUNK_CELLS,
+            sample: int = _SAMPLE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Exact nearest gallery items of each query, chunk by chunk.
+
+    With ``groups`` (a group code ``0..G-1`` per gallery item, e.g. its class) each chunk of
+    queries skips every group that cannot hold one of its neighbours: a group whose centroid
+    is ``D`` away and whose items lie within ``rad`` of it is at least ``D - rad`` away
+    (triangle inequality), and a row's ``k``-th distance is bounded by its ``k`` nearest in
+    the groups of the nearest centroids. The result is the same; well separated classes
+    make it far faster.
 
     Args:
         space: Queries and gallery (see :func:`_space`).
         k: How many neighbours each query needs (0 to skip it); at most the gallery's size
             (less one when the query set is the gallery).
+        groups: Group code of each gallery item, or ``None`` to compare every pair.
+        query_groups: A code per query that orders the chunks (queries of one class
+            together: fewer groups per chunk); ``None`` = the given order.
         chunk_cells: Query rows x gallery items held at once.
         sample: Gallery columns looked at to guess each row's threshold (a poor guess only
             costs time: the row then takes its exact k-th distance).
 
     Yields:
-        ``(start, neighbours)``: ``neighbours[i, j]`` is the gallery index of query
-        ``start + i``'s ``j``-th nearest item (0-based), -1 past that query's ``k``.
+        ``(rows, neighbours)``: ``neighbours[i, j]`` is the gallery index of query
+        ``rows[i]``'s ``j``-th nearest item (0-based), -1 past that query's ``k``.
     """
-    q, g = space.query, space.gallery
     kq = np.asarray(list(k) if not isinstance(k, np.ndarray) else k, dtype=np.int64)
-    n = g.shape[0]
-    rows = max(1, min(q.shape[0], chunk_cells // n))
-    q32, g32 = q.astype(np.float32), g.astype(np.float32)
-    g2 = np.einsum("ij,ij->i", g32, g32)
-    gmax = float(np.sqrt(np.einsum("ij,ij->i", g, g).max()))
-    cols = np.unique(np.linspace(0, n - 1, min(n, sample)).round().astype(np.int64))
-    buf = np.empty((rows, n), np.float32)
-    for start in range(0, q.shape[0], rows):
-        stop = min(q.shape[0], start + rows)
-        yield start, _chunk(space, q32[start:stop], g32, g2, gmax, kq[start:stop], start, cols, buf[: stop - start])
+    n_q, n = space.query.shape[0], space.gallery.shape[0]
+    prep = _Prepared.of(space)
+    rows_per = max(1, min(n_q, chunk_cells // n))
+    order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
+    centres = None if groups is None else _Groups.of(space.gallery, groups)
+    for start in range(0, n_q, rows_per):
+        rows = order[start:start + rows_per]
+        if centres is None:
+            yield rows, _rank(space, prep, rows, None, kq[rows], sample=sample)
+        else:
+            yield rows, _pruned(space, prep, centres, rows, kq[rows])
 
 
-def _chunk(space: _Space, q32: np.ndarray, g32: np.ndarray, g2: np.ndarray, gmax: float, kq: np.ndarray,
-           start: int, cols: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """One chunk of :func:`nearest`: candidates on float32 distances, ranked on float64 ones."""
-    b, n = s.shape
+@dataclass(frozen=True)
+class _Groups:
+    """Gallery items by group: each group's items (sorted), centroid and radius."""
+
+    items: list[np.ndarray]
+    counts: np.ndarray
+    centroids: np.ndarray
+    c2: np.ndarray
+    radius: np.ndarray
+
+    @classmethod
+    def of(cls, gallery: np.ndarray, groups: np.ndarray) -> _Groups:
+        order = np.argsort(groups, kind="stable")
+        counts = np.bincount(groups)
+        bounds = np.r_[0, np.cumsum(counts)]
+        items = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        sums = np.zeros((counts.shape[0], gallery.shape[1]))
+        np.add.at(sums, groups, gallery)
+        centroids = sums / np.maximum(counts, 1)[:, None]
+        spread = np.sqrt(((gallery - centroids[groups]) ** 2).sum(axis=1))
+        radius = np.zeros(counts.shape[0])
+        np.maximum.at(radius, groups, spread)
+        return cls(items, counts, centroids, np.einsum("ij,ij->i", centroids, centroids), radius)
+
+    def columns(self, chosen: np.ndarray) -> np.ndarray:
+        return np.sort(np.concatenate([self.items[i] for i in chosen])) if chosen.size else np.zeros(0, np.int64)
+
+
+def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, kq: np.ndarray) -> np.ndarray:
+    """:func:`_rank` over the groups that can hold a neighbour of ``rows``."""
+    active = kq > 0
+    if not active.any():
+        return np.full((rows.shape[0], 0), -1, np.int64)
+    q = space.query[rows]
+    d2 = np.maximum(np.einsum("ij,ij->i", q, q)[:, None] + groups.c2 - 2 * q @ groups.centroids.T, 0.0)
+    near = np.argsort(d2, axis=1, kind="stable")
+    held = np.cumsum(groups.counts[near], axis=1) - groups.counts[near]
+    first = groups.columns(np.unique(near[held < (kq + 1)[:, None]]))  # at least k + 1 items (self aside)
+    s = _sqdist(space, prep, rows, first)
+    big = float(np.finfo(np.float32).max)
+    kth = np.where(active, kq - 1, 0)
+    bound = np.minimum(np.partition(s, np.unique(kth), axis=1)[np.arange(rows.shape[0]), kth]
+                       + 2 * prep.tol[rows], big)
+    reach = np.sqrt(bound) * (1 + 1e-9) + 1e-12  # float64 rounding of the centroid distances, allowed for
+    lower = np.sqrt(d2) * (1 - 1e-9) - groups.radius * (1 + 1e-9)
+    needed = np.unique(np.nonzero((lower <= reach[:, None]) & active[:, None])[1])
+    return _rank(space, prep, rows, groups.columns(needed), kq, thr=np.where(active, bound, -np.inf))
+
+
+def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
+    """float32 squared distances of queries ``rows`` to gallery items ``cols`` (None = all); each query's own item inf."""
+    g32, g2 = (prep.g32, prep.g2) if cols is None else (prep.g32[cols], prep.g2[cols])
+    s = prep.q32[rows] @ g32.T
+    s *= -2.0
+    s += g2
+    s += prep.q2[rows][:, None]
+    if space.same:  # hide each query from itself
+        ids = np.arange(space.gallery.shape[0]) if cols is None else cols
+        pos = np.searchsorted(ids, rows).clip(0, max(ids.shape[0] - 1, 0))
+        hit = np.flatnonzero(ids[pos] == rows) if ids.shape[0] else np.zeros(0, np.int64)
+        s[hit, pos[hit]] = np.inf
+    return s
+
+
+def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None, kq: np.ndarray, *,
+          thr: np.ndarray | None = None, sample: int = _SAMPLE) -> np.ndarray:
+    """The ``kq`` nearest of ``cols`` (None = all) for each query of ``rows``: float32 candidates, float64 ranks.
+
+    ``thr`` bounds each row's k-th float32 squared distance from above (else it is guessed
+    from sampled columns and checked).
+    """
+    b = rows.shape[0]
     kmax = int(kq.max(initial=0))
     out = np.full((b, kmax), -1, np.int64)
     if kmax == 0:
         return out
-    np.matmul(q32, g32.T, out=s)
-    s *= -2.0
-    s += g2
-    s += np.einsum("ij,ij->i", q32, q32)[:, None]
-    rows = np.arange(b)
-    if space.same:
-        s[rows, start + rows] = np.inf
-    # |float32 - exact| of every squared distance is below (dim + 4) * 2^-23 * (|q| + max|g|)^2
-    # (the rounding of the inputs, the products and the sums); twice that covers both sides.
-    qn = np.sqrt(np.einsum("ij,ij->i", space.query[start:start + b], space.query[start:start + b]))
-    tol = 2 * (q32.shape[1] + 4) * 2.0 ** -23 * (qn + gmax) ** 2
-    big = float(np.finfo(np.float32).max)  # below the inf that hides each query from itself
-    thr = np.minimum(_thresholds(s, kq, cols) + 2 * tol, big)
-    count = (s <= thr[:, None]).sum(axis=1)
-    exact = (count < kq) | (count > 4 * kq + 256)  # a poor guess: take the row's k-th distance itself
-    for i in np.flatnonzero(exact & (kq > 0)):
-        thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
-    thr[kq == 0] = -np.inf
+    s = _sqdist(space, prep, rows, cols)
+    if thr is None:
+        big = float(np.finfo(np.float32).max)  # below the inf that hides each query from itself
+        tol = prep.tol[rows]
+        picked = np.unique(np.linspace(0, s.shape[1] - 1, min(s.shape[1], sample)).round().astype(np.int64))
+        thr = np.minimum(_thresholds(s, kq, picked) + 2 * tol, big)
+        count = (s <= thr[:, None]).sum(axis=1)
+        exact = (count < kq) | (count > 4 * kq + 256)  # a poor guess: take the row's k-th distance itself
+        for i in np.flatnonzero(exact & (kq > 0)):
+            thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
+        thr[kq == 0] = -np.inf
     r, c = np.nonzero(s <= thr[:, None])
+    del s
+    if cols is not None:
+        c = cols[c]
     d = np.empty(r.shape[0], np.float64)
     step = max(1, (1 << 22) // space.query.shape[1])
     for lo in range(0, r.shape[0], step):  # float64 distances of the candidates, a few MiB at a time
-        diff = space.query[start + r[lo:lo + step]] - space.gallery[c[lo:lo + step]]
+        diff = space.query[rows[r[lo:lo + step]]] - space.gallery[c[lo:lo + step]]
         d[lo:lo + step] = np.einsum("ij,ij->i", diff, diff)
     order = np.lexsort((c, d, r))
     r, c = r[order], c[order]
-    first = np.searchsorted(r, rows)
+    first = np.searchsorted(r, np.arange(b))
     rank = np.arange(r.shape[0]) - first[r]
     keep = rank < kq[r]
     out[r[keep], rank[keep]] = c[keep]
@@ -223,9 +323,9 @@ def retrieval_metrics(embeddings: object, classes: object, *, gallery: object | 
     scored = r >= 1
     kq = np.where(scored, np.minimum(np.maximum(r, ks_all[-1]), available), 0)
     sums = np.zeros(3 + len(ks_all))
-    for start, nbr in nearest(space, kq):
-        sums += _scores(nbr, q_codes[start:start + nbr.shape[0]], g_codes, r[start:start + nbr.shape[0]],
-                        ks_all, available)
+    groups = g_codes if names.shape[0] * _GROUP_MIN <= g_codes.shape[0] else None
+    for rows, nbr in nearest(space, kq, groups=groups, query_groups=q_codes):
+        sums += _scores(nbr, q_codes[rows], g_codes, r[rows], ks_all, available)
     count = int(scored.sum())
     mean = [float(x / count) if count else math.nan for x in sums]
     return {"precision_at_1": mean[0], "r_precision": mean[1], "map_at_r": mean[2],
@@ -271,6 +371,8 @@ def neighbours(embeddings: object, k: int, *, gallery: object | None = None, dis
     kq = np.zeros(space.query.shape[0], np.int64)
     wanted = np.arange(space.query.shape[0]) if rows is None else np.asarray(rows, np.int64)
     kq[wanted] = k
-    found = np.concatenate([nbr if nbr.shape[1] else np.zeros((nbr.shape[0], k), np.int64)
-                            for _, nbr in nearest(space, kq)])
-    return found[wanted, :k]
+    found = np.zeros((space.query.shape[0], k), np.int64)
+    for got, nbr in nearest(space, kq):
+        if nbr.shape[1]:
+            found[got] = nbr[:, :k]
+    return found[wanted]
