@@ -40,9 +40,12 @@ def brute_force(q: np.ndarray, qc: np.ndarray, g: np.ndarray | None = None, gc: 
         mapr.append(ap / r)
         for k in ks:
             recall[k].append(float(any(hit[:k])))
-    mean = (lambda v: float(np.mean(v)) if v else math.nan)
     return {"precision_at_1": mean(p1), "r_precision": mean(rp), "map_at_r": mean(mapr),
             "recall_at_k": {k: mean(v) for k, v in recall.items()}, "queries_scored": scored}
+
+
+def mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 def clustered(n: int, classes: int, dim: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

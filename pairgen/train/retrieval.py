@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from pairgen.errors import ConfigError
 
 DEFAULT_KS = (1, 2, 4, 8)
 DISTANCES = ("euclidean", "cosine")
-_CHUNK_CELLS = 1 << 24  # query rows x gallery items per chunk: 64 MiB of float32 distances
+_CHUNK_CELLS = 1 << 25  # query rows x gallery items per chunk: 128 MiB of float32 distances
 _SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
 _GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
 
@@ -86,8 +87,8 @@ def _space(embeddings: object, gallery: object | None, distance: str) -> _Space:
     if g.shape[1] != q.shape[1]:
         raise ConfigError(f"gallery embeddings have dimension {g.shape[1]}, the queries {q.shape[1]}; they must match.")
     if distance == "cosine":
-        q, g = _unit(q, "embeddings"), (None if gallery is None else _unit(g, "gallery"))
-        g = q if g is None else g
+        q = _unit(q, "embeddings")
+        g = q if gallery is None else _unit(g, "gallery")
     mean = g.mean(axis=0)
     qc = q - mean
     return _Space(qc, qc if gallery is None else g - mean, gallery is None)
@@ -281,7 +282,7 @@ def _thresholds(s: np.ndarray, kq: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def retrieval_metrics(embeddings: object, classes: object, *, gallery: object | None = None,
                       gallery_classes: object | None = None, ks: Iterable[int] = (),
-                      distance: str = "euclidean") -> dict[str, object]:
+                      distance: str = "euclidean") -> dict[str, Any]:
     """Precision@1, R-precision, MAP@R and Recall@K of ``embeddings`` (exact; NumPy only).
 
     The definitions (ties, the query left out of its own neighbours, classes with one
