@@ -74,7 +74,7 @@ def test_train_writes_every_run_file(run: Path, demo: Path) -> None:
     for name in RUN_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert (run / "checkpoints" / "best.weights.h5").is_file()
-    for png in ("curves.png", "distances.png", "roc.png"):
+    for png in ("curves.png", "distances.png", "roc.png", "retrieval.png"):
         assert cv2.imread(str(run / png)) is not None
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == [0] and {"loss", "val_loss", "learning_rate"} <= set(history.columns)
@@ -112,6 +112,32 @@ def test_evaluate_json_matches_metrics_json(run: Path, demo: Path) -> None:
     assert printed["one_shot"]["5-way"]["trials"] == 400
     assert "skipped" in printed["one_shot"]["20-way"]  # MNIST has only 10 classes
     assert printed["class_disjoint"] is False
+    assert sorted(printed["retrieval"]) == ["test", "val"]
+    test = printed["retrieval"]["test"]
+    assert test["gallery_split"] == "test" and test["queries"] == test["gallery"] > 0
+    assert sorted(test["recall_at_k"]) == ["1", "2", "4", "8"] and 0.0 <= test["map_at_r"] <= 1.0
+
+
+def test_retrieval_metrics_of_the_trained_tower_equal_the_references(run: Path, demo: Path) -> None:
+    """metrics.json's retrieval of the test split, recomputed from the saved tower's embeddings
+    by a brute force and (when installed) by pytorch-metric-learning's AccuracyCalculator."""
+    import keras
+
+    from pairgen.reading.arrays import load_numpy
+    from pairgen.train.data import open_dataset
+    from pairgen.train.evaluation import split_images
+    from test_retrieval import _pml, brute_force
+
+    images, classes = split_images(open_dataset(demo), load_numpy(demo, "test", normalize=False))
+    tower = keras.models.load_model(run / "embedding.keras")
+    emb = tower.predict(images.astype(np.float32) / np.float32(255.0), verbose=0, batch_size=256)
+    saved = json.loads((run / "metrics.json").read_text())["retrieval"]["test"]
+    keys = ("precision_at_1", "r_precision", "map_at_r")
+    oracle = brute_force(emb, classes)
+    assert {k: saved[k] for k in keys} == pytest.approx({k: oracle[k] for k in keys}, abs=1e-6)
+    assert saved["queries"] == len(classes)
+    pytest.importorskip("pytorch_metric_learning")
+    assert {k: saved[k] for k in keys} == pytest.approx(_pml(emb, classes), abs=1e-6)
 
 
 def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:

@@ -105,9 +105,9 @@ def _unit(x: np.ndarray, name: str) -> np.ndarray:
 class _Prepared:
     """The float32 copies the matrix products use, and each query's float32 rounding bound."""
 
-    q32: np.ndarray
+    q32: np.ndarray  # -2 x the queries (exact in float32): the products give -2 q.g directly
     g32: np.ndarray
-    q2: np.ndarray
+    q2: np.ndarray  # float64
     g2: np.ndarray
     tol: np.ndarray  # per query: twice the largest |float32 - exact| of its squared distances
 
@@ -119,7 +119,8 @@ class _Prepared:
         # |float32 - exact| of a squared distance is below (dim + 4) * 2^-23 * (|q| + max|g|)^2
         # (the rounding of the inputs, the products and the sums); twice that covers both sides.
         tol = 2 * (q32.shape[1] + 4) * 2.0 ** -23 * (qn + gmax) ** 2
-        return cls(q32, g32, np.einsum("ij,ij->i", q32, q32), np.einsum("ij,ij->i", g32, g32), tol)
+        q2 = np.einsum("ij,ij->i", q32.astype(np.float64), q32.astype(np.float64))
+        return cls(q32 * np.float32(-2.0), g32, q2, np.einsum("ij,ij->i", g32, g32), tol)
 
 
 def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray | None = None,
@@ -206,19 +207,20 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, k
     kth = np.where(active, kq - 1, 0)
     bound = np.minimum(np.partition(s, np.unique(kth), axis=1)[np.arange(rows.shape[0]), kth]
                        + 2 * prep.tol[rows], big)
-    reach = np.sqrt(bound) * (1 + 1e-9) + 1e-12  # float64 rounding of the centroid distances, allowed for
+    # float64 rounding of the centroid distances, allowed for
+    reach = np.sqrt(np.maximum(bound + prep.q2[rows], 0.0)) * (1 + 1e-9) + 1e-12
     lower = np.sqrt(d2) * (1 - 1e-9) - groups.radius * (1 + 1e-9)
     needed = np.unique(np.nonzero((lower <= reach[:, None]) & active[:, None])[1])
-    return _rank(space, prep, rows, groups.columns(needed), kq, thr=np.where(active, bound, -np.inf))
+    cols = None if groups.counts[needed].sum() * 2 > space.gallery.shape[0] else groups.columns(needed)
+    return _rank(space, prep, rows, cols, kq, thr=np.where(active, bound, -np.inf))
 
 
 def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
-    """float32 squared distances of queries ``rows`` to gallery items ``cols`` (None = all); each query's own item inf."""
+    """float32 squared distances less |q|^2 (the same for a whole row: it cannot change a row's
+    order) of queries ``rows`` to gallery items ``cols`` (None = all); each query's own item inf."""
     g32, g2 = (prep.g32, prep.g2) if cols is None else (prep.g32[cols], prep.g2[cols])
     s = prep.q32[rows] @ g32.T
-    s *= -2.0
     s += g2
-    s += prep.q2[rows][:, None]
     if space.same:  # hide each query from itself
         ids = np.arange(space.gallery.shape[0]) if cols is None else cols
         pos = np.searchsorted(ids, rows).clip(0, max(ids.shape[0] - 1, 0))
