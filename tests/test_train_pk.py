@@ -62,7 +62,7 @@ def test_train_on_pk_batches_then_evaluate_on_pairs(digits: dict[str, Path], tmp
     run = tmp_path / "run"
     res = _cli("train", digits["images"], "--out", run, *TINY, *loss)
     assert res.exit_code == 0, res.output
-    assert "score it with `pairgen evaluate" in res.output
+    assert "pair metrics: `pairgen evaluate" in res.output and "retrieval test: P@1" in res.output
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["classes_per_batch"] == 5 and config["train"]["images_per_class"] == 4
     assert config["train"]["head"] == "distance" and config["train"]["batch_size"] == 20

@@ -266,12 +266,14 @@ def test_run_records_the_split_fingerprint_and_evaluate_says_when_splits_differ(
     assert other.exit_code == 0, other.output
     assert json.loads(other.stdout)["split_match"] is False
     assert len(other.stderr.strip().splitlines()) == 1 and "splits differ" in other.stderr
-    # The images dataset of the demo's source, split config and seed shares the demo's splits,
-    # but evaluate scores pairs: it says so in one line.
+    # The images dataset of the demo's source, split config and seed shares the demo's splits:
+    # evaluate scores retrieval on its test images, the same images as the pairs' test split's.
     images = _build(digits, tmp_path / "images", kind="images")
     assert json.loads((images / "dataset.json").read_text())["split_fingerprint"] == recorded
-    refused = CliRunner().invoke(evaluate, [str(run), str(images)])
-    assert refused.exit_code == 1 and "--kind pairs" in refused.output and "Traceback" not in refused.output
+    scored = CliRunner().invoke(evaluate, [str(run), str(images), "--json"])
+    assert scored.exit_code == 0 and scored.stderr == "", scored.output
+    scored_test = json.loads(scored.stdout)["retrieval"]["test"]
+    assert json.loads(scored.stdout)["split_match"] is True and scored_test["queries"] > 0
     # A run written before split fingerprints: nothing is said, split_match is null.
     old = tmp_path / "old-run"
     shutil.copytree(run, old)

@@ -127,12 +127,14 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     """Train a Siamese model on DATASET and write the run folder --out.
 
     Writes model.keras, embedding.keras, history.csv, metrics.json (test split, threshold
-    chosen on val), config.json (with the dataset fingerprint), curves.png, distances.png
-    and roc.png. With no options it uses the best measured recipe.
+    chosen on val; val and test retrieval metrics), config.json (with the dataset
+    fingerprint), curves.png, distances.png, roc.png and retrieval.png. With no options it
+    uses the best measured recipe.
 
     An images dataset (--kind images) trains the tower on class-balanced batches of P classes
-    x K images, mining triplets (or contrastive pairs) inside each batch; score the run with
-    `pairgen evaluate RUN PAIRS_DATASET` on a pairs dataset with the same splits.
+    x K images, mining triplets (or contrastive pairs) inside each batch; metrics.json holds
+    the val and test retrieval metrics (precision@1, R-precision, MAP@R, Recall@K), and
+    `pairgen evaluate RUN PAIRS_DATASET` adds pair metrics on a pairs dataset with the same splits.
 
     \b
     Example:
@@ -152,7 +154,8 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     if not quiet and metrics["dataset"]["kind"] == "images":
         click.echo(f"trained {metrics['epochs_run']} epochs of {metrics['batches_per_epoch']} batches of "
                    f"{metrics['classes_per_batch']} classes x {metrics['images_per_class']} images; "
-                   f"score it with `{metrics['evaluate']}`")
+                   f"pair metrics: `{metrics['evaluate']}`")
+        _print_retrieval(metrics)
     elif not quiet:
         _print_metrics(metrics)
     click.echo(f"wrote run {out}")
