@@ -51,6 +51,7 @@ DEFAULT_KS = (1, 2, 4, 8)
 DISTANCES = ("euclidean", "cosine")
 _CHUNK_CELLS = 1 << 25  # query rows x gallery items per chunk: 128 MiB of float32 distances
 _SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
+_BLOCK = 4096  # gallery columns compared at a time once the thresholds are known
 _GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
 
 
@@ -103,12 +104,15 @@ def _unit(x: np.ndarray, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The float32 copies the matrix products use, and each query's float32 rounding bound."""
+    """float32 operands of the distance products, and each query's float32 rounding bound.
 
-    q32: np.ndarray  # -2 x the queries (exact in float32): the products give -2 q.g directly
-    g32: np.ndarray
-    q2: np.ndarray  # float64
-    g2: np.ndarray
+    ``qa = [-2 q, 1]`` and ``ga = [g, |g|^2]``, so one product gives ``|g|^2 - 2 q.g``: the
+    squared distance less ``|q|^2``, the same for a whole row (it cannot change a row's order).
+    """
+
+    qa: np.ndarray
+    ga: np.ndarray
+    q2: np.ndarray  # float64 |q|^2 of the float32 queries
     tol: np.ndarray  # per query: twice the largest |float32 - exact| of its squared distances
 
     @classmethod
@@ -118,9 +122,11 @@ class _Prepared:
         qn = np.sqrt(np.einsum("ij,ij->i", space.query, space.query))
         # |float32 - exact| of a squared distance is below (dim + 4) * 2^-23 * (|q| + max|g|)^2
         # (the rounding of the inputs, the products and the sums); twice that covers both sides.
-        tol = 2 * (q32.shape[1] + 4) * 2.0 ** -23 * (qn + gmax) ** 2
-        q2 = np.einsum("ij,ij->i", q32.astype(np.float64), q32.astype(np.float64))
-        return cls(q32 * np.float32(-2.0), g32, q2, np.einsum("ij,ij->i", g32, g32), tol)
+        tol = 2 * (q32.shape[1] + 5) * 2.0 ** -23 * (qn + gmax) ** 2
+        q64 = q32.astype(np.float64)
+        qa = np.hstack([q32 * np.float32(-2.0), np.ones((q32.shape[0], 1), np.float32)])
+        ga = np.hstack([g32, np.einsum("ij,ij->i", g32, g32)[:, None]])
+        return cls(qa, ga, np.einsum("ij,ij->i", q64, q64), tol)
 
 
 def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray | None = None,
@@ -215,18 +221,32 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, k
     return _rank(space, prep, rows, cols, kq, thr=np.where(active, bound, -np.inf))
 
 
-def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
-    """float32 squared distances less |q|^2 (the same for a whole row: it cannot change a row's
-    order) of queries ``rows`` to gallery items ``cols`` (None = all); each query's own item inf."""
-    g32, g2 = (prep.g32, prep.g2) if cols is None else (prep.g32[cols], prep.g2[cols])
-    s = prep.q32[rows] @ g32.T
-    s += g2
+def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | slice | None) -> np.ndarray:
+    """float32 squared distances less |q|^2 of queries ``rows`` to gallery items ``cols`` (indices,
+    a slice, or None = all); each query's own item is inf."""
+    ga = prep.ga if cols is None else prep.ga[cols]
+    s = prep.qa[rows] @ ga.T
     if space.same:  # hide each query from itself
-        ids = np.arange(space.gallery.shape[0]) if cols is None else cols
+        everything = np.arange(space.gallery.shape[0])
+        ids = everything if cols is None else everything[cols]
         pos = np.searchsorted(ids, rows).clip(0, max(ids.shape[0] - 1, 0))
         hit = np.flatnonzero(ids[pos] == rows) if ids.shape[0] else np.zeros(0, np.int64)
         s[hit, pos[hit]] = np.inf
     return s
+
+
+def _within(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None,
+            thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, column)`` of every distance at or below its row's ``thr``, a block of columns at a
+    time (each block's distances are compared while they are still in the cache)."""
+    n = space.gallery.shape[0] if cols is None else cols.shape[0]
+    found_r, found_c = [], []
+    for lo in range(0, n, _BLOCK):
+        part = slice(lo, min(n, lo + _BLOCK))
+        r, c = np.nonzero(_sqdist(space, prep, rows, part if cols is None else cols[part]) <= thr[:, None])
+        found_r.append(r)
+        found_c.append(c + lo)
+    return np.concatenate(found_r), np.concatenate(found_c)
 
 
 def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None, kq: np.ndarray, *,
@@ -241,8 +261,8 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
     out = np.full((b, kmax), -1, np.int64)
     if kmax == 0:
         return out
-    s = _sqdist(space, prep, rows, cols)
     if thr is None:
+        s = _sqdist(space, prep, rows, cols)
         big = float(np.finfo(np.float32).max)  # below the inf that hides each query from itself
         tol = prep.tol[rows]
         picked = np.unique(np.linspace(0, s.shape[1] - 1, min(s.shape[1], sample)).round().astype(np.int64))
@@ -252,8 +272,10 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
         for i in np.flatnonzero(exact & (kq > 0)):
             thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
         thr[kq == 0] = -np.inf
-    r, c = np.nonzero(s <= thr[:, None])
-    del s
+        r, c = np.nonzero(s <= thr[:, None])
+        del s
+    else:
+        r, c = _within(space, prep, rows, cols, thr)
     if cols is not None:
         c = cols[c]
     d = np.empty(r.shape[0], np.float64)
