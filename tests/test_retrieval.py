@@ -162,7 +162,7 @@ def test_no_query_with_an_answer_is_nan_and_bad_input_is_one_clear_error() -> No
 
 # pytorch-metric-learning as the oracle (the test extra installs it)
 
-def _pml(q: np.ndarray, qc: np.ndarray, g: np.ndarray | None = None, gc: np.ndarray | None = None) -> dict:
+def pml_metrics(q: np.ndarray, qc: np.ndarray, g: np.ndarray | None = None, gc: np.ndarray | None = None) -> dict:
     pytest.importorskip("pytorch_metric_learning")
     import torch
     from pytorch_metric_learning.distances import LpDistance
@@ -179,10 +179,10 @@ def _pml(q: np.ndarray, qc: np.ndarray, g: np.ndarray | None = None, gc: np.ndar
 @pytest.mark.parametrize("n,classes,dim,noise", [(600, 15, 16, 0.8), (900, 4, 8, 1.5), (300, 60, 32, 0.3)])
 def test_equals_pml_on_clustered_embeddings(n: int, classes: int, dim: int, noise: float) -> None:
     x, y = clustered(n, classes, dim, noise, seed=n)
-    _close(pairgen.retrieval_metrics(x, y), _pml(x, y), ("precision_at_1", "r_precision", "map_at_r"))
+    _close(pairgen.retrieval_metrics(x, y), pml_metrics(x, y), ("precision_at_1", "r_precision", "map_at_r"))
     q, g = slice(0, n // 4), slice(n // 4, n)
     _close(pairgen.retrieval_metrics(x[q], y[q], gallery=x[g], gallery_classes=y[g]),
-           _pml(x[q], y[q], x[g], y[g]), ("precision_at_1", "r_precision", "map_at_r"))
+           pml_metrics(x[q], y[q], x[g], y[g]), ("precision_at_1", "r_precision", "map_at_r"))
 
 
 def test_equals_pml_with_duplicates_and_single_member_classes() -> None:
@@ -192,13 +192,13 @@ def test_equals_pml_with_duplicates_and_single_member_classes() -> None:
     centres = rng.integers(-20, 20, (8, 4))
     x = np.concatenate([np.repeat(centres[:6], 6, axis=0), centres[6:]]).astype(np.float32)
     y = np.r_[np.repeat(np.arange(6), 6), 6, 7]
-    ours, pml = pairgen.retrieval_metrics(x, y), _pml(x, y)
+    ours, pml = pairgen.retrieval_metrics(x, y), pml_metrics(x, y)
     _close(ours, pml, ("precision_at_1", "r_precision", "map_at_r"))
     assert ours["queries_scored"] == 36 and ours["map_at_r"] == 1.0
     cx, cy = clustered(300, 10, 4, 1.0, seed=6)
     x, y = np.concatenate([cx, x]), np.concatenate([cy, y + 10])
     q = np.r_[0:50, 300:338]
     g = np.setdiff1d(np.arange(len(y)), q[::3])  # some classes of the queries have no gallery item
-    _close(pairgen.retrieval_metrics(x, y), _pml(x, y), ("precision_at_1", "r_precision", "map_at_r"))
-    _close(pairgen.retrieval_metrics(x[q], y[q], gallery=x[g], gallery_classes=y[g]), _pml(x[q], y[q], x[g], y[g]),
+    _close(pairgen.retrieval_metrics(x, y), pml_metrics(x, y), ("precision_at_1", "r_precision", "map_at_r"))
+    _close(pairgen.retrieval_metrics(x[q], y[q], gallery=x[g], gallery_classes=y[g]), pml_metrics(x[q], y[q], x[g], y[g]),
            ("precision_at_1", "r_precision", "map_at_r"))

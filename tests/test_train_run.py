@@ -122,11 +122,11 @@ def test_retrieval_metrics_of_the_trained_tower_equal_the_references(run: Path, 
     """metrics.json's retrieval of the test split, recomputed from the saved tower's embeddings
     by a brute force and (when installed) by pytorch-metric-learning's AccuracyCalculator."""
     import keras
+    from test_retrieval import brute_force, pml_metrics
 
     from pairgen.reading.arrays import load_numpy
     from pairgen.train.data import open_dataset
     from pairgen.train.evaluation import split_images
-    from test_retrieval import _pml, brute_force
 
     images, classes = split_images(open_dataset(demo), load_numpy(demo, "test", normalize=False))
     tower = keras.models.load_model(run / "embedding.keras")
@@ -137,7 +137,7 @@ def test_retrieval_metrics_of_the_trained_tower_equal_the_references(run: Path, 
     assert {k: saved[k] for k in keys} == pytest.approx({k: oracle[k] for k in keys}, abs=1e-6)
     assert saved["queries"] == len(classes)
     pytest.importorskip("pytorch_metric_learning")
-    assert {k: saved[k] for k in keys} == pytest.approx(_pml(emb, classes), abs=1e-6)
+    assert {k: saved[k] for k in keys} == pytest.approx(pml_metrics(emb, classes), abs=1e-6)
 
 
 def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:
