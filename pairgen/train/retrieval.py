@@ -159,7 +159,8 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     kq = np.asarray(list(k) if not isinstance(k, np.ndarray) else k, dtype=np.int64)
     n_q, n = space.query.shape[0], space.gallery.shape[0]
     prep = _Prepared.of(space)
-    rows_per = max(1, min(n_q, chunk_cells // n))
+    # with groups the distances are compared block by block: only rows x _BLOCK at once, so more rows fit
+    rows_per = max(1, min(n_q, chunk_cells // (n if groups is None else min(n, 4 * _BLOCK))))
     order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
     centres = None if groups is None else _Groups.of(space.gallery, groups)
     for start in range(0, n_q, rows_per):
