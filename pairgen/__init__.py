@@ -11,6 +11,7 @@ never import TensorFlow)::
     ds = pairgen.load("build/demo", split="train", batch_size=256)
     arrays = pairgen.load_numpy("build/demo", split="train")   # no TensorFlow
     ds = pairgen.load_classes("build/digits", "train", classes_per_batch=8, images_per_class=4)
+    scores = pairgen.retrieval_metrics(embeddings, classes)   # precision@1, R-precision, MAP@R, Recall@K
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ _EXPORTS = {
     "split_fingerprint": "pairgen.dataset.fingerprints",
     "read_card": "pairgen.dataset.card",
     "Card": "pairgen.dataset.card",
+    "retrieval_metrics": "pairgen.train.retrieval",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

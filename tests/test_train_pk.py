@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -60,7 +62,7 @@ def test_train_on_pk_batches_then_evaluate_on_pairs(digits: dict[str, Path], tmp
     run = tmp_path / "run"
     res = _cli("train", digits["images"], "--out", run, *TINY, *loss)
     assert res.exit_code == 0, res.output
-    assert "score it with `pairgen evaluate" in res.output
+    assert "pair metrics: `pairgen evaluate" in res.output and "retrieval test: P@1" in res.output
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["classes_per_batch"] == 5 and config["train"]["images_per_class"] == 4
     assert config["train"]["head"] == "distance" and config["train"]["batch_size"] == 20
@@ -100,7 +102,9 @@ def test_train_errors_are_one_line(digits: dict[str, Path], tmp_path: Path) -> N
         (["train", digits["images"], "--out", tmp_path / "c", "--classes-per-batch", "11"],
          "needs 11 classes with at least 4 images"),
         (["train", digits["images"], "--out", tmp_path / "d", "--mining", "none"], "--mining none needs fixed"),
-        (["evaluate", tmp_path / "run", digits["images"]], "pairgen evaluate scores pairs or triplets"),
+        (["evaluate", tmp_path / "run", digits["images"], "--gallery", "nope"], "--gallery"),
+        (["train", digits["pairs"], "--out", tmp_path / "e", "--select-by", "map-at-r"],
+         "--select-by map-at-r needs an images dataset"),
     ]
     for args, message in cases:
         res = _cli(*args)
@@ -125,3 +129,30 @@ def test_train_on_the_torch_backend_reads_pk_batches_without_tf_data(digits: dic
     assert out.stdout.strip().splitlines()[-1] == "[]"
     config = json.loads((run / "config.json").read_text())
     assert config["environment"]["backend"] == "torch" and config["train"]["reader"] == "numpy"
+
+
+def test_pk_run_keeps_the_best_val_map_at_r_and_reports_retrieval(digits: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = _cli("train", digits["images"], "--out", run, *TINY[:1], "2", *TINY[2:], "--loss", "triplet",
+               "--select-by", "map-at-r", "--patience", "0", "-q")
+    assert res.exit_code == 0, res.output
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2 and history["val_map_at_r"].between(0, 1).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert sorted(metrics["retrieval"]) == ["test", "val"]
+    # the kept weights are those of the best epoch: the val MAP@R measured after training is its best
+    assert metrics["retrieval"]["val"]["map_at_r"] == pytest.approx(history["val_map_at_r"].max(), abs=1e-6)
+    assert cv2.imread(str(run / "retrieval.png")) is not None
+    res = _cli("evaluate", run, digits["images"], "--json")
+    assert res.exit_code == 0, res.output
+    scored = json.loads(res.output)
+    assert scored["retrieval"] == metrics["retrieval"] and scored["split_match"] is True
+    assert "pair_accuracy" not in scored and scored["class_disjoint"] is False
+    png = tmp_path / "examples.png"
+    res = _cli("evaluate", run, digits["images"], "--gallery", "train", "--examples", "3", "--out", png)
+    assert res.exit_code == 0, res.output
+    assert "retrieval test vs train: P@1" in res.output and cv2.imread(str(png)).shape[0] > 100
+    res = _cli("evaluate", run, digits["pairs"], "--gallery", "train", "--json", "--ways", "5", "--trials", "20")
+    assert res.exit_code == 0, res.output
+    test = json.loads(res.output)["retrieval"]["test"]
+    assert test["gallery_split"] == "train" and test["same_set"] is False and test["gallery"] > test["queries"]

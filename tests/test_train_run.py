@@ -74,7 +74,7 @@ def test_train_writes_every_run_file(run: Path, demo: Path) -> None:
     for name in RUN_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert (run / "checkpoints" / "best.weights.h5").is_file()
-    for png in ("curves.png", "distances.png", "roc.png"):
+    for png in ("curves.png", "distances.png", "roc.png", "retrieval.png"):
         assert cv2.imread(str(run / png)) is not None
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == [0] and {"loss", "val_loss", "learning_rate"} <= set(history.columns)
@@ -112,6 +112,32 @@ def test_evaluate_json_matches_metrics_json(run: Path, demo: Path) -> None:
     assert printed["one_shot"]["5-way"]["trials"] == 400
     assert "skipped" in printed["one_shot"]["20-way"]  # MNIST has only 10 classes
     assert printed["class_disjoint"] is False
+    assert sorted(printed["retrieval"]) == ["test", "val"]
+    test = printed["retrieval"]["test"]
+    assert test["gallery_split"] == "test" and test["queries"] == test["gallery"] > 0
+    assert sorted(test["recall_at_k"]) == ["1", "2", "4", "8"] and 0.0 <= test["map_at_r"] <= 1.0
+
+
+def test_retrieval_metrics_of_the_trained_tower_equal_the_references(run: Path, demo: Path) -> None:
+    """metrics.json's retrieval of the test split, recomputed from the saved tower's embeddings
+    by a brute force and (when installed) by pytorch-metric-learning's AccuracyCalculator."""
+    import keras
+    from test_retrieval import brute_force, pml_metrics
+
+    from pairgen.reading.arrays import load_numpy
+    from pairgen.train.data import open_dataset
+    from pairgen.train.evaluation import split_images
+
+    images, classes = split_images(open_dataset(demo), load_numpy(demo, "test", normalize=False))
+    tower = keras.models.load_model(run / "embedding.keras")
+    emb = tower.predict(images.astype(np.float32) / np.float32(255.0), verbose=0, batch_size=256)
+    saved = json.loads((run / "metrics.json").read_text())["retrieval"]["test"]
+    keys = ("precision_at_1", "r_precision", "map_at_r")
+    oracle = brute_force(emb, classes)
+    assert {k: saved[k] for k in keys} == pytest.approx({k: oracle[k] for k in keys}, abs=1e-6)
+    assert saved["queries"] == len(classes)
+    pytest.importorskip("pytorch_metric_learning")
+    assert {k: saved[k] for k in keys} == pytest.approx(pml_metrics(emb, classes), abs=1e-6)
 
 
 def test_evaluate_prints_readable_metrics(run: Path, demo: Path) -> None:
@@ -240,12 +266,14 @@ def test_run_records_the_split_fingerprint_and_evaluate_says_when_splits_differ(
     assert other.exit_code == 0, other.output
     assert json.loads(other.stdout)["split_match"] is False
     assert len(other.stderr.strip().splitlines()) == 1 and "splits differ" in other.stderr
-    # The images dataset of the demo's source, split config and seed shares the demo's splits,
-    # but evaluate scores pairs: it says so in one line.
+    # The images dataset of the demo's source, split config and seed shares the demo's splits:
+    # evaluate scores retrieval on its test images, the same images as the pairs' test split's.
     images = _build(digits, tmp_path / "images", kind="images")
     assert json.loads((images / "dataset.json").read_text())["split_fingerprint"] == recorded
-    refused = CliRunner().invoke(evaluate, [str(run), str(images)])
-    assert refused.exit_code == 1 and "--kind pairs" in refused.output and "Traceback" not in refused.output
+    scored = CliRunner().invoke(evaluate, [str(run), str(images), "--json"])
+    assert scored.exit_code == 0 and scored.stderr == "", scored.output
+    scored_test = json.loads(scored.stdout)["retrieval"]["test"]
+    assert json.loads(scored.stdout)["split_match"] is True and scored_test["queries"] > 0
     # A run written before split fingerprints: nothing is said, split_match is null.
     old = tmp_path / "old-run"
     shutil.copytree(run, old)

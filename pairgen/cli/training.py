@@ -11,7 +11,18 @@ from typing import Any
 import click
 
 from pairgen.cli.common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
-from pairgen.train.config import DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS, TrainConfig
+from pairgen.train.config import (
+    DISTANCES,
+    HEADS,
+    LOSSES,
+    MININGS,
+    OPTIMIZERS,
+    READERS,
+    SCHEDULES,
+    SELECT_BY,
+    TOWERS,
+    TrainConfig,
+)
 
 _PATH = click.Path(path_type=Path)
 _D = TrainConfig()  # the CLI shows and uses the library's defaults
@@ -24,10 +35,26 @@ def _keras_verbosity(quiet: bool) -> int:
     return 1 if progress_enabled(False) else 2
 
 
+def _print_retrieval(m: dict[str, Any]) -> None:
+    for name, r in m.get("retrieval", {}).items():
+        where = f"{name} vs {r['gallery_split']}" if r["gallery_split"] != name else name
+        scored = f"{r['queries_scored']} of {r['queries']} queries, gallery {r['gallery']}, {r['classes']} classes"
+        if r["queries_scored"] == 0:
+            click.echo(f"retrieval {where}: no query has an image of its class in the gallery ({scored})")
+            continue
+        recall = "  ".join(f"R@{k} {v:.4f}" for k, v in r["recall_at_k"].items())
+        click.echo(f"retrieval {where}: P@1 {r['precision_at_1']:.4f}  R-precision {r['r_precision']:.4f}  "
+                   f"MAP@R {r['map_at_r']:.4f}  {recall}  ({scored})")
+
+
 def _print_metrics(m: dict[str, Any]) -> None:
     ds = m["dataset"]
     click.echo(f"dataset {ds['name']} {ds['version']} ({ds['kind']}, fingerprint {str(ds['fingerprint'])[:12]}), "
                f"split {m['split']}")
+    if "pair_accuracy" not in m:  # an images dataset: retrieval only
+        click.echo("classes unseen in training" if m["class_disjoint"] else "classes shared with train")
+        _print_retrieval(m)
+        return
     val = m["threshold_split_metrics"]
     click.echo(f"threshold      {m['threshold']:.4f} on {m['score']} "
                f"(chosen on {m['threshold_split']}, accuracy there {val['accuracy']:.4f})")
@@ -44,6 +71,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
             click.echo(f"{name} one-shot: skipped ({res['skipped']})")
         else:
             click.echo(f"{name} one-shot accuracy {res['accuracy']:.4f}  ({res['trials']} trials, {disjoint})")
+    _print_retrieval(m)
     if m.get("trained_on") and m["trained_on"] != ds["fingerprint"]:
         click.echo(f"note: the model was trained on dataset {m['trained_on'][:12]}, not this one")
 
@@ -88,6 +116,9 @@ def _print_metrics(m: dict[str, Any]) -> None:
               help="Images datasets: P distinct classes in every batch [batch size // K].")
 @click.option("--images-per-class", type=click.IntRange(min=2),
               help="Images datasets: K images of each class in every batch [4].")
+@click.option("--select-by", type=click.Choice(SELECT_BY), default=_D.select_by, show_default=True,
+              help="Images datasets: early stopping and the kept weights watch the val loss or the val "
+                   "split's MAP@R (measured after every epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @quiet_option
 @json_option
@@ -96,12 +127,14 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     """Train a Siamese model on DATASET and write the run folder --out.
 
     Writes model.keras, embedding.keras, history.csv, metrics.json (test split, threshold
-    chosen on val), config.json (with the dataset fingerprint), curves.png, distances.png
-    and roc.png. With no options it uses the best measured recipe.
+    chosen on val; val and test retrieval metrics), config.json (with the dataset
+    fingerprint), curves.png, distances.png, roc.png and retrieval.png. With no options it
+    uses the best measured recipe.
 
     An images dataset (--kind images) trains the tower on class-balanced batches of P classes
-    x K images, mining triplets (or contrastive pairs) inside each batch; score the run with
-    `pairgen evaluate RUN PAIRS_DATASET` on a pairs dataset with the same splits.
+    x K images, mining triplets (or contrastive pairs) inside each batch; metrics.json holds
+    the val and test retrieval metrics (precision@1, R-precision, MAP@R, Recall@K), and
+    `pairgen evaluate RUN PAIRS_DATASET` adds pair metrics on a pairs dataset with the same splits.
 
     \b
     Example:
@@ -121,7 +154,8 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
     if not quiet and metrics["dataset"]["kind"] == "images":
         click.echo(f"trained {metrics['epochs_run']} epochs of {metrics['batches_per_epoch']} batches of "
                    f"{metrics['classes_per_batch']} classes x {metrics['images_per_class']} images; "
-                   f"score it with `{metrics['evaluate']}`")
+                   f"pair metrics: `{metrics['evaluate']}`")
+        _print_retrieval(metrics)
     elif not quiet:
         _print_metrics(metrics)
     click.echo(f"wrote run {out}")
@@ -135,25 +169,42 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
               help="N of the N-way one-shot test (repeat for several).")
 @click.option("--trials", type=click.IntRange(min=1), default=400, show_default=True,
               help="One-shot trials per N.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the one-shot trials.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the one-shot trials and of the --examples queries.")
+@click.option("--gallery", help="Search this split (e.g. train) for the --split queries [each split searches itself].")
+@click.option("--examples", type=click.IntRange(min=1), help="Draw N queries and their nearest images to --out.")
+@click.option("--out", "examples_out", type=_PATH, help="PNG for --examples.")
 @json_option
 @handle_errors
 def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials: int, seed: int,
-             as_json: bool) -> None:
-    """Evaluate RUN on a split of DATASET: accuracy, ROC AUC, EER, one-shot.
+             gallery: str | None, examples: int | None, examples_out: Path | None, as_json: bool) -> None:
+    """Evaluate RUN on a split of DATASET: accuracy, ROC AUC, EER, one-shot, retrieval.
 
-    The decision threshold is chosen on the val split, never on the evaluated split.
-    `--json` prints exactly what `pairgen train` wrote to RUN/metrics.json (for the test split
-    and default options).
+    Pairs and triplets: the decision threshold is chosen on the val split, never on the
+    evaluated split. Every kind (images too): precision@1, R-precision, MAP@R and Recall@K
+    of the split's distinct images, each searched among the others (or in --gallery).
+    `--json` prints exactly what `pairgen train` wrote to RUN/metrics.json (for a pairs or
+    triplets dataset, the test split and default options).
 
     \b
     Example:
         pairgen evaluate runs/demo build/mnist-demo
         pairgen evaluate runs/omniglot build/omniglot --ways 5 --ways 20 --trials 400 --json
+        pairgen evaluate runs/pk build/digits --gallery train --examples 8 --out retrieval.png
     """
     from pairgen.train.evaluation import evaluate as run_evaluation
 
-    metrics = run_evaluation(run, dataset, split=split, ways=ways, trials=trials, seed=seed)
+    if (examples is None) != (examples_out is None):
+        raise click.UsageError("--examples N and --out FILE go together.")
+    metrics = run_evaluation(run, dataset, split=split, ways=ways, trials=trials, seed=seed, gallery=gallery)
+    if examples is not None and examples_out is not None:
+        from pairgen.train.data import open_dataset
+        from pairgen.train.evaluation import load_run
+        from pairgen.train.examples import retrieval_examples
+
+        retrieval_examples(load_run(run), open_dataset(dataset), split, examples_out, queries=examples,
+                           gallery=gallery, seed=seed)
+        click.echo(f"wrote {examples_out}", err=as_json)
     if metrics.get("split_match") is False:
         click.echo(f"warning: {run} was trained on a dataset whose splits differ from those of {dataset} "
                    "(split fingerprints differ), so its training images may be in the evaluated split; "

@@ -23,6 +23,7 @@ MININGS = ("auto", "none", "batch-hard", "batch-semi-hard")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
 READERS = ("auto", "tfdata", "numpy")
+SELECT_BY = ("loss", "map-at-r")
 
 # What a head outputs: a distance (small = same) or a probability of "same" (large = same).
 HEAD_OUTPUT = {"distance": "distance", "bn-sigmoid": "distance", "absdiff": "probability",
@@ -88,6 +89,9 @@ class TrainConfig:
             decision threshold.
         classes_per_batch, images_per_class: ``P`` and ``K`` of the class-balanced batches of an
             images dataset (``None``: K = 4, P = batch_size // K); other kinds take neither.
+        select_by: What early stopping watches and the kept checkpoint is best at: ``loss``
+            (the val loss) or ``map-at-r`` (MAP@R of the val split's images, each searched
+            among the others, after every epoch; images datasets only).
     """
 
     model: str = "conv-bn"
@@ -114,6 +118,7 @@ class TrainConfig:
     val_split: str = "val"
     classes_per_batch: int | None = None
     images_per_class: int | None = None
+    select_by: str = "loss"
 
     def __post_init__(self) -> None:
         _choice(self.model, TOWERS, "--model")
@@ -124,6 +129,7 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "--optimizer")
         _choice(self.schedule, SCHEDULES, "--schedule")
         _choice(self.reader, READERS, "--reader")
+        _choice(self.select_by, SELECT_BY, "--select-by")
         for name in ("epochs", "batch_size", "steps_per_execution"):
             _positive(getattr(self, name), f"--{name.replace('_', '-')}")
         _positive(self.learning_rate, "--lr")
@@ -163,6 +169,9 @@ class TrainConfig:
         if self.classes_per_batch is not None or self.images_per_class is not None:
             raise ConfigError(f"--classes-per-batch/--images-per-class need an images dataset; this one holds "
                               f"{kind}. Drop them or build with --kind images.")
+        if self.select_by != "loss":
+            raise ConfigError(f"--select-by {self.select_by} needs an images dataset (P x K training); this one "
+                              f"holds {kind}. Drop it or build with --kind images.")
         loss = self.loss if self.loss != "auto" else ("triplet" if kind == "triplets" else "contrastive")
         if (loss == "triplet") != (kind == "triplets"):
             want = "--loss triplet" if kind == "triplets" else "--loss contrastive or --loss bce"

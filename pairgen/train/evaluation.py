@@ -37,11 +37,12 @@ from pairgen.train import metrics as M
 from pairgen.train.config import HEAD_OUTPUT
 from pairgen.train.data import DatasetInfo, open_dataset, require_split, resolve_reader
 from pairgen.train.models import pair_model, triplet_model
+from pairgen.train.retrieval import retrieval_metrics
 from pairgen.train.timing import NO_TIMER, PhaseTimer
 
 DEFAULT_WAYS = (5, 20)
 DEFAULT_TRIALS = 400
-_BATCH = 256  # rows per scoring call (one fixed shape)
+SCORE_BATCH = 256  # rows per scoring call (one fixed shape)
 _HEAD_BATCH = 4096  # embedding pairs per one-shot head call
 
 
@@ -162,7 +163,7 @@ def score_split(run: Run, info: DatasetInfo, split: str, *, arrays: dict[str, np
     require_split(info, split, "--split")
     arrays = split_arrays(info, split) if arrays is None else arrays
     scorer = scorer or _scorer(run, info)
-    out = predict_fixed(scorer, [arrays[r] for r in _roles(info)], _BATCH)
+    out = predict_fixed(scorer, [arrays[r] for r in _roles(info)], SCORE_BATCH)
     if info.kind == "pairs":
         return Scores(run.to_distance(out), arrays["label"].astype(np.int64))
     d_ap, d_an = run.to_distance(out[:, 0]), run.to_distance(out[:, 1])
@@ -174,8 +175,11 @@ def _scorer(run: Run, info: DatasetInfo) -> keras.Model:
     return pair_model(run.tower, run.head) if info.kind == "pairs" else triplet_model(run.tower, run.head)
 
 
-def _split_images(info: DatasetInfo, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct images and their class ids, from the split's records (first occurrence of each id)."""
+def split_images(info: DatasetInfo, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct images and their class ids: an images split's records, or a pairs or triplets
+    split's images taken from its records (first occurrence of each id, in id order)."""
+    if info.kind == "images":
+        return arrays["image"], arrays["class"]
     roles = _roles(info)
     ids = np.concatenate([arrays[f"{r}_id"] for r in roles])
     classes = np.concatenate([arrays[f"{r}_class"] for r in roles])
@@ -186,6 +190,41 @@ def _split_images(info: DatasetInfo, arrays: dict[str, np.ndarray]) -> tuple[np.
     for i, r in enumerate(roles):
         images[role == i] = arrays[r][row[role == i]]
     return images, classes[first]
+
+
+def retrieval(run: Run, info: DatasetInfo, split: str, *, gallery: str | None = None,
+              arrays: dict[str, dict[str, np.ndarray]] | None = None,
+              timer: PhaseTimer = NO_TIMER) -> dict[str, Any]:
+    """:func:`pairgen.retrieval_metrics` of the tower's embeddings of ``split``'s distinct images.
+
+    Args:
+        run: The loaded run.
+        info: The dataset.
+        split: The query split.
+        gallery: The split searched (``None`` = the query split itself, each query left out
+            of its own neighbours).
+        arrays: Splits already in memory (split name to arrays); others are read and added.
+        timer: Where the embedding and search time go.
+
+    Returns:
+        The metrics (NaN as ``None``, Recall@K keys as strings: JSON as it is written) with
+        ``split`` and ``gallery_split``.
+    """
+    arrays = {} if arrays is None else arrays
+    q_img, q_cls = split_images(info, split_arrays(info, split, arrays, timer=timer))
+    with timer.phase("embedding"):
+        q_emb = predict_fixed(run.tower, [q_img], SCORE_BATCH)
+        g_emb, g_cls = None, None
+        if gallery is not None:
+            g_img, g_cls = split_images(info, split_arrays(info, gallery, arrays, timer=timer))
+            g_emb = predict_fixed(run.tower, [g_img], SCORE_BATCH)
+    with timer.phase("retrieval"):
+        m = retrieval_metrics(q_emb, q_cls, gallery=g_emb, gallery_classes=g_cls)
+    m["recall_at_k"] = {str(k): v for k, v in m["recall_at_k"].items()}
+    out = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in m.items()}
+    out["recall_at_k"] = {k: (None if np.isnan(v) else v) for k, v in m["recall_at_k"].items()}
+    out.update(split=split, gallery_split=gallery or split)
+    return out
 
 
 def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], trials: int, seed: int,
@@ -201,9 +240,9 @@ def one_shot(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[int], tr
     out: dict[str, Any] = {}
     if not ways:
         return out
-    images, classes = _split_images(info, split_arrays(info, split) if arrays is None else arrays)
+    images, classes = split_images(info, split_arrays(info, split) if arrays is None else arrays)
     with timer.phase("embedding"):
-        emb = predict_fixed(run.tower, [images], _BATCH)
+        emb = predict_fixed(run.tower, [images], SCORE_BATCH)
     n_classes = int(np.unique(classes).size)
     with timer.phase("one_shot"):
         for n in ways:
@@ -240,18 +279,24 @@ def _metrics(run: Run, info: DatasetInfo, split: str, thr_split: str, scores: di
     result = _summary(scores[split], threshold)
     result["pair_accuracy"] = result.pop("accuracy")
     val = _summary(scores[thr_split], threshold)
-    trained = _classes(info, "train") if info.records("train") else set()
     result.update({
-        "split": split, "threshold": threshold, "threshold_split": thr_split,
+        "threshold": threshold, "threshold_split": thr_split,
         "score": "distance" if run.output == "distance" else "1 - p(same)",
-        "dataset": {"name": info.card.name or None, "version": info.card.version or None,
-                    "fingerprint": info.fingerprint, "kind": info.kind},
-        "trained_on": run.config.get("dataset", {}).get("fingerprint"),
-        "split_match": split_match(run, info),
         "threshold_split_metrics": {k: val[k] for k in ("accuracy", "roc_auc", "eer", "pairs")},
-        "class_disjoint": bool(trained) and not (_classes(info, split) & trained),
+        **_identity(run, info, split),
     })
     return result
+
+
+def _identity(run: Run, info: DatasetInfo, split: str) -> dict[str, Any]:
+    """The evaluated split, the dataset, what the run was trained on, and whether the split's classes are new."""
+    trained = _classes(info, "train") if info.records("train") else set()
+    return {"split": split,
+            "dataset": {"name": info.card.name or None, "version": info.card.version or None,
+                        "fingerprint": info.fingerprint, "kind": info.kind},
+            "trained_on": run.config.get("dataset", {}).get("fingerprint"),
+            "split_match": split_match(run, info),
+            "class_disjoint": bool(trained) and not (_classes(info, split) & trained)}
 
 
 def split_match(run: Run, info: DatasetInfo) -> bool | None:
@@ -285,43 +330,58 @@ def evaluate_scores(run: Run, info: DatasetInfo, split: str, *, ways: Sequence[i
         result = _metrics(run, info, split, thr_split, scores)
     result["one_shot"] = one_shot(run, info, split, ways=ways, trials=trials, seed=seed, arrays=data[split],
                                   timer=timer)
+    result["retrieval"] = {s: retrieval(run, info, s, arrays=arrays, timer=timer) for s in data}
     return result, scores
 
 
 def evaluate(run: str | os.PathLike, dataset: str | os.PathLike, *, split: str = "test",
-             ways: Sequence[int] = DEFAULT_WAYS, trials: int = DEFAULT_TRIALS, seed: int = 0) -> dict[str, Any]:
+             ways: Sequence[int] = DEFAULT_WAYS, trials: int = DEFAULT_TRIALS, seed: int = 0,
+             gallery: str | None = None) -> dict[str, Any]:
     """Evaluate the run folder ``run`` on ``split`` of ``dataset``.
 
     Args:
         run: A folder written by ``pairgen train``.
-        dataset: A dataset directory (``dir@version`` accepted).
+        dataset: A dataset directory (``dir@version`` accepted): pairs, triplets or images.
         split: The split to report.
-        ways: N values of the N-way one-shot test.
+        ways: N values of the N-way one-shot test (pairs and triplets).
         trials: One-shot trials per N.
         seed: Seed of the one-shot trials.
+        gallery: Search this split for the queries of ``split`` (retrieval only; ``None`` =
+            each split searched against itself).
 
     Returns:
-        A JSON-ready dict: ``pair_accuracy``, ``roc_auc``, ``eer``, ``precision``, ``recall``,
-        counts, ``threshold`` (chosen on ``threshold_split``), ``triplet_accuracy`` for
-        triplet data, ``one_shot`` per N, ``class_disjoint``, ``split_match`` (whether the
-        run was trained on a dataset with this dataset's split assignment; ``None`` when a run
-        or card predates split fingerprints) and the dataset's identity.
+        A JSON-ready dict. Pairs and triplets: ``pair_accuracy``, ``roc_auc``, ``eer``,
+        ``precision``, ``recall``, counts, ``threshold`` (chosen on ``threshold_split``),
+        ``triplet_accuracy`` for triplet data, ``one_shot`` per N. Every kind: ``retrieval``
+        (split name to :func:`retrieval`'s metrics: the threshold split and ``split``, or
+        ``split`` against ``gallery``), ``class_disjoint``, ``split_match`` (whether the run
+        was trained on a dataset with this dataset's split assignment; ``None`` when a run or
+        card predates split fingerprints) and the dataset's identity.
 
     Raises:
         ConfigError: If ``run`` is not a run folder or its input shape does not fit the dataset.
-        DatasetError: If the dataset or split is missing.
+        DatasetError: If the dataset or a split is missing.
     """
     if trials <= 0:
         raise ConfigError(f"--trials must be > 0; received: --trials {trials}.")
     loaded = load_run(run)
     info = open_dataset(dataset)
-    if len(info.schema.roles) < 2:
-        raise DatasetError(f"pairgen evaluate scores pairs or triplets; '{info.path}' is an {info.kind} dataset. "
-                           "Build a pairs dataset from the same source, [split] config and seed (--kind pairs) "
-                           "and evaluate on it: its splits are the same.")
     want = tuple(int(x) for x in loaded.tower.input_shape[1:])
     if want != info.shape:
         raise DatasetError(f"dataset '{info.path}' has {info.shape[0]}x{info.shape[1]}x{info.shape[2]} images but "
                            f"run '{loaded.path}' expects {want[0]}x{want[1]}x{want[2]}; rebuild the dataset "
                            "with matching --image-size/--channels.")
+    require_split(info, split, "--split")
+    if gallery is not None:
+        require_split(info, gallery, "--gallery")
+    if info.kind == "images" or gallery is not None:
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        result = _identity(loaded, info, split) if info.kind == "images" else \
+            evaluate_scores(loaded, info, split, ways=ways, trials=trials, seed=seed, arrays=arrays)[0]
+        result["retrieval"] = {split: retrieval(loaded, info, split, gallery=gallery, arrays=arrays)}
+        if gallery is None and info.kind == "images":
+            other = "val" if info.records("val") and split != "val" else None
+            if other:
+                result["retrieval"][other] = retrieval(loaded, info, other, arrays=arrays)
+        return result
     return evaluate_scores(loaded, info, split, ways=ways, trials=trials, seed=seed)[0]

@@ -109,3 +109,40 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: s
     ax.set_ylim(0, 1.01)
     ax.legend(loc="lower right")
     return _save(fig, Path(path))
+
+
+def plot_retrieval(queries: np.ndarray, query_classes: np.ndarray, found: np.ndarray, found_classes: np.ndarray,
+                   path: str | Path, *, title: str = "nearest neighbours") -> Path:
+    """One row per query: the query, then its nearest gallery images, framed green (same class) or red.
+
+    Args:
+        queries: Query images ``[q, h, w, c]`` (uint8 or float in [0, 1]).
+        query_classes: Their classes ``[q]``.
+        found: The neighbours' images ``[q, k, h, w, c]``, nearest first.
+        found_classes: Their classes ``[q, k]``.
+        path: Output PNG.
+        title: Figure title.
+
+    Returns:
+        The written path.
+    """
+    q, k = found.shape[:2]
+    fig = Figure(figsize=(1.1 * (k + 1), 1.2 * q + 0.5))
+    for i in range(q):
+        for j in range(k + 1):
+            ax = fig.add_subplot(q, k + 1, i * (k + 1) + j + 1)
+            image = queries[i] if j == 0 else found[i, j - 1]
+            cls = query_classes[i] if j == 0 else found_classes[i, j - 1]
+            gray = image.shape[-1] == 1
+            ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None,
+                      vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
+            color = "black" if j == 0 else ("tab:green" if cls == query_classes[i] else "tab:red")
+            for side in ax.spines.values():
+                side.set_color(color)
+                side.set_linewidth(3)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title("query" if j == 0 else str(j), fontsize=7)
+            ax.set_xlabel(str(cls), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, Path(path))

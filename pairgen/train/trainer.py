@@ -9,8 +9,10 @@ A run folder holds::
     metrics.json      what ``pairgen evaluate RUN DATASET --json`` prints for the test split
     config.json       the resolved training settings, the dataset's fingerprint, versions
     curves.png, distances.png, roc.png
+    retrieval.png     a few test queries and their nearest test images, green/red by class
     timings.json      seconds per phase (reading, compiling, training, evaluation, plots, ...)
-    checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end)
+    checkpoints/best.weights.h5   the weights with the lowest val loss (restored at the end;
+                      the highest val MAP@R with ``select_by="map-at-r"``)
 
 The folder is written beside ``out`` and renamed into place when the run is complete
 (:mod:`pairgen.train.runfolder`): a run that fails or is interrupted leaves nothing behind, and a
@@ -45,16 +47,18 @@ from pairgen.reading.checks import raise_dataset_errors
 from pairgen.train import backend, pk, plots
 from pairgen.train.config import TrainConfig
 from pairgen.train.data import DatasetInfo, fit_batches, fit_inputs, open_dataset, require_split, resolve_reader
-from pairgen.train.evaluation import Run, evaluate_scores
+from pairgen.train.evaluation import SCORE_BATCH, Run, evaluate_scores, predict_fixed, retrieval, split_images
+from pairgen.train.examples import retrieval_examples
 from pairgen.train.losses import make_loss
 from pairgen.train.metrics import roc_auc, roc_curve
 from pairgen.train.models import build_head, build_tower, pair_model, triplet_model, triplet_train_model
 from pairgen.train.optimizers import make_optimizer
+from pairgen.train.retrieval import retrieval_metrics
 from pairgen.train.runfolder import run_folder
 from pairgen.train.timing import PhaseTimer
 
 RUN_FILES = ("model.keras", "embedding.keras", "history.csv", "metrics.json", "config.json",
-             "curves.png", "distances.png", "roc.png", "timings.json")
+             "curves.png", "distances.png", "roc.png", "retrieval.png", "timings.json")
 RUN_NAMES = frozenset((*RUN_FILES, "checkpoints"))  # what --overwrite may replace
 
 
@@ -84,18 +88,33 @@ def build_model(config: TrainConfig, shape: tuple[int, int, int],
     return tower, head, model
 
 
-def _callbacks(out: Path, has_val: bool, patience: int) -> list[keras.callbacks.Callback]:
-    monitor = "val_loss" if has_val else "loss"
+def _callbacks(out: Path, has_val: bool, patience: int,
+               val_map: _ValMapAtR | None = None) -> list[keras.callbacks.Callback]:
+    monitor, mode = ("val_map_at_r", "max") if val_map is not None else ("val_loss" if has_val else "loss", "min")
     cbs: list[keras.callbacks.Callback] = [
         _LogLearningRate(),
+        *([val_map] if val_map is not None else []),  # before the callbacks that read its log entry
         keras.callbacks.CSVLogger(str(out / "history.csv")),
-        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.weights.h5"), monitor=monitor,
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.weights.h5"), monitor=monitor, mode=mode,
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.TerminateOnNaN(),
     ]
     if patience and has_val:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     return cbs
+
+
+class _ValMapAtR(keras.callbacks.Callback):
+    """Logs ``val_map_at_r``: MAP@R of the val images (each searched among the others) after each epoch."""
+
+    def __init__(self, images: np.ndarray, classes: np.ndarray) -> None:
+        super().__init__()
+        self._images, self._classes = images, classes
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            emb = predict_fixed(self.model, [self._images], SCORE_BATCH)
+            logs["val_map_at_r"] = float(retrieval_metrics(emb, self._classes)["map_at_r"])
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -158,7 +177,13 @@ def _fit_images(config: TrainConfig, info: DatasetInfo, out: Path, verbose: int,
         train_split = pk.pk_split(info, config.train_split, config)
         has_val = pk.has_pk_val(info, config)
         kw = pk.fit_kwargs(config, info, train_split, has_val)
-    callbacks = _callbacks(out, has_val, config.patience) + [_EpochTimes(timer)]
+        val_map = None
+        if config.select_by == "map-at-r":
+            if not info.records(config.val_split):
+                raise ConfigError(f"--select-by map-at-r needs a '{config.val_split}' split; this dataset has none. "
+                                  "Use --select-by loss or build with a val split.")
+            val_map = _ValMapAtR(*split_images(info, load_numpy(info.path, config.val_split)))
+    callbacks = _callbacks(out, has_val or val_map is not None, config.patience, val_map) + [_EpochTimes(timer)]
     with timer.phase("build_compile"), strategy.scope():
         fitted, tower, head = pk.build_embedding_model(config, info.shape, train_split.n_batches * config.epochs,
                                                             train_split.n_batches)
@@ -249,8 +274,13 @@ def _report_images(run: Run, info: DatasetInfo, config: TrainConfig, out: Path) 
     train_split = pk.pk_split(info, config.train_split, config)
     columns = cast(dict[str, list[float]], history.to_dict(orient="list"))  # history.csv's header: str names
     metrics = pk.images_metrics(info, config, columns, out, train_split.n_batches)
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    splits = [s for s in (config.val_split, "test") if info.records(s)]
+    metrics["retrieval"] = {s: retrieval(run, info, s, arrays=arrays) for s in dict.fromkeys(splits)}
     (run.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plots.plot_history(history, run.path / "curves.png")
+    if splits:
+        retrieval_examples(run, info, splits[-1], run.path / "retrieval.png", arrays=arrays)
     return metrics
 
 
@@ -274,4 +304,5 @@ def _report(run: Run, info: DatasetInfo, arrays: dict[str, dict[str, np.ndarray]
             fpr, tpr, _ = roc_curve(s.dist, s.labels)
             curves[name] = (fpr, tpr, roc_auc(s.dist, s.labels))
         plots.plot_roc(curves, out / "roc.png")
+        retrieval_examples(run, info, split, out / "retrieval.png", arrays=arrays)
     return metrics

@@ -1,0 +1,404 @@
+"""Retrieval metrics of embeddings, exact and in NumPy: precision@1, R-precision, MAP@R, Recall@K.
+
+Every query's gallery items are ranked by Euclidean distance (computed in float64 from the
+embeddings as given; ``distance="cosine"`` ranks by cosine similarity, i.e. the Euclidean
+distance of the L2-normalized embeddings), **ties broken by gallery index** (the lower index
+ranks first). When the query set is the gallery (no separate gallery given) each query is
+left out of its own neighbours by its index, so an exact duplicate of a query still counts.
+
+For a query of class ``c``, ``R`` is the number of gallery items of class ``c`` (minus the
+query itself when the query set is the gallery). A query with ``R = 0`` (the only member of
+its class, or a class absent from the gallery) has no correct answer and is left out of
+every average, as pytorch-metric-learning's ``AccuracyCalculator`` leaves out its "lone"
+queries; a result with no query left is NaN. Averages are over queries (not classes).
+
+- **precision@1**: the share of queries whose nearest neighbour is of their class.
+- **R-precision**: for each query, the share of its ``R`` nearest neighbours of its class.
+- **MAP@R** (Musgrave et al. 2020, "A Metric Learning Reality Check"): for each query,
+  ``(1/R) * sum over i <= R of P(i) * rel(i)``, where ``rel(i)`` is 1 when the i-th
+  neighbour is of the query's class and ``P(i)`` is the precision of the first ``i``
+  neighbours: like average precision, but only the first ``R`` neighbours count.
+- **Recall@K** (as in the metric-learning papers and TF Similarity's ``recall@k``): the share
+  of queries with at least one neighbour of their class among their ``K`` nearest (all of the
+  gallery when it holds fewer than ``K``).
+
+These equal ``AccuracyCalculator(knn_func=CustomKNN(LpDistance(normalize_embeddings=False)))``'s
+``precision_at_1``, ``r_precision`` and ``mean_average_precision_at_r`` wherever the order of
+tied distances does not matter; where it does, pytorch-metric-learning takes whatever order
+``torch.topk`` returns, and pairgen the index order.
+
+The search is exact and never holds a query x gallery matrix: queries go in chunks of rows;
+each chunk's squared distances are computed in float32 with one matrix product, a per-row
+threshold proven to keep every one of the row's ``k`` nearest (float32 rounding bounded and
+allowed for) picks the candidates, and those are ranked on float64 distances. With 16 or more
+gallery items per class on average, each chunk (queries of one class together) first skips
+the classes that cannot hold a neighbour, by the triangle inequality on class centroids: the
+same result, and on well separated classes most of the distance products are never computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pairgen.errors import ConfigError
+
+DEFAULT_KS = (1, 2, 4, 8)
+DISTANCES = ("euclidean", "cosine")
+_CHUNK_CELLS = 1 << 25  # query rows x gallery items per chunk: 128 MiB of float32 distances
+_SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
+_BLOCK = 4096  # gallery columns compared at a time once the thresholds are known
+_GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
+
+
+@dataclass(frozen=True)
+class _Space:
+    """Queries and gallery as float64 (centered on the gallery mean: distances unchanged, rounding smaller)."""
+
+    query: np.ndarray
+    gallery: np.ndarray
+    same: bool  # the query set is the gallery: leave each query out of its own neighbours
+
+
+def _matrix(x: object, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ConfigError(f"{name} must be a 2-D array of shape (n, dim) with n, dim >= 1; received shape {a.shape}.")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{name} holds NaN or infinite values; fix the model or its inputs.")
+    return a
+
+
+def _labels(x: object, n: int, name: str) -> np.ndarray:
+    a = np.asarray(x).reshape(-1)
+    if a.shape[0] != n:
+        raise ConfigError(f"{name} must have one class per embedding ({n}); received {a.shape[0]}.")
+    return a
+
+
+def _space(embeddings: object, gallery: object | None, distance: str) -> _Space:
+    if distance not in DISTANCES:
+        raise ConfigError(f"distance must be one of {', '.join(DISTANCES)}; received: distance={distance!r}.")
+    q = _matrix(embeddings, "embeddings")
+    g = q if gallery is None else _matrix(gallery, "gallery")
+    if g.shape[1] != q.shape[1]:
+        raise ConfigError(f"gallery embeddings have dimension {g.shape[1]}, the queries {q.shape[1]}; they must match.")
+    if distance == "cosine":
+        q = _unit(q, "embeddings")
+        g = q if gallery is None else _unit(g, "gallery")
+    mean = g.mean(axis=0)
+    qc = q - mean
+    return _Space(qc, qc if gallery is None else g - mean, gallery is None)
+
+
+def _unit(x: np.ndarray, name: str) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norm == 0).any():
+        raise ConfigError(f"{name} holds an all-zero embedding, which has no direction for distance='cosine'.")
+    return x / norm
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """float32 operands of the distance products, and each query's float32 rounding bound.
+
+    ``qa = [-2 q, 1]`` and ``ga = [g, |g|^2]``, so one product gives ``|g|^2 - 2 q.g``: the
+    squared distance less ``|q|^2``, the same for a whole row (it cannot change a row's order).
+    """
+
+    qa: np.ndarray
+    ga: np.ndarray
+    q2: np.ndarray  # float64 |q|^2 of the float32 queries
+    tol: np.ndarray  # per query: twice the largest |float32 - exact| of its squared distances
+
+    @classmethod
+    def of(cls, space: _Space) -> _Prepared:
+        q32, g32 = space.query.astype(np.float32), space.gallery.astype(np.float32)
+        gmax = float(np.sqrt(np.einsum("ij,ij->i", space.gallery, space.gallery).max()))
+        qn = np.sqrt(np.einsum("ij,ij->i", space.query, space.query))
+        # |float32 - exact| of a squared distance is below (dim + 4) * 2^-23 * (|q| + max|g|)^2
+        # (the rounding of the inputs, the products and the sums); twice that covers both sides.
+        tol = 2 * (q32.shape[1] + 5) * 2.0 ** -23 * (qn + gmax) ** 2
+        q64 = q32.astype(np.float64)
+        qa = np.hstack([q32 * np.float32(-2.0), np.ones((q32.shape[0], 1), np.float32)])
+        ga = np.hstack([g32, np.einsum("ij,ij->i", g32, g32)[:, None]])
+        return cls(qa, ga, np.einsum("ij,ij->i", q64, q64), tol)
+
+
+def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray | None = None,
+            query_groups: np.ndarray | None = None, chunk_cells: int = _CHUNK_CELLS,
+            sample: int = _SAMPLE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Exact nearest gallery items of each query, chunk by chunk.
+
+    With ``groups`` (a group code ``0..G-1`` per gallery item, e.g. its class) each chunk of
+    queries skips every group that cannot hold one of its neighbours: a group whose centroid
+    is ``D`` away and whose items lie within ``rad`` of it is at least ``D - rad`` away
+    (triangle inequality), and a row's ``k``-th distance is bounded by its ``k`` nearest in
+    the groups of the nearest centroids. The result is the same; well separated classes
+    make it far faster.
+
+    Args:
+        space: Queries and gallery (see :func:`_space`).
+        k: How many neighbours each query needs (0 to skip it); at most the gallery's size
+            (less one when the query set is the gallery).
+        groups: Group code of each gallery item, or ``None`` to compare every pair.
+        query_groups: A code per query that orders the chunks (queries of one class
+            together: fewer groups per chunk); ``None`` = the given order.
+        chunk_cells: Query rows x gallery items held at once.
+        sample: Gallery columns looked at to guess each row's threshold (a poor guess only
+            costs time: the row then takes its exact k-th distance).
+
+    Yields:
+        ``(rows, neighbours)``: ``neighbours[i, j]`` is the gallery index of query
+        ``rows[i]``'s ``j``-th nearest item (0-based), -1 past that query's ``k``.
+    """
+    kq = np.asarray(list(k) if not isinstance(k, np.ndarray) else k, dtype=np.int64)
+    n_q, n = space.query.shape[0], space.gallery.shape[0]
+    prep = _Prepared.of(space)
+    # with groups the distances are compared block by block: only rows x _BLOCK at once, so more rows fit
+    rows_per = max(1, min(n_q, chunk_cells // (n if groups is None else min(n, 4 * _BLOCK))))
+    order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
+    centres = None if groups is None else _Groups.of(space.gallery, groups)
+    for start in range(0, n_q, rows_per):
+        rows = order[start:start + rows_per]
+        if centres is None:
+            yield rows, _rank(space, prep, rows, None, kq[rows], sample=sample)
+        else:
+            yield rows, _pruned(space, prep, centres, rows, kq[rows])
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Gallery items by group: each group's items (sorted), centroid and radius."""
+
+    items: list[np.ndarray]
+    counts: np.ndarray
+    centroids: np.ndarray
+    c2: np.ndarray
+    radius: np.ndarray
+
+    @classmethod
+    def of(cls, gallery: np.ndarray, groups: np.ndarray) -> _Groups:
+        order = np.argsort(groups, kind="stable")
+        counts = np.bincount(groups)
+        bounds = np.r_[0, np.cumsum(counts)]
+        items = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        sums = np.zeros((counts.shape[0], gallery.shape[1]))
+        np.add.at(sums, groups, gallery)
+        centroids = sums / np.maximum(counts, 1)[:, None]
+        spread = np.sqrt(((gallery - centroids[groups]) ** 2).sum(axis=1))
+        radius = np.zeros(counts.shape[0])
+        np.maximum.at(radius, groups, spread)
+        return cls(items, counts, centroids, np.einsum("ij,ij->i", centroids, centroids), radius)
+
+    def columns(self, chosen: np.ndarray) -> np.ndarray:
+        return np.sort(np.concatenate([self.items[i] for i in chosen])) if chosen.size else np.zeros(0, np.int64)
+
+
+def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, kq: np.ndarray) -> np.ndarray:
+    """:func:`_rank` over the groups that can hold a neighbour of ``rows``."""
+    active = kq > 0
+    if not active.any():
+        return np.full((rows.shape[0], 0), -1, np.int64)
+    q = space.query[rows]
+    d2 = np.maximum(np.einsum("ij,ij->i", q, q)[:, None] + groups.c2 - 2 * q @ groups.centroids.T, 0.0)
+    near = np.argsort(d2, axis=1, kind="stable")
+    held = np.cumsum(groups.counts[near], axis=1) - groups.counts[near]
+    first = groups.columns(np.unique(near[held < (kq + 1)[:, None]]))  # at least k + 1 items (self aside)
+    s = _sqdist(space, prep, rows, first)
+    big = float(np.finfo(np.float32).max)
+    kth = np.where(active, kq - 1, 0)
+    bound = np.minimum(np.partition(s, np.unique(kth), axis=1)[np.arange(rows.shape[0]), kth]
+                       + 2 * prep.tol[rows], big)
+    # float64 rounding of the centroid distances, allowed for
+    reach = np.sqrt(np.maximum(bound + prep.q2[rows], 0.0)) * (1 + 1e-9) + 1e-12
+    lower = np.sqrt(d2) * (1 - 1e-9) - groups.radius * (1 + 1e-9)
+    needed = np.unique(np.nonzero((lower <= reach[:, None]) & active[:, None])[1])
+    cols = None if groups.counts[needed].sum() * 2 > space.gallery.shape[0] else groups.columns(needed)
+    return _rank(space, prep, rows, cols, kq, thr=np.where(active, bound, -np.inf))
+
+
+def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | slice | None) -> np.ndarray:
+    """float32 squared distances less |q|^2 of queries ``rows`` to gallery items ``cols`` (indices,
+    a slice, or None = all); each query's own item is inf."""
+    ga = prep.ga if cols is None else prep.ga[cols]
+    s = prep.qa[rows] @ ga.T
+    if space.same:  # hide each query from itself
+        everything = np.arange(space.gallery.shape[0])
+        ids = everything if cols is None else everything[cols]
+        pos = np.searchsorted(ids, rows).clip(0, max(ids.shape[0] - 1, 0))
+        hit = np.flatnonzero(ids[pos] == rows) if ids.shape[0] else np.zeros(0, np.int64)
+        s[hit, pos[hit]] = np.inf
+    return s
+
+
+def _within(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None,
+            thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, column)`` of every distance at or below its row's ``thr``, a block of columns at a
+    time (each block's distances are compared while they are still in the cache)."""
+    n = space.gallery.shape[0] if cols is None else cols.shape[0]
+    found_r, found_c = [], []
+    for lo in range(0, n, _BLOCK):
+        part = slice(lo, min(n, lo + _BLOCK))
+        r, c = np.nonzero(_sqdist(space, prep, rows, part if cols is None else cols[part]) <= thr[:, None])
+        found_r.append(r)
+        found_c.append(c + lo)
+    return np.concatenate(found_r), np.concatenate(found_c)
+
+
+def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None, kq: np.ndarray, *,
+          thr: np.ndarray | None = None, sample: int = _SAMPLE) -> np.ndarray:
+    """The ``kq`` nearest of ``cols`` (None = all) for each query of ``rows``: float32 candidates, float64 ranks.
+
+    ``thr`` bounds each row's k-th float32 squared distance from above (else it is guessed
+    from sampled columns and checked).
+    """
+    b = rows.shape[0]
+    kmax = int(kq.max(initial=0))
+    out = np.full((b, kmax), -1, np.int64)
+    if kmax == 0:
+        return out
+    if thr is None:
+        s = _sqdist(space, prep, rows, cols)
+        big = float(np.finfo(np.float32).max)  # below the inf that hides each query from itself
+        tol = prep.tol[rows]
+        picked = np.unique(np.linspace(0, s.shape[1] - 1, min(s.shape[1], sample)).round().astype(np.int64))
+        thr = np.minimum(_thresholds(s, kq, picked) + 2 * tol, big)
+        count = (s <= thr[:, None]).sum(axis=1)
+        exact = (count < kq) | (count > 4 * kq + 256)  # a poor guess: take the row's k-th distance itself
+        for i in np.flatnonzero(exact & (kq > 0)):
+            thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
+        thr[kq == 0] = -np.inf
+        r, c = np.nonzero(s <= thr[:, None])
+        del s
+    else:
+        r, c = _within(space, prep, rows, cols, thr)
+    if cols is not None:
+        c = cols[c]
+    d = np.empty(r.shape[0], np.float64)
+    step = max(1, (1 << 22) // space.query.shape[1])
+    for lo in range(0, r.shape[0], step):  # float64 distances of the candidates, a few MiB at a time
+        diff = space.query[rows[r[lo:lo + step]]] - space.gallery[c[lo:lo + step]]
+        d[lo:lo + step] = np.einsum("ij,ij->i", diff, diff)
+    order = np.lexsort((c, d, r))
+    r, c = r[order], c[order]
+    first = np.searchsorted(r, np.arange(b))
+    rank = np.arange(r.shape[0]) - first[r]
+    keep = rank < kq[r]
+    out[r[keep], rank[keep]] = c[keep]
+    return out
+
+
+def _thresholds(s: np.ndarray, kq: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """A guess of each row's k-th smallest value, from evenly spaced columns (checked by the caller)."""
+    n, m = s.shape[1], cols.shape[0]
+    if m == n:  # every column sampled: the k-th value itself
+        kth = np.maximum(kq, 1) - 1
+    else:  # the expected rank of the k-th, plus three standard deviations and a little
+        mean = np.maximum(kq, 1) * m / n
+        kth = np.minimum(m, np.ceil(mean + 3 * np.sqrt(mean) + 2).astype(np.int64)) - 1
+    sub = np.partition(s[:, cols], np.unique(kth), axis=1)
+    return sub[np.arange(s.shape[0]), kth].astype(np.float64)
+
+
+def retrieval_metrics(embeddings: object, classes: object, *, gallery: object | None = None,
+                      gallery_classes: object | None = None, ks: Iterable[int] = (),
+                      distance: str = "euclidean") -> dict[str, Any]:
+    """Precision@1, R-precision, MAP@R and Recall@K of ``embeddings`` (exact; NumPy only).
+
+    The definitions (ties, the query left out of its own neighbours, classes with one
+    member) are in this module's docstring and the README's "Retrieval metrics".
+
+    Args:
+        embeddings: Query embeddings, shape ``(n, dim)``.
+        classes: The class of each query (any comparable values: ints, strings).
+        gallery: Gallery embeddings to search, shape ``(m, dim)``; ``None`` = the queries
+            themselves (each query left out of its own neighbours).
+        gallery_classes: The class of each gallery item (with ``gallery``).
+        ks: Recall@K's K values besides 1, 2, 4 and 8.
+        distance: ``"euclidean"`` (on the embeddings as given) or ``"cosine"``.
+
+    Returns:
+        ``precision_at_1``, ``r_precision``, ``map_at_r`` (floats, NaN when no query has a
+        correct answer), ``recall_at_k`` (K to float), ``queries`` (n), ``queries_scored``
+        (those with ``R >= 1``), ``gallery`` (m), ``classes`` (distinct query classes),
+        ``distance`` and ``same_set`` (whether the queries were their own gallery).
+
+    Raises:
+        ConfigError: For arrays of the wrong shape, NaN values, a K below 1, a gallery
+            without classes, or an unknown distance.
+    """
+    ks_all = sorted(set(DEFAULT_KS) | {int(k) for k in ks})
+    if ks_all[0] < 1:
+        raise ConfigError(f"Recall@K needs K >= 1; received: ks={tuple(ks)}.")
+    if (gallery is None) != (gallery_classes is None):
+        raise ConfigError("pass gallery and gallery_classes together (or neither).")
+    space = _space(embeddings, gallery, distance)
+    qc = _labels(classes, space.query.shape[0], "classes")
+    gc = qc if gallery is None else _labels(gallery_classes, space.gallery.shape[0], "gallery_classes")
+    names, g_codes = np.unique(gc, return_inverse=True)
+    pos = np.searchsorted(names, qc).clip(0, names.shape[0] - 1)
+    q_codes = np.where(names[pos] == qc, pos, -1)  # -1: a class the gallery does not hold
+    r = np.where(q_codes >= 0, np.bincount(g_codes, minlength=names.shape[0])[q_codes.clip(0)], 0)
+    r = r - int(space.same)
+    available = space.gallery.shape[0] - int(space.same)
+    scored = r >= 1
+    kq = np.where(scored, np.minimum(np.maximum(r, ks_all[-1]), available), 0)
+    sums = np.zeros(3 + len(ks_all))
+    groups = g_codes if names.shape[0] * _GROUP_MIN <= g_codes.shape[0] else None
+    for rows, nbr in nearest(space, kq, groups=groups, query_groups=q_codes):
+        sums += _scores(nbr, q_codes[rows], g_codes, r[rows], ks_all, available)
+    count = int(scored.sum())
+    mean = [float(x / count) if count else math.nan for x in sums]
+    return {"precision_at_1": mean[0], "r_precision": mean[1], "map_at_r": mean[2],
+            "recall_at_k": dict(zip(ks_all, mean[3:])), "queries": int(space.query.shape[0]),
+            "queries_scored": count, "gallery": int(space.gallery.shape[0]),
+            "classes": int(np.unique(qc).shape[0]), "distance": distance, "same_set": space.same}
+
+
+def _scores(nbr: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, r: np.ndarray, ks: list[int],
+            available: int) -> np.ndarray:
+    """Sums over a chunk's scored queries of precision@1, R-precision, MAP@R and each Recall@K."""
+    scored = r >= 1
+    nbr, q_codes, r = nbr[scored], q_codes[scored], r[scored]
+    if nbr.shape[0] == 0:
+        return np.zeros(3 + len(ks))
+    hit = (nbr >= 0) & (g_codes[nbr.clip(0)] == q_codes[:, None])
+    within = np.arange(nbr.shape[1]) < r[:, None]
+    rel = hit & within
+    prec = np.cumsum(rel, axis=1) / np.arange(1, nbr.shape[1] + 1)
+    out = [hit[:, 0].sum(), (rel.sum(axis=1) / r).sum(), ((prec * rel).sum(axis=1) / r).sum()]
+    out += [hit[:, : min(k, available)].any(axis=1).sum() for k in ks]
+    return np.asarray(out, np.float64)
+
+
+def neighbours(embeddings: object, k: int, *, gallery: object | None = None, distance: str = "euclidean",
+               rows: np.ndarray | None = None) -> np.ndarray:
+    """Gallery indices of the ``k`` nearest items of some queries (ranked as :func:`retrieval_metrics` ranks).
+
+    Args:
+        embeddings: Query embeddings ``(n, dim)``.
+        k: Neighbours per query (at most the gallery's size, less one without a gallery).
+        gallery: Gallery embeddings; ``None`` = the queries, each left out of its own neighbours.
+        distance: ``"euclidean"`` or ``"cosine"``.
+        rows: The queries wanted (indices into ``embeddings``); ``None`` = all.
+
+    Returns:
+        An int64 array ``(len(rows), k)``.
+    """
+    space = _space(embeddings, gallery, distance)
+    available = space.gallery.shape[0] - int(space.same)
+    if not 1 <= k <= available:
+        raise ConfigError(f"k must be in [1, {available}] (the gallery's size); received: k={k}.")
+    kq = np.zeros(space.query.shape[0], np.int64)
+    wanted = np.arange(space.query.shape[0]) if rows is None else np.asarray(rows, np.int64)
+    kq[wanted] = k
+    found = np.zeros((space.query.shape[0], k), np.int64)
+    for got, nbr in nearest(space, kq):
+        if nbr.shape[1]:
+            found[got] = nbr[:, :k]
+    return found[wanted]
