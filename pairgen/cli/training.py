@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from pairgen.cli.common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.extras import quiet_tensorflow_start
 from pairgen.train.config import DISTANCES, HEADS, LOSSES, MININGS, OPTIMIZERS, READERS, SCHEDULES, TOWERS, TrainConfig
 
 _PATH = click.Path(path_type=Path)
@@ -111,6 +112,7 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
         pairgen train build/digits --out runs/pk --loss triplet --mining batch-hard \\
             --classes-per-batch 8 --images-per-class 4
     """
+    quiet_tensorflow_start()
     from pairgen.train.trainer import train as run_training
 
     config = TrainConfig(**settings)
@@ -151,6 +153,7 @@ def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials
         pairgen evaluate runs/demo build/mnist-demo
         pairgen evaluate runs/omniglot build/omniglot --ways 5 --ways 20 --trials 400 --json
     """
+    quiet_tensorflow_start()
     from pairgen.train.evaluation import evaluate as run_evaluation
 
     metrics = run_evaluation(run, dataset, split=split, ways=ways, trials=trials, seed=seed)
@@ -186,6 +189,7 @@ def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, qui
         pairgen embed runs/demo build/mnist-demo --out build/embeddings.parquet
         pairgen embed runs/demo datasets/mnist-5k --out mnist-emb.parquet
     """
+    quiet_tensorflow_start()
     from pairgen.train.embedding import embed as run_embed
 
     frame = run_embed(run, source, out, layout=layout, class_depth=class_depth, progress=progress_enabled(quiet))
