@@ -103,7 +103,7 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     deadline = time.monotonic() + _STOP_SECONDS
     while sentinels and time.monotonic() < deadline:  # gone before the build removes its files
         for ready in multiprocessing.connection.wait(sentinels, timeout=deadline - time.monotonic()):
-            sentinels.remove(ready)  # type: ignore[arg-type]
+            sentinels.remove(ready)
     if manager is not None:
         manager.join(_STOP_SECONDS)
 

@@ -10,6 +10,7 @@ task come back as the same one-line errors as with local processes.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -57,9 +58,10 @@ def _check_reachable(address: str) -> None:
 
 def _gcs_problem(address: str) -> str | None:
     """Why ``address`` is not a Ray GCS, or ``None`` when it answers as one (or cannot be asked)."""
-    try:
-        import grpc
-        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    try:  # Ray's own gRPC stubs (grpcio comes with Ray); imported by name, they have no type stubs
+        grpc = importlib.import_module("grpc")
+        gcs_service_pb2 = importlib.import_module("ray.core.generated.gcs_service_pb2")
+        gcs_service_pb2_grpc = importlib.import_module("ray.core.generated.gcs_service_pb2_grpc")
     except ImportError:  # a Ray without these modules: ray.init finds out itself
         return None
     channel = grpc.insecure_channel(address)
