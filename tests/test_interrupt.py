@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,8 @@ def test_ctrl_c_at_random_moments_of_a_build_exits_130_quietly_and_leaves_nothin
                 running.remove(run)
                 outcomes.append(_check(run, rc, hung))
     failures = [o for o in outcomes if o not in ("done", "interrupted")]
-    assert not failures, f"{len(failures)} of {RUNS} interrupted builds went wrong:\n" + "\n".join(sorted(failures)[:8])
+    kinds = Counter(f.split(":")[0] for f in failures)
+    assert not failures, (f"{len(failures)} of {RUNS} interrupted builds went wrong {dict(kinds)}:\n"
+                          + "\n".join(sorted(failures)[:8]))
     interrupted = outcomes.count("interrupted")
     assert interrupted >= 0.7 * RUNS, f"only {interrupted} of {RUNS} builds were interrupted; lengthen the build"

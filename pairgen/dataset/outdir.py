@@ -121,13 +121,12 @@ def is_ours(path: Path) -> bool:
 def make_partial(out: Path) -> Path:
     """Create the marked temporary folder ``.<name>.partial`` beside ``out``."""
     tmp = sibling(out, "partial")
-    with held_interrupts():  # never a folder without its marker
-        tmp.mkdir()
-        try:
-            (tmp / TEMP_MARKER).write_text(f"unfinished pairgen build of '{out.name}'\n", encoding="utf-8")
-        except OSError:
-            tmp.rmdir()
-            raise
+    tmp.mkdir()
+    try:
+        (tmp / TEMP_MARKER).write_text(f"unfinished pairgen build of '{out.name}'\n", encoding="utf-8")
+    except OSError:
+        tmp.rmdir()
+        raise
     return tmp
 
 
@@ -290,14 +289,17 @@ class OutputLock:
         self.created: list[Path] = []
 
     def __enter__(self) -> OutputLock:
-        with held_interrupts():  # a Ctrl-C comes after the lock is taken, so that leaving removes it
-            try:
+        try:
+            with held_interrupts():  # a Ctrl-C comes once the lock is taken whole...
                 self._make_parents()
                 if fcntl is not None:
                     self._acquire()
-            except OSError as exc:
-                self._release()
-                raise BuildError(os_error_line(exc, self.given)) from None
+        except OSError as exc:
+            self._release()
+            raise BuildError(os_error_line(exc, self.given)) from None
+        except BaseException:  # ...and, raised before the ``with`` body, gives it back here
+            self._release()
+            raise
         return self
 
     def _make_parents(self) -> None:
@@ -402,8 +404,10 @@ def write_phase(out: Path) -> Iterator[Path]:
     It is removed on any error or interruption (after the caller's workers have stopped, when
     the caller nests its worker pool inside), so a failed build leaves nothing behind.
     """
-    tmp = make_partial(out)
+    tmp = sibling(out, "partial")
     try:
+        with held_interrupts():  # never a folder without its marker; a Ctrl-C comes once both exist
+            tmp = make_partial(out)
         yield tmp
     except BaseException:
         with held_interrupts():  # a second Ctrl-C does not cut the clean-up short

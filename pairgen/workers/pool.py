@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import BrokenProcessPool, _threads_wakeups
 from typing import Any
 
 import cv2
@@ -89,11 +89,14 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     (cancelling them) before it sees the workers die; the other order makes it fail on the
     futures the caller already cancelled, with a traceback on stderr. The thread that feeds
     tasks to the workers may be blocked writing a large task into a pipe that no worker reads
-    any more: it must not hold up the exit.
+    any more: it must not hold up the exit. Nor may the manager thread, blocked reading the
+    rest of a result that a killed worker was writing: closing this process's end of the
+    results pipe ends that read.
     """
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)
     call_queue = getattr(pool, "_call_queue", None)
+    result_queue = getattr(pool, "_result_queue", None)
     if call_queue is not None:  # before the shutdown, whose clean-up would join that thread
         call_queue.cancel_join_thread()
     pool.shutdown(wait=False, cancel_futures=True)
@@ -104,8 +107,13 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     while sentinels and time.monotonic() < deadline:  # gone before the build removes its files
         for ready in multiprocessing.connection.wait(sentinels, timeout=deadline - time.monotonic()):
             sentinels.remove(ready)
+    writer = getattr(result_queue, "_writer", None)
+    if writer is not None:  # the workers are gone: no result can come any more
+        writer.close()
     if manager is not None:
         manager.join(_STOP_SECONDS)
+        if manager.is_alive():  # never wait for it at exit either
+            _threads_wakeups.pop(manager, None)
 
 
 def _broken() -> BuildError:
