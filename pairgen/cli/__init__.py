@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from pairgen.interrupts import again_soon, swallowed_here
+from pairgen.spec.interrupts import again_soon, swallowed_here
 
 
 def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from pairgen.errors import PairgenError
-from pairgen.interrupts import forget_escaped_interrupt, raise_interrupt
+from pairgen.spec.interrupts import forget_escaped_interrupt, raise_interrupt
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 

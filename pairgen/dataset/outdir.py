@@ -31,7 +31,7 @@ from pairgen.dataset.card import probe_card
 from pairgen.dataset.layout import LATEST, OWN_NAMES, TEMP_MARKER, VERSIONS_DIR, sibling
 from pairgen.dataset.versions import version_dir_name
 from pairgen.errors import BuildError
-from pairgen.interrupts import held_interrupts
+from pairgen.spec.interrupts import held_interrupts
 
 try:  # POSIX; elsewhere builds run unlocked
     import fcntl

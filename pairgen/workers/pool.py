@@ -31,8 +31,8 @@ from typing import Any
 import cv2
 
 from pairgen.errors import BuildError
-from pairgen.interrupts import blocked_in_children, held_interrupts, ignore_in_worker
 from pairgen.spec.config import Executor
+from pairgen.spec.interrupts import blocked_in_children, held_interrupts, ignore_in_worker
 
 _PR_SET_PDEATHSIG = 1
 # One job: parts ``(fn, task)`` run in parallel, then an optional final ``(fn, task)`` step.

@@ -6,7 +6,7 @@ steps must run whole: creating the output lock, the marked temporary folder, the
 install a dataset, starting the worker processes. :func:`held_interrupts` holds a Ctrl-C that
 arrives during such a step and delivers it right after, to whatever handled it before.
 
-This module imports nothing from pairgen, so every layer may use it.
+It lives in the lowest stage package (it imports nothing from pairgen), so every layer may use it.
 """
 
 from __future__ import annotations
