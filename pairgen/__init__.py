@@ -23,7 +23,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 # TensorFlow's C++ info and warning logs drown pairgen's own output; users
-# who want it can set TF_CPP_MIN_LOG_LEVEL themselves before importing pairgen.
+# who want it can set TF_CPP_MIN_LOG_LEVEL themselves before importing pairgen
+# (then pairgen.extras.quiet_tensorflow_start leaves TensorFlow's start-up lines alone too).
+_TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EXPORTS = {

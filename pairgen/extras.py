@@ -17,9 +17,15 @@ A missing package raises :class:`MissingDependencyError` (a ``PairgenError`` and
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import json
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -110,3 +116,67 @@ def require_keras(feature: str = "the pairgen trainer") -> ModuleType:
         raise MissingDependencyError(
             f"{feature} runs on Keras' {keras_backend()!r} backend (KERAS_BACKEND or ~/.keras/keras.json), "
             f"but {missing} is not installed: {fix}.") from None
+
+
+# What TensorFlow prints on starting on a machine without a GPU: C++ log lines written before
+# TF_CPP_MIN_LOG_LEVEL applies (or at ERROR level, for the missing CUDA driver). Not problems.
+_TF_START_LINES = re.compile("|".join([
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"oneDNN custom operations are on",
+    r"Could not find cuda drivers on your machine",
+    r"failed call to cuInit",
+    r"cpu_feature_guard",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"rebuild TensorFlow with the appropriate compiler flags",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"TF-TRT Warning: Could not find TensorRT",
+]))
+
+
+def quiet_tensorflow_start() -> None:
+    """Start TensorFlow (import it, find its devices) without its C++ start-up lines on stderr.
+
+    For the commands that will use TensorFlow anyway (``pairgen train``, ``evaluate``,
+    ``embed``); call it before TensorFlow is first imported. Only the lines above are left out:
+    anything else printed meanwhile (a Python warning, a real error) is written as it came.
+    Nothing is done when the user set ``TF_CPP_MIN_LOG_LEVEL`` (they asked for TensorFlow's
+    logs at that level), when TensorFlow is already imported or not installed, or when Keras
+    runs on another backend. ``TF_ENABLE_ONEDNN_OPTS`` is never changed (it changes results).
+    """
+    import pairgen
+
+    if pairgen._TF_LOG_LEVEL_GIVEN or "tensorflow" in sys.modules or keras_backend() != "tensorflow":
+        return
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    with _stderr_without(_TF_START_LINES):
+        try:
+            tf = importlib.import_module("tensorflow")
+            tf.config.list_physical_devices()  # where the missing CUDA driver is reported
+        except Exception:  # a broken install: the command's own import reports it
+            pass
+
+
+@contextlib.contextmanager
+def _stderr_without(lines: re.Pattern[str]) -> Iterator[None]:
+    """Capture file descriptor 2 in the body; then write back the captured lines not matching ``lines``."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no descriptor 2: nothing would be shown anyway
+            yield
+            return
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = "".join(line for line in text.splitlines(keepends=True) if not lines.search(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()

@@ -190,3 +190,34 @@ def test_unreachable_address_is_one_line(tmp_path: Path, make_image_tree) -> Non
         build(cfg, tmp_path / "ds")
     assert "\n" not in str(err.value)
     assert not ray.is_initialized()
+
+
+def test_an_address_where_something_else_answers_fails_fast_in_one_line(tmp_path: Path, make_image_tree) -> None:
+    """RAY_ADDRESS naming a port that accepts connections but is no Ray (a proxy, another server)."""
+    import socket
+    import subprocess
+    import sys
+
+    src = make_image_tree(tmp_path, classes=2, per_class=6)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []  # connections held open, never answered
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    env = {**os.environ, "RAY_ADDRESS": address}
+    try:
+        done = subprocess.run([sys.executable, "-m", "pairgen", "build", "--src", str(src), "--out", str(tmp_path / "ds"),
+                               "--executor", "ray", "--quiet"], capture_output=True, text=True, env=env, timeout=20)
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line, no Ray warnings
+    assert f"cannot reach the Ray cluster at '{address}'" in done.stderr and "RAY_ADDRESS" in done.stderr
+    assert not (tmp_path / "ds").exists()

@@ -289,3 +289,34 @@ def _split_match(run: Path, dataset: Path) -> bool | None:
     from pairgen.train.evaluation import evaluate as run_evaluation
 
     return run_evaluation(run, dataset, ways=(3,), trials=20)["split_match"]
+
+
+_TF_START_LINES = ("oneDNN custom operations are on", "failed call to cuInit", "absl::InitializeLog",
+                   "Could not find cuda drivers", "cpu_feature_guard", "This TensorFlow binary is optimized")
+
+
+@pytest.mark.slow
+def test_quiet_train_prints_no_tensorflow_start_up_lines(demo: Path, tmp_path: Path) -> None:
+    """A CPU-only ``pairgen train --quiet`` (``evaluate`` and ``embed`` start TensorFlow the same way)."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    tiny = [x for k, v in TINY.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    done = subprocess.run([sys.executable, "-m", "pairgen", "train", str(demo), "--out", str(tmp_path / "run"),
+                           "--quiet", *tiny], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stderr.splitlines() if any(s in line for s in _TF_START_LINES)], done.stderr
+
+
+def test_only_tensorflow_start_up_lines_are_left_out(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from pairgen.extras import _TF_START_LINES as start_lines
+    from pairgen.extras import _stderr_without
+
+    with _stderr_without(start_lines):
+        os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"a real problem\n")
+        os.write(2, b"W0000 00:00:1.0 1 cpu_feature_guard.cc:1] This TensorFlow binary is optimized ...\n")
+    assert capfd.readouterr().err == "a real problem\n"

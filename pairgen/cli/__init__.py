@@ -7,17 +7,61 @@
 
 Heavy modules (pandas, OpenCV, TensorFlow) are imported inside the commands, so
 ``pairgen --help`` stays instant.
+
+Ctrl-C exits with status 130 and one line, never a traceback: before a command runs (while
+the CLI is imported, while click parses the arguments) it exits at once, as there is nothing
+to clean up; inside a command it raises ``KeyboardInterrupt``, which the command cleans up
+after (:func:`pairgen.cli.common.handle_errors`).
 """
 
 from __future__ import annotations
 
-import click
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
 
-from pairgen import __version__
-from pairgen.cli import building, datasets, training
+from pairgen.spec.interrupts import again_soon, swallowed_here
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None:
+    if swallowed_here(frame):  # an import's clean-up: come back once it has returned
+        again_soon()
+        return
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130)
+
+
+@contextlib.contextmanager
+def _exit_on_interrupt() -> Iterator[None]:
+    """Ctrl-C exits 130 at once in the body (nothing has started that needs cleaning up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted_outside_a_command)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+with _exit_on_interrupt():
+    import click
+
+    from pairgen import __version__
+    from pairgen.cli import building, datasets, training
+
+
+class _Main(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        with _exit_on_interrupt():  # each command takes Ctrl-C over while it runs (handle_errors)
+            return super().main(*args, **kwargs)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pairgen")
 def main() -> None:
     """Reproducible pair and triplet datasets for Siamese networks and metric learning.

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from pairgen.cli.common import (
+    Interrupted,
     LazyHelpOption,
     choices,
     echo_json,
@@ -165,7 +166,10 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
     if config.kind is Kind.IMAGES:
         refuse_images_sampling([f"--{key.replace('_', '-')}" for key in _SAMPLING_FLAGS if flags.get(key) is not None],
                                "--kind images" if flags.get("kind") else 'kind = "images"', "from the command line")
-    card = do_build(config, out, progress=Progress(enabled=progress_enabled(quiet)))
+    try:
+        card = do_build(config, out, progress=Progress(enabled=progress_enabled(quiet)))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; nothing was written to '{out}'") from None
     if as_json:
         echo_json(card)
         return

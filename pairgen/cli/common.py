@@ -5,21 +5,35 @@ Kept free of heavy imports so that ``pairgen --help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from pairgen.errors import PairgenError
+from pairgen.spec.interrupts import forget_escaped_interrupt, raise_interrupt
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that a command has cleaned up after; ``line`` says what it left (printed as is)."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
 
 
 def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1) -> Any:
     """Turn a :class:`PairgenError` into a one-line ``click.ClickException`` and Ctrl-C into
-    click's ``Aborted!``.
+    one line on stderr and exit status 130 (no traceback).
 
     Use as ``@handle_errors`` (errors exit 1) or ``@handle_errors(exit_code=2)`` for commands
     whose exit 1 means a result ("problems found", "datasets differ"), like ``diff(1)``.
@@ -30,16 +44,32 @@ def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1)
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _interrupts_raise():
+                return func(*args, **kwargs)
         except PairgenError as exc:
             error = click.ClickException(str(exc))
             # click types exit_code as a ClassVar; this per-instance override changes only this error.
             error.exit_code = exit_code  # type: ignore[misc]
             raise error from None
-        except KeyboardInterrupt:
-            raise click.Abort() from None
+        except KeyboardInterrupt as exc:
+            forget_escaped_interrupt()
+            click.echo(exc.line if isinstance(exc, Interrupted) else "interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Ctrl-C raises ``KeyboardInterrupt`` in the body, so that the command cleans up after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def choices(enum_type: type[enum.Enum]) -> click.Choice:

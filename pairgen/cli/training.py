@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from pairgen.cli.common import echo_json, handle_errors, json_option, progress_enabled, quiet_option
+from pairgen.extras import quiet_tensorflow_start
 from pairgen.train.config import (
     DISTANCES,
     HEADS,
@@ -144,6 +145,7 @@ def train(dataset: Path, out: Path, overwrite: bool, quiet: bool, as_json: bool,
         pairgen train build/digits --out runs/pk --loss triplet --mining batch-hard \\
             --classes-per-batch 8 --images-per-class 4
     """
+    quiet_tensorflow_start()
     from pairgen.train.trainer import train as run_training
 
     config = TrainConfig(**settings)
@@ -192,6 +194,7 @@ def evaluate(run: Path, dataset: Path, split: str, ways: tuple[int, ...], trials
         pairgen evaluate runs/omniglot build/omniglot --ways 5 --ways 20 --trials 400 --json
         pairgen evaluate runs/pk build/digits --gallery train --examples 8 --out retrieval.png
     """
+    quiet_tensorflow_start()
     from pairgen.train.evaluation import evaluate as run_evaluation
 
     if (examples is None) != (examples_out is None):
@@ -239,6 +242,7 @@ def embed(run: Path, source: Path, out: Path, layout: str, class_depth: int, on_
         pairgen embed runs/demo build/mnist-demo --out build/embeddings.parquet
         pairgen embed runs/demo datasets/mnist-5k --out mnist-emb.parquet
     """
+    quiet_tensorflow_start()
     from pairgen.train.embedding import embed as run_embed
 
     frame = run_embed(run, source, out, layout=layout, class_depth=class_depth, on_error=on_error,

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pairgen.codec.images import decode_record_image
+from pairgen.codec.images import decode_record_image, native_messages_muted
 from pairgen.codec.tfrecord import TFRecordError, frame_buffer
 
 _DECODE_CHUNK = 256  # encoded images per thread-pool task
@@ -172,8 +172,9 @@ def _raw_images(cols: _Columns, offsets: np.ndarray, sizes: np.ndarray,
 
 def _decode_chunk(data: bytes, offsets: np.ndarray, sizes: np.ndarray, encoding: str,
                   shape: tuple[int, int, int], out: np.ndarray) -> None:
-    for i, (start, size) in enumerate(zip(offsets.tolist(), sizes.tolist())):
-        out[i] = decode_record_image(data[start:start + size], encoding, shape)
+    with native_messages_muted():  # once for the chunk, not per image
+        for i, (start, size) in enumerate(zip(offsets.tolist(), sizes.tolist())):
+            out[i] = decode_record_image(data[start:start + size], encoding, shape)
 
 
 def _encoded_images(data: bytes, offsets: np.ndarray, sizes: np.ndarray, encoding: str,

@@ -11,7 +11,11 @@ those in the file header, the same numbers the catalog records.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import threading
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -33,6 +37,87 @@ CV2_INTERPOLATION = {
     Interpolation.LINEAR: cv2.INTER_LINEAR,
     Interpolation.AREA: cv2.INTER_AREA,
 }
+
+
+class _MutedStderr:
+    """File descriptor 2 pointed at the null device while any thread decodes (a counted mute).
+
+    OpenCV's image libraries print their warnings and errors (``libpng error: IDAT: CRC
+    error``, ``Corrupt JPEG data: ...``) straight to file descriptor 2, past Python and past
+    ``--quiet``. pairgen reports a file it cannot decode itself, with its name and a reason,
+    so those lines are noise. The first decoding thread points descriptor 2 at the null device
+    and the last one to finish points it back, so threads that decode at once never restore a
+    muted descriptor; anything else written to descriptor 2 meanwhile is lost too. Loops that
+    decode many images hold the mute once around the loop (:func:`native_messages_muted`),
+    so each decode inside only counts.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh (also in a forked child: one thread, and no decode in progress)."""
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved = -1
+        self.null = -1
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.depth == 0:
+                self._mute()
+            self.depth += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0 and self.saved >= 0:
+                os.dup2(self.saved, 2)
+                os.close(self.saved)
+                self.saved = -1
+
+    def _mute(self) -> None:
+        try:
+            if self.null < 0:
+                self.null = os.open(os.devnull, os.O_WRONLY)
+            saved = os.dup(2)
+        except OSError:  # no null device, or no descriptor 2 at all: nothing to keep quiet
+            return
+        try:
+            os.dup2(self.null, 2)
+        except OSError:
+            os.close(saved)
+            return
+        self.saved = saved
+
+
+_MUTE = _MutedStderr()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_MUTE.reset)
+
+
+@contextlib.contextmanager
+def native_messages_muted() -> Iterator[None]:
+    """Keep what OpenCV's codecs print to descriptor 2 off the terminal (see :class:`_MutedStderr`)."""
+    _MUTE.enter()
+    try:
+        yield
+    finally:
+        _MUTE.exit()
+
+
+def _imdecode(data: bytes) -> np.ndarray | None:
+    """``cv2.imdecode(..., IMREAD_UNCHANGED)`` without its codecs' messages; ``None`` if it fails."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if not buf.size:
+        return None
+    _MUTE.enter()
+    try:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        _MUTE.exit()
 
 
 def _name(source: str) -> str:
@@ -145,11 +230,7 @@ def decode(data: bytes, *, channels: int, max_pixels: int = 89_478_485, source: 
         raise ImageError(f"channels must be 1 or 3; received: channels={channels!r}.")
     width, height = _header_size(data, source) if size is None else size
     check_pixels(width, height, max_pixels=max_pixels, source=source)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    try:
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    except cv2.error:
-        img = None
+    img = _imdecode(data)
     if img is None or img.size == 0:
         # The header parsed, so the format is supported: the pixel data is damaged or cut short.
         raise ImageError(f"cannot decode {_name(source)}: its pixel data is damaged or truncated "
@@ -214,7 +295,7 @@ def decode_record_image(data: bytes, encoding: Encoding | str, shape: tuple[int,
         if len(data) != h * w * c:
             raise ImageError(f"raw record image has {len(data)} bytes; expected {h}*{w}*{c} = {h * w * c}.")
         return np.frombuffer(data, dtype=np.uint8).reshape(h, w, c).copy()
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    img = _imdecode(data)
     if img is None:
         raise ImageError(f"cannot decode a {encoding.value} record image; the shard may be corrupt.")
     img = convert_channels(img, c)

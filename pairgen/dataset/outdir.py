@@ -31,6 +31,7 @@ from pairgen.dataset.card import probe_card
 from pairgen.dataset.layout import LATEST, OWN_NAMES, TEMP_MARKER, VERSIONS_DIR, sibling
 from pairgen.dataset.versions import version_dir_name
 from pairgen.errors import BuildError
+from pairgen.spec.interrupts import held_interrupts
 
 try:  # POSIX; elsewhere builds run unlocked
     import fcntl
@@ -181,7 +182,8 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     Every step is a rename on one file system: the old dataset moves aside to ``.<name>.old``,
     the new one takes its place, and only then is the old one kept or removed. A crash in
     between leaves ``.<name>.old``, which the next build puts back or keeps
-    (:func:`recover`).
+    (:func:`recover`). A Ctrl-C that arrives during the install stops it only before the first
+    rename (``KeyboardInterrupt``, nothing changed); after that the install completes.
 
     Args:
         tmp: The finished build directory (holds ``dataset.json``).
@@ -193,7 +195,15 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
         ``card``.
     """
     tmp, out = Path(tmp), Path(out)
-    previous = probe_card(out) if out.is_dir() else None
+    with held_interrupts() as held:
+        previous = probe_card(out) if out.is_dir() else None
+        held.check()
+        held.drop()  # from here on the new dataset is going in: a Ctrl-C comes too late to stop it
+        return _install(tmp, out, card, previous, keep_versions)
+
+
+def _install(tmp: Path, out: Path, card: dict[str, Any], previous: dict[str, Any] | None,
+             keep_versions: bool) -> dict[str, Any]:
     old = sibling(out, "old")
     if out.exists():
         out.rename(old)  # never over an existing .old: the build recovered that before it began
@@ -280,12 +290,16 @@ class OutputLock:
 
     def __enter__(self) -> OutputLock:
         try:
-            self._make_parents()
-            if fcntl is not None:
-                self._acquire()
+            with held_interrupts():  # a Ctrl-C comes once the lock is taken whole...
+                self._make_parents()
+                if fcntl is not None:
+                    self._acquire()
         except OSError as exc:
-            self.__exit__()
+            self._release()
             raise BuildError(os_error_line(exc, self.given)) from None
+        except BaseException:  # ...and, raised before the ``with`` body, gives it back here
+            self._release()
+            raise
         return self
 
     def _make_parents(self) -> None:
@@ -315,6 +329,10 @@ class OutputLock:
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
 
     def __exit__(self, *exc: Any) -> None:
+        with held_interrupts():
+            self._release()
+
+    def _release(self) -> None:
         if self.fd is not None:
             # Unlink while still holding the lock; a racing opener notices via the inode check.
             with contextlib.suppress(OSError):
@@ -386,13 +404,16 @@ def write_phase(out: Path) -> Iterator[Path]:
     It is removed on any error or interruption (after the caller's workers have stopped, when
     the caller nests its worker pool inside), so a failed build leaves nothing behind.
     """
-    tmp = make_partial(out)
+    tmp = sibling(out, "partial")
     try:
+        with held_interrupts():  # never a folder without its marker; a Ctrl-C comes once both exist
+            tmp = make_partial(out)
         yield tmp
     except BaseException:
-        if is_ours(tmp):
-            with contextlib.suppress(OSError):
-                discard(tmp)
+        with held_interrupts():  # a second Ctrl-C does not cut the clean-up short
+            if is_ours(tmp):
+                with contextlib.suppress(OSError):
+                    discard(tmp)
         raise
 
 

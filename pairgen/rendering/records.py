@@ -128,10 +128,11 @@ def make_chunk(task: tuple[Render, dict[str, np.ndarray]], source: Source, cache
     cache = {} if cache is None else cache
     out = []
     id_cols = schema_of(render.kind).id_columns
-    for r in range(len(chunk["record_id"])):
-        ids = tuple(int(chunk[c][r]) for c in id_cols)
-        imgs = render_record(source, render, ids, int(chunk["aug_seed"][r]), cache)
-        out.append(example.encode_record(render.kind, chunk, r, imgs))
+    with imageio.native_messages_muted():  # once for the chunk, not per image decoded
+        for r in range(len(chunk["record_id"])):
+            ids = tuple(int(chunk[c][r]) for c in id_cols)
+            imgs = render_record(source, render, ids, int(chunk["aug_seed"][r]), cache)
+            out.append(example.encode_record(render.kind, chunk, r, imgs))
     return out
 
 

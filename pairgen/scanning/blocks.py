@@ -21,6 +21,7 @@ import pandas as pd
 
 from pairgen.codec import sourceio
 from pairgen.codec.headers import read_header
+from pairgen.codec.images import native_messages_muted
 from pairgen.errors import ImageError, PairgenError
 from pairgen.spec.config import ImageConfig
 
@@ -71,21 +72,22 @@ def read_block(task: BlockTask) -> Block:
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
     decode_s = 0.0
-    for cand in candidates:
-        got = _read_one(task.root, cand.path)
-        if isinstance(got, str):
-            skipped.append((cand.path, got))
-            continue
-        data, (width, height, channels) = got
-        kept.append(cand)
-        sha.append(hashlib.sha256(data).hexdigest())
-        numbers.append((len(data), width, height, channels))
-        if task.check is not None:
-            t = time.perf_counter()
-            problem = _decode_problem(data, cand.path, task.check, (width, height))
-            decode_s += time.perf_counter() - t
-            if problem is not None:
-                undecodable.append((cand.path, problem))
+    with native_messages_muted():  # once for the block, not per decode check
+        for cand in candidates:
+            got = _read_one(task.root, cand.path)
+            if isinstance(got, str):
+                skipped.append((cand.path, got))
+                continue
+            data, (width, height, channels) = got
+            kept.append(cand)
+            sha.append(hashlib.sha256(data).hexdigest())
+            numbers.append((len(data), width, height, channels))
+            if task.check is not None:
+                t = time.perf_counter()
+                problem = _decode_problem(data, cand.path, task.check, (width, height))
+                decode_s += time.perf_counter() - t
+                if problem is not None:
+                    undecodable.append((cand.path, problem))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()

@@ -5,12 +5,18 @@ scan (blocks of files to read and hash) and the render (parts of shards to write
 workers die with the process that started them, whatever kills it (``SIGKILL`` included):
 each sets ``PR_SET_PDEATHSIG`` on Linux and also watches its parent's pid, so an orphan exits
 within about a second even where the signal is not available.
+
+Ctrl-C is the main process's alone: a terminal sends SIGINT to the whole process group, and
+local workers ignore it from their first instruction on (they start with it blocked). The
+main process then stops them at once (:meth:`Pool.close` with ``abort``), without waiting
+for their tasks or for a task still being fed to them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -19,18 +25,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import BrokenProcessPool, _threads_wakeups
 from typing import Any
 
 import cv2
 
 from pairgen.errors import BuildError
 from pairgen.spec.config import Executor
+from pairgen.spec.interrupts import blocked_in_children, held_interrupts, ignore_in_worker
 
 _PR_SET_PDEATHSIG = 1
 # One job: parts ``(fn, task)`` run in parallel, then an optional final ``(fn, task)`` step.
 Job = tuple[list[tuple[Callable[..., Any], Any]], tuple[Callable[..., Any], Any] | None]
 _WATCH_SECONDS = 1.0
+_STOP_SECONDS = 5.0  # how long a killed worker may take to be gone
 
 
 def _start_method() -> str:
@@ -66,6 +74,46 @@ def die_with_parent(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="pairgen-parent-watch", daemon=True).start()
+
+
+def _start_worker(parent: int) -> None:
+    """Every local worker's initializer: leave Ctrl-C to the main process; die with it."""
+    ignore_in_worker()
+    die_with_parent(parent)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Kill ``pool``'s workers and wait until they and the pool's manager thread are gone.
+
+    The shutdown is requested first, so the manager thread drops the tasks not yet started
+    (cancelling them) before it sees the workers die; the other order makes it fail on the
+    futures the caller already cancelled, with a traceback on stderr. The thread that feeds
+    tasks to the workers may be blocked writing a large task into a pipe that no worker reads
+    any more: it must not hold up the exit. Nor may the manager thread, blocked reading the
+    rest of a result that a killed worker was writing: closing this process's end of the
+    results pipe ends that read.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    call_queue = getattr(pool, "_call_queue", None)
+    result_queue = getattr(pool, "_result_queue", None)
+    if call_queue is not None:  # before the shutdown, whose clean-up would join that thread
+        call_queue.cancel_join_thread()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    sentinels = [p.sentinel for p in processes]
+    deadline = time.monotonic() + _STOP_SECONDS
+    while sentinels and time.monotonic() < deadline:  # gone before the build removes its files
+        for ready in multiprocessing.connection.wait(sentinels, timeout=deadline - time.monotonic()):
+            sentinels.remove(ready)
+    writer = getattr(result_queue, "_writer", None)
+    if writer is not None:  # the workers are gone: no result can come any more
+        writer.close()
+    if manager is not None:
+        manager.join(_STOP_SECONDS)
+        if manager.is_alive():  # never wait for it at exit either
+            _threads_wakeups.pop(manager, None)
 
 
 def _broken() -> BuildError:
@@ -105,12 +153,17 @@ class Pool:
                 letting their current tasks finish.
         """
         if self._pool is not None:
-            if abort:
-                for process in list(getattr(self._pool, "_processes", {}).values()):
-                    process.terminate()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            cv2.setNumThreads(self._cv2_threads)
+            pool, self._pool = self._pool, None
+            try:
+                if abort:
+                    _stop_now(pool)
+                else:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            except BaseException:  # Ctrl-C while the workers finish
+                _stop_now(pool)
+                raise
+            finally:
+                cv2.setNumThreads(self._cv2_threads)
         if self._ray is not None:
             self._ray.close()
             self._ray = None
@@ -137,8 +190,12 @@ class Pool:
             # one process per core already uses every core).
             self._cv2_threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+            # Held and blocked while they start: every worker is known (to be stopped) before a
+            # Ctrl-C is raised here, and none starts with a handler that would print a traceback.
+            with held_interrupts(), blocked_in_children():
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(_start_method()),
+                                                 initializer=_start_worker, initargs=(os.getpid(),))
+                self._pool.submit(int)  # with fork, the first task starts every worker
         return self._pool
 
     def imap(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:

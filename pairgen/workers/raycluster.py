@@ -10,6 +10,7 @@ task come back as the same one-line errors as with local processes.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -29,16 +30,54 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip()
 
 
+_GCS_PROBE_S = 3.0  # how long the cluster's GCS may take to answer one request
+
+
 def _check_reachable(address: str) -> None:
-    """Fail at once (not after Ray's long retries) when ``host:port`` does not answer."""
+    """Fail at once (not after Ray's 20 s of retries and warnings) unless ``address`` answers as Ray.
+
+    ``host:port`` must be a Ray GCS: it is asked for its cluster id, the first request that
+    ``ray.init`` makes, with a deadline of a few seconds. Something else listening there (a
+    proxy that accepts every connection, another server) or nothing at all fails in one line.
+    A ``ray://`` address (Ray Client) only has to accept a connection.
+    """
+    client = address.startswith("ray://")
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
         return
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        socket.create_connection((host, int(port)), timeout=_GCS_PROBE_S).close()
+        problem = None if client else _gcs_problem(f"{host}:{port}")
     except OSError as exc:
-        raise BuildError(f"cannot reach the Ray cluster at '{address}' ({exc.strerror or exc}). Start it with "
-                         "`ray start --head`, or fix --ray-address / [build] ray_address / RAY_ADDRESS.") from None
+        problem = str(exc.strerror or exc)
+    if problem is not None:
+        raise BuildError(f"cannot reach the Ray cluster at '{address}' ({problem}). Start it with "
+                         "`ray start --head` and give the address it prints (host:6379), or fix "
+                         "--ray-address / [build] ray_address / RAY_ADDRESS.") from None
+
+
+def _gcs_problem(address: str) -> str | None:
+    """Why ``address`` is not a Ray GCS, or ``None`` when it answers as one (or cannot be asked)."""
+    try:  # Ray's own gRPC stubs (grpcio comes with Ray); imported by name, they have no type stubs
+        grpc = importlib.import_module("grpc")
+        gcs_service_pb2 = importlib.import_module("ray.core.generated.gcs_service_pb2")
+        gcs_service_pb2_grpc = importlib.import_module("ray.core.generated.gcs_service_pb2_grpc")
+    except ImportError:  # a Ray without these modules: ray.init finds out itself
+        return None
+    channel = grpc.insecure_channel(address)
+    try:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=_GCS_PROBE_S)
+    except grpc.RpcError as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no answer within {_GCS_PROBE_S:g} s"
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
+            return "what answers there is not a Ray cluster's GCS"
+        return None  # it answered as gRPC (authentication, version): ray.init says what is wrong
+    finally:
+        channel.close()
+    return None
 
 
 def probe(paths: tuple[str, ...]) -> tuple[str, str, list[str]]:

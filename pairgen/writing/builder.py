@@ -97,11 +97,13 @@ def build(config: BuildConfig, out: str | os.PathLike, *, progress: Progress | N
         outdir.recover(out)
         outdir.check_replaceable(out, given, replace=config.build.overwrite or config.build.keep_versions)
         with outdir.write_phase(out) as tmp:
-            return _build_locked(config, out, tmp, progress)
+            card = _build_locked(config, out, tmp, progress)
+            return install(tmp, out, card, keep_versions=config.build.keep_versions)
 
 
 def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress) -> dict[str, Any]:
-    """The build proper, holding the output lock: read, sample, write into ``tmp``, install."""
+    """The build proper, holding the output lock: read, sample, write into ``tmp``; the workers
+    are stopped when it returns."""
     run = config.build
     shared = (str(Path(config.source.table or config.source.path).resolve()), str(_existing_parent(out)))
     with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
@@ -117,8 +119,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
         _check_positives(config, manifests)
-        card = _write(config, catalog, manifests, tmp, pool, progress, out)
-        return install(tmp, out, card, keep_versions=config.build.keep_versions)
+        return _write(config, catalog, manifests, tmp, pool, progress, out)
 
 
 def _source_dirs(config: BuildConfig) -> list[str]:

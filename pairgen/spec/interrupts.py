@@ -1,0 +1,136 @@
+"""Ctrl-C (SIGINT) around the few steps that must not be cut in half.
+
+Python turns SIGINT into ``KeyboardInterrupt`` in the main thread, between any two bytecodes.
+Most of a build may stop anywhere (its clean-up removes what it wrote), but a handful of
+steps must run whole: creating the output lock, the marked temporary folder, the renames that
+install a dataset, starting the worker processes. :func:`held_interrupts` holds a Ctrl-C that
+arrives during such a step and delivers it right after, to whatever handled it before.
+
+It lives in the lowest stage package (it imports nothing from pairgen), so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+_AGAIN_SECONDS = 0.005
+
+
+class Held:
+    """What arrived while interrupts were held (see :func:`held_interrupts`)."""
+
+    def __init__(self) -> None:
+        self.arrived = False
+        self.dropped = False
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.arrived = True
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` now if a Ctrl-C arrived (before the step changes anything)."""
+        if self.arrived and not self.dropped:
+            self.dropped = True
+            raise KeyboardInterrupt
+
+    def drop(self) -> None:
+        """The step has passed its point of no return: a Ctrl-C held so far is not delivered."""
+        self.dropped = True
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[Held]:
+    """Hold Ctrl-C off for the ``with`` body; deliver it after a body that ends normally.
+
+    Outside the main thread (where Python never raises ``KeyboardInterrupt``) this does
+    nothing. A body that raises is not interrupted on top of its own exception.
+
+    Yields:
+        A :class:`Held`: ``check()`` raises at once if a Ctrl-C arrived, ``drop()`` forgets it.
+    """
+    held = Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous: Any = signal.signal(signal.SIGINT, held._record)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held.arrived and not held.dropped:
+        _deliver(previous)
+
+
+def _deliver(handler: Any) -> None:
+    if callable(handler):
+        handler(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signal.SIGINT)
+
+
+def swallowed_here(frame: FrameType | None) -> bool:
+    """True where an exception raised by a signal handler would be printed and ignored, not raised.
+
+    That is a weak-reference callback or a ``__del__`` method, which Python runs whenever an
+    object goes away: an import drops its module lock that way, many times per import.
+    """
+    return frame is not None and (frame.f_code.co_name == "__del__" or (
+        frame.f_code.co_name == "cb" and frame.f_code.co_filename.startswith("<frozen importlib")))
+
+
+def again_soon() -> None:
+    """Send this process SIGINT again in a few milliseconds (from a timer thread, so that the
+    handler that calls this returns first, and with it the code it interrupted)."""
+    timer = threading.Timer(_AGAIN_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Python's default Ctrl-C handler (raise ``KeyboardInterrupt``), except where the exception
+    would be swallowed (:func:`swallowed_here`): there the signal comes again a moment later."""
+    if swallowed_here(frame):
+        again_soon()
+        return
+    raise KeyboardInterrupt
+
+
+def forget_escaped_interrupt() -> None:
+    """Call after handling a ``KeyboardInterrupt``, before exiting with a status of your own.
+
+    CPython remembers a ``KeyboardInterrupt`` that escaped code run by ``eval``/``exec`` of a
+    string (``namedtuple`` does that on import) as never handled, and then ends the process by
+    SIGINT instead of with its exit status. Running an empty string clears that mark.
+    """
+    exec("")  # noqa: S102
+
+
+@contextlib.contextmanager
+def blocked_in_children() -> Iterator[None]:
+    """Block SIGINT in this thread while the body forks, so that a child starts with it blocked.
+
+    A worker process then ignores Ctrl-C from its first instruction on (its initializer
+    ignores SIGINT and unblocks it, see :func:`ignore_in_worker`), instead of printing a
+    ``KeyboardInterrupt`` traceback when the signal lands before its initializer ran. Without
+    ``pthread_sigmask`` (Windows) this does nothing.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def ignore_in_worker() -> None:
+    """In a worker process: ignore Ctrl-C (the main process stops the workers), then unblock it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
