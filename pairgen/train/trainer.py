@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 import pairgen
+from pairgen.errors import ConfigError
 from pairgen.reading.arrays import load_numpy
 from pairgen.reading.checks import raise_dataset_errors
 from pairgen.train import backend, pk, plots
