@@ -50,20 +50,24 @@ def verify(path: str, rebuild_src: Path | None, quick: bool, as_json: bool) -> N
 
 @click.command()
 @click.argument("path", metavar="DIR")
+@click.option("--near-threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Recompute near duplicates across splits at this cosine similarity (from catalog.parquet).")
 @json_option
 @handle_errors
-def inspect(path: str, as_json: bool) -> None:
-    """Show what DIR holds: identity, splits, classes, image spec, shards, skips, leakage.
+def inspect(path: str, near_threshold: float | None, as_json: bool) -> None:
+    """Show what DIR holds: identity, splits, classes, image spec, shards, skips, leakage
+    (identical and near-duplicate images across splits).
 
     \b
     Example:
         pairgen inspect build/mnist-demo
         pairgen inspect build/mnist-demo@db0614ab --json
+        pairgen inspect build/mnist-demo --near-threshold 0.995
     """
     from pairgen.tools.inspection import format_inspect
     from pairgen.tools.inspection import inspect as do_inspect
 
-    info = do_inspect(path)
+    info = do_inspect(path, near_threshold=near_threshold)
     if as_json:
         echo_json(info)
     else:

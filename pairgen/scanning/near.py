@@ -1,0 +1,381 @@
+"""Near-duplicate signatures and the search that groups near-duplicate images.
+
+A *signature* is the image's 16x16 gray thumbnail (``cv2.INTER_AREA``, from the scan's one
+decode), smoothed with a Gaussian of sigma 1 thumbnail pixel, mean removed, scaled to unit
+length and stored as 256 int8 values (each vector scaled so its largest component is +-127).
+The smoothing is what lets a resized-and-back or low-quality JPEG copy score above the
+closest *distinct* images (measured on the MNIST digits, see the README). Two images are *near duplicates* when the cosine
+similarity of their signatures is at least a threshold (:data:`DEFAULT_THRESHOLD`). The
+signature does not move with brightness (mean removed) or contrast (unit length), and the
+thumbnail averages away JPEG blocks and resize blur; it does move with shifts, crops and
+rotations, which are out of its scope.
+
+:func:`near_pairs` finds every pair at or above the threshold without comparing all pairs:
+random-projection LSH (``tables`` hash tables of ``bits`` sign bits each, the number of bits
+grown with ``log2`` of the number of images so buckets keep a constant expected size),
+multi-probe (each image also looks in the buckets that differ in its ``probes`` least
+certain bits), then a filter on a 128-bit sign sketch (Hamming distance) and an exact
+int8 dot product on what is left. Its cost grows about linearly with the number of images.
+A pair whose cosine is well above the threshold is all but certain to share a probed bucket
+(``benchmarks/near_duplicates.py`` measures the recall); every pair returned is checked exactly,
+so none is false for the threshold. :func:`near_groups` joins pairs transitively (union-find).
+
+A constant image (no pattern after the mean is removed) has an all-zero signature and is never
+a near duplicate; identical bytes are found by the content hash instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pairgen.spec.config import NEAR_THRESHOLD
+
+SIDE = 16
+SIZE = SIDE * SIDE  # bytes per signature
+DEFAULT_THRESHOLD = NEAR_THRESHOLD  # calibrated on real digits: README "Near duplicates"
+_BLUR = 1.0
+_SKETCH_WORDS, _SKETCH_BITS = 2, 63  # 126 sign bits for the Hamming pre-filter
+_MAX_BITS = 63  # sign bits per table at most (an int64 code)
+_SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
+_AXES = 24  # principal axes of the exact lower-bound filter
+_CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
+
+
+def signature(img: np.ndarray) -> np.ndarray:
+    """The near-duplicate signature of one decoded image.
+
+    Args:
+        img: ``(h, w)``, ``(h, w, 1)`` gray or ``(h, w, 3)`` RGB uint8 pixels (as
+            :func:`pairgen.codec.images.decode` returns them).
+
+    Returns:
+        256 int8 values (all zero for a constant image).
+    """
+    gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+    thumb = cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    v = cv2.GaussianBlur(thumb.astype(np.float32), (0, 0), _BLUR, borderType=cv2.BORDER_REFLECT).ravel()
+    v -= v.mean()
+    peak = float(np.abs(v).max())
+    if peak < 1e-3:
+        return np.zeros(SIZE, np.int8)
+    return np.rint(v * (127.0 / peak)).astype(np.int8)
+
+
+def unit_vectors(signatures: np.ndarray) -> np.ndarray:
+    """``signatures`` as float32 rows of unit length (zero rows stay zero)."""
+    x = np.asarray(signatures, dtype=np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norm[norm == 0] = 1.0
+    return x / norm[:, None]
+
+
+class Pairs(NamedTuple):
+    """Near-duplicate pairs: row positions ``a < b`` and their cosine similarity, sorted by (a, b)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    similarity: np.ndarray
+
+
+def _mean_unit(x: np.ndarray) -> np.ndarray:
+    """The mean of the unit rows: hyperplanes through it split clustered data more evenly."""
+    total = np.zeros(SIZE, np.float64)
+    for lo in range(0, len(x), _CHUNK):
+        total += unit_vectors(x[lo:lo + _CHUNK]).sum(axis=0, dtype=np.float64)
+    return (total / max(len(x), 1)).astype(np.float32)
+
+
+def _projections(x: np.ndarray, center: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    """Each row's signed projections (unit rows minus ``center``), computed in chunks."""
+    out = np.empty((len(x), proj.shape[1]), np.float32)
+    for lo in range(0, len(x), _CHUNK):
+        out[lo:lo + _CHUNK] = (unit_vectors(x[lo:lo + _CHUNK]) - center) @ proj
+    return out
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    """``(n, k)`` booleans (k <= 63) -> ``(n,)`` int64 codes, bit ``j`` from column ``j``."""
+    weights = np.left_shift(np.int64(1), np.arange(bits.shape[1], dtype=np.int64))
+    return (bits.astype(np.int64) * weights).sum(axis=1)
+
+
+def _load(codes: np.ndarray) -> float:
+    """Mean number of rows in a row's bucket (itself included): the candidates one probe costs."""
+    counts = np.unique(codes, return_counts=True)[1].astype(np.float64)
+    return float((counts * counts).sum() / len(codes))
+
+
+def _bits_for(signs: np.ndarray, bucket: float) -> int:
+    """The fewest leading sign bits whose buckets hold at most ``bucket`` rows per row on average.
+
+    Images cluster (digits share a mean shape, many photos share a layout), so sign bits are
+    correlated and ``log2(n)`` of them can leave buckets of thousands; bits are added until the
+    buckets are small, which keeps the work per row constant as the number of rows grows."""
+    lo, hi = 1, signs.shape[1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _load(_pack(signs[:, :mid])) <= bucket:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _max_hamming(threshold: float) -> int:
+    """Sketch bits two vectors at ``threshold`` may differ in: the mean plus 6 standard deviations."""
+    p = float(np.arccos(np.clip(threshold, -1.0, 1.0)) / np.pi)
+    bits = _SKETCH_BITS * _SKETCH_WORDS
+    return int(np.ceil(bits * p + 6.0 * np.sqrt(bits * p * (1 - p)) + 1))
+
+
+def _principal_axes(xs: np.ndarray, center: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(256, 24)``: the main axes of the centred unit rows (from a fixed sample of at most 20,000
+    rows). Distances within their span never exceed the full distances, so a pair farther apart
+    there than the threshold allows is dropped without losing a true pair."""
+    rows = np.sort(rng.choice(len(xs), min(len(xs), 20_000), replace=False))
+    u = unit_vectors(xs[rows]) - center
+    _, vectors = np.linalg.eigh((u.T @ u).astype(np.float64))
+    return np.ascontiguousarray(vectors[:, ::-1][:, :_AXES].astype(np.float32))
+
+
+class _Table(NamedTuple):
+    order: np.ndarray  # row positions sorted by code
+    sorted_codes: np.ndarray
+    keys: np.ndarray  # (n, 1 + probes): each row's own code, then its probe codes
+
+
+def _table(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, bits: int | None, bucket: float,
+           probes: int) -> _Table:
+    p = _projections(xs, center, proj)
+    k = bits or _bits_for(p > 0, bucket)
+    p = p[:, :k]
+    code = _pack(p > 0)
+    weakest = np.argsort(np.abs(p), axis=1, kind="stable")[:, :probes]  # the least certain bits
+    keys = np.concatenate([code[:, None], code[:, None] ^ np.left_shift(np.int64(1), weakest)], axis=1)
+    order = np.argsort(code, kind="stable")
+    return _Table(order, code[order], keys)
+
+
+def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 6,
+               bits: int | None = None, probes: int = 3, bucket: float = 8.0) -> Pairs:
+    """Every pair of rows whose signatures' cosine similarity is at least ``threshold``.
+
+    Args:
+        signatures: ``(n, 256)`` int8 signatures (:func:`signature`).
+        threshold: The cosine similarity at or above which two images are near duplicates.
+        tables: LSH hash tables.
+        bits: Sign bits per table (``None``: the fewest that leave about ``bucket`` rows in a
+            row's bucket).
+        probes: Extra buckets probed per table (the least certain bits flipped one at a time).
+        bucket: The mean bucket load aimed at when ``bits`` is ``None``.
+
+    Returns:
+        The pairs, each checked exactly (cosine of the int8 vectors), ``a < b``, sorted.
+    """
+    x = np.ascontiguousarray(signatures, dtype=np.int8).reshape(-1, SIZE)
+    live = np.flatnonzero(x.any(axis=1))
+    if len(live) < 2:
+        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    xs = x[live]
+    rng = np.random.default_rng(_SEED)
+    center = _mean_unit(xs)
+    signs = _projections(xs, np.zeros(SIZE, np.float32),
+                         rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)) > 0
+    sketch = np.stack([_pack(signs[:, w * _SKETCH_BITS:(w + 1) * _SKETCH_BITS]) for w in range(_SKETCH_WORDS)], axis=1)
+    del signs
+    limit = _max_hamming(threshold)
+    basis = _principal_axes(xs, center, rng)
+    low = _projections(xs, center, basis)
+    reach = float(2.0 * (1.0 - threshold)) + 1e-5  # squared distance of unit vectors at the threshold
+    found = [np.zeros(0, np.int64)]
+    for _ in range(tables):
+        table = _table(xs, center, rng.standard_normal((SIZE, _MAX_BITS), dtype=np.float32), bits, bucket, probes)
+        found.extend(_candidates(table, sketch, limit, low, reach))
+    # A pair is found in several tables and from either side: check each once.
+    key = np.unique(np.concatenate(found))
+    a, b, sim = _check(xs, key // len(xs), key % len(xs), threshold)
+    return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
+
+
+def _candidates(table: _Table, sketch: np.ndarray, limit: int, low: np.ndarray, reach: float) -> list[np.ndarray]:
+    """``a * n + b`` (a < b) of the rows that share a probed bucket, have close sketches and are
+    within ``reach`` (squared) in the principal subspace, a lower bound of their distance."""
+    n = len(table.keys)
+    out = []
+    for lo in range(0, n, _CHUNK):
+        keys = table.keys[lo:lo + _CHUNK]
+        first = np.searchsorted(table.sorted_codes, keys, side="left").ravel()
+        last = np.searchsorted(table.sorted_codes, keys, side="right").ravel()
+        a, pos = _expand(np.repeat(np.arange(lo, lo + len(keys)), keys.shape[1]), first, last)
+        b = table.order[pos]
+        close = (a != b) & (np.bitwise_count(sketch[a] ^ sketch[b]).sum(axis=1) <= limit)
+        a, b = a[close], b[close]
+        d = low[a] - low[b]
+        near = np.einsum("ij,ij->i", d, d) <= reach
+        a, b = a[near], b[near]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
+
+
+def _expand(query: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query, position) for every position in each ``[first, last)`` range."""
+    counts = last - first
+    total = int(counts.sum())
+    rep = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    pos = first[rep] + (np.arange(total) - starts[rep])
+    return query[rep], pos
+
+
+def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
+           threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs whose exact cosine (of the int8 vectors) reaches ``threshold``."""
+    keep_a, keep_b, keep_s = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for lo in range(0, len(a), _CHUNK):
+        ca, cb = a[lo:lo + _CHUNK], b[lo:lo + _CHUNK]
+        ua, ub = unit_vectors(xs[ca]), unit_vectors(xs[cb])
+        sim = np.einsum("ij,ij->i", ua, ub)
+        hit = sim >= threshold
+        keep_a.append(ca[hit])
+        keep_b.append(cb[hit])
+        keep_s.append(sim[hit])
+    return np.concatenate(keep_a), np.concatenate(keep_b), np.concatenate(keep_s)
+
+
+def near_groups(pairs: Pairs, n: int) -> np.ndarray:
+    """Join pairs transitively: each row's group is the smallest row position connected to it.
+
+    Args:
+        pairs: Pairs of row positions (:func:`near_pairs`).
+        n: Number of rows.
+
+    Returns:
+        ``n`` int64 group ids; a row in no pair is its own group.
+    """
+    parent = np.arange(n, dtype=np.int64)
+    a, b = pairs.a, pairs.b
+    # Vectorised union-find: point each pair's larger root at the smaller one until stable.
+    while len(a):
+        ra, rb = _roots(parent, a), _roots(parent, b)
+        differ = ra != rb
+        if not differ.any():
+            break
+        lo, hi = np.minimum(ra[differ], rb[differ]), np.maximum(ra[differ], rb[differ])
+        np.minimum.at(parent, hi, lo)
+        a, b = a[differ], b[differ]
+    return _roots(parent, np.arange(n, dtype=np.int64))
+
+
+def _roots(parent: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    r = parent[idx]
+    while True:
+        nxt = parent[r]
+        if np.array_equal(nxt, r):
+            return r
+        r = nxt
+
+
+class NearDuplicates(NamedTuple):
+    """The near-duplicate pairs of an images frame (row positions) and each row's group."""
+
+    pairs: Pairs
+    group: np.ndarray  # per row: the smallest row position joined to it (itself when alone)
+
+
+def find(images: pd.DataFrame, signatures: np.ndarray, threshold: float) -> NearDuplicates:
+    """Near-duplicate pairs and groups of an images frame, its signatures row for row.
+
+    Pairs of byte-identical images (same ``sha256``) are left out of ``pairs``: the content
+    hash reports those; they still join groups.
+    """
+    found = near_pairs(signatures, threshold)
+    group = near_groups(found, len(images))
+    sha = images["sha256"].to_numpy(object)
+    other = sha[found.a] != sha[found.b]
+    return NearDuplicates(Pairs(found.a[other], found.b[other], found.similarity[other]), group)
+
+
+def near_report(images: pd.DataFrame, signatures: np.ndarray, threshold: float, *,
+                limit: int = 5) -> dict[str, Any]:
+    """What ``pairgen scan`` reports about near duplicates.
+
+    Args:
+        images: A catalog's images frame.
+        signatures: Their signatures, row for row.
+        threshold: The cosine similarity of near duplicates.
+        limit: Example groups listed.
+
+    Returns:
+        ``threshold``, ``pairs`` (near-duplicate pairs that are not byte-identical),
+        ``groups`` and ``images`` (groups joined by those pairs, and their images),
+        ``cross_class_pairs`` (pairs whose two images have different classes) and
+        ``examples`` (the ``limit`` largest groups' paths, each in ``image_id`` order).
+    """
+    near = find(images, signatures, threshold)
+    members = _members(near)
+    paths = images["path"].to_numpy(object)
+    classes = images["class_id"].to_numpy()
+    groups = sorted(members.values(), key=lambda rows: (-len(rows), paths[rows[0]]))
+    return {
+        "threshold": float(threshold),
+        "pairs": int(len(near.pairs.a)),
+        "groups": len(groups),
+        "images": int(sum(len(g) for g in groups)),
+        "cross_class_pairs": int((classes[near.pairs.a] != classes[near.pairs.b]).sum()),
+        "examples": [[str(paths[r]) for r in rows] for rows in groups[:limit]],
+    }
+
+
+def _members(near: NearDuplicates) -> dict[int, list[int]]:
+    """Each group with a near-duplicate pair: its rows, in row order."""
+    rows = np.unique(np.concatenate([near.pairs.a, near.pairs.b]))
+    keep = np.isin(near.group, np.unique(near.group[rows]))
+    out: dict[int, list[int]] = {}
+    for row in np.flatnonzero(keep).tolist():
+        out.setdefault(int(near.group[row]), []).append(row)
+    return out
+
+
+def cross_split(images: pd.DataFrame, signatures: np.ndarray, threshold: float, *,
+                limit: int = 5) -> dict[str, Any]:
+    """Near-duplicate pairs whose two images are in different splits (leakage).
+
+    Args:
+        images: A split catalog's images frame (``split`` filled).
+        signatures: Their signatures, row for row.
+        threshold: The cosine similarity of near duplicates.
+        limit: Examples per split pair, and groups listed.
+
+    Returns:
+        ``threshold``, ``pairs`` (cross-split pairs, byte-identical ones left out),
+        ``by_split_pair`` (``"test/train"`` -> ``{"pairs", "examples": [[path, path, cosine]]}``,
+        the two split names sorted), ``groups`` and ``images`` (groups spanning more than one
+        split) and ``top_groups`` (the ``limit`` largest of them, as ``[[path, split], ...]``).
+    """
+    near = find(images, signatures, threshold)
+    split = images["split"].fillna("").astype(str).to_numpy(object)
+    paths = images["path"].to_numpy(object)
+    a, b, sim = near.pairs
+    crossing = split[a] != split[b]
+    a, b, sim = a[crossing], b[crossing], sim[crossing]
+    first, second = np.minimum(split[a], split[b]), np.maximum(split[a], split[b])
+    by_pair: dict[str, Any] = {}
+    for key in sorted({f"{x}/{y}" for x, y in zip(first, second)}):
+        hit = np.flatnonzero([f"{x}/{y}" == key for x, y in zip(first, second)])
+        best = hit[np.argsort(-sim[hit], kind="stable")][:limit]
+        by_pair[key] = {"pairs": int(len(hit)),
+                        "examples": [[str(paths[a[i]]), str(paths[b[i]]), round(float(sim[i]), 5)] for i in best]}
+    spanning = [rows for rows in _members(near).values() if len({split[r] for r in rows}) > 1]
+    spanning.sort(key=lambda rows: (-len(rows), paths[rows[0]]))
+    return {
+        "threshold": float(threshold),
+        "pairs": int(len(a)),
+        "by_split_pair": by_pair,
+        "groups": len(spanning),
+        "images": int(sum(len(g) for g in spanning)),
+        "top_groups": [[[str(paths[r]), str(split[r])] for r in rows] for rows in spanning[:limit]],
+    }
