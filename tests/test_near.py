@@ -203,6 +203,11 @@ def test_cli_scan_build_inspect_report_near_duplicates(copied_tree, tmp_path):
     shown = runner.invoke(main, ["inspect", str(tmp_path / "plain")]).output
     assert f"near dups    {crossing} near-duplicate pair(s) across splits" in shown
     assert "test/train" in shown and "  ~~  " in shown
+    res = runner.invoke(main, ["preview", str(tmp_path / "plain"), "--near", "--count", "3",
+                               "--out", str(tmp_path / "near.png")])
+    assert res.exit_code == 0 and res.output.startswith(f"{min(3, card['near_duplicates']['groups'])} near-duplicate")
+    montage = cv2.imread(str(tmp_path / "near.png"))
+    assert montage is not None and montage.shape[0] > 96 and montage.std() > 10  # rows of real digits
 
     res = runner.invoke(main, [*args, "--dedupe", "near", "--out", str(tmp_path / "near")])
     assert res.exit_code == 0, res.output
