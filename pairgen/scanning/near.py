@@ -89,18 +89,10 @@ def _mean_unit(x: np.ndarray) -> np.ndarray:
     return (total / max(len(x), 1)).astype(np.float32)
 
 
-def _projections(x: np.ndarray, center: np.ndarray, proj: np.ndarray) -> np.ndarray:
-    """Each row's signed projections (unit rows minus ``center``), computed in chunks."""
-    out = np.empty((len(x), proj.shape[1]), np.float32)
-    for lo in range(0, len(x), _CHUNK):
-        out[lo:lo + _CHUNK] = (unit_vectors(x[lo:lo + _CHUNK]) - center) @ proj
-    return out
-
-
 def _pack(bits: np.ndarray) -> np.ndarray:
-    """``(n, k)`` booleans (k <= 63) -> ``(n,)`` int64 codes, bit ``j`` from column ``j``."""
-    weights = np.left_shift(np.int64(1), np.arange(bits.shape[1], dtype=np.int64))
-    return (bits.astype(np.int64) * weights).sum(axis=1)
+    """``(n, t, k)`` booleans (k <= 63) -> ``(n, t)`` int64 codes, bit ``j`` from ``[..., j]``."""
+    weights = np.left_shift(np.int64(1), np.arange(bits.shape[-1], dtype=np.int64))
+    return bits.astype(np.int64) @ weights
 
 
 def _load(codes: np.ndarray) -> float:
@@ -109,16 +101,16 @@ def _load(codes: np.ndarray) -> float:
     return float((counts * counts).sum() / len(codes))
 
 
-def _bits_for(signs: np.ndarray, bucket: float) -> int:
-    """The fewest leading sign bits whose buckets hold at most ``bucket`` rows per row on average.
+def _bits_for(codes: np.ndarray, bucket: float) -> int:
+    """The fewest low bits of ``codes`` whose buckets hold at most ``bucket`` rows per row on average.
 
     Images cluster (digits share a mean shape, many photos share a layout), so sign bits are
     correlated and ``log2(n)`` of them can leave buckets of thousands; bits are added until the
-    buckets are small, which keeps the work per row constant as the number of rows grows."""
-    lo, hi = 1, signs.shape[1]
+    buckets are small, which keeps the work per row about constant as the number of rows grows."""
+    lo, hi = 1, _MAX_BITS
     while lo < hi:
         mid = (lo + hi) // 2
-        if _load(_pack(signs[:, :mid])) <= bucket:
+        if _load(codes & ((1 << mid) - 1)) <= bucket:
             hi = mid
         else:
             lo = mid + 1
@@ -142,22 +134,43 @@ def _principal_axes(xs: np.ndarray, center: np.ndarray, rng: np.random.Generator
     return np.ascontiguousarray(vectors[:, ::-1][:, :_AXES].astype(np.float32))
 
 
-class _Table(NamedTuple):
-    order: np.ndarray  # row positions sorted by code
-    sorted_codes: np.ndarray
-    keys: np.ndarray  # (n, 1 + probes): each row's own code, then its probe codes
+class _Encoded(NamedTuple):
+    codes: np.ndarray  # (n, tables) int64: each table's sign bits, bit j = projection j > 0
+    sketch: np.ndarray  # (n, 2) int64: 2 x 63 sign bits of uncentred projections
+    low: np.ndarray  # (n, 24) float32: coordinates on the principal axes
 
 
-def _table(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, bits: int | None, bucket: float,
-           probes: int) -> _Table:
-    p = _projections(xs, center, proj)
-    k = bits or _bits_for(p > 0, bucket)
-    p = p[:, :k]
-    code = _pack(p > 0)
-    weakest = np.argsort(np.abs(p), axis=1, kind="stable")[:, :probes]  # the least certain bits
-    keys = np.concatenate([code[:, None], code[:, None] ^ np.left_shift(np.int64(1), weakest)], axis=1)
-    order = np.argsort(code, kind="stable")
-    return _Table(order, code[order], keys)
+def _encode(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
+            tables: int) -> _Encoded:
+    """One pass over the rows in chunks: table codes, sketch and principal coordinates."""
+    n = len(xs)
+    out = _Encoded(np.empty((n, tables), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
+                   np.empty((n, _AXES), np.float32))
+    for lo in range(0, n, _CHUNK):
+        u = unit_vectors(xs[lo:lo + _CHUNK])
+        c = u - center
+        m = len(u)
+        out.codes[lo:lo + m] = _pack((c @ proj > 0).reshape(m, tables, _MAX_BITS))
+        out.sketch[lo:lo + m] = _pack((u @ sketch > 0).reshape(m, _SKETCH_WORDS, _SKETCH_BITS))
+        out.low[lo:lo + m] = c @ axes
+    return out
+
+
+def _probe_keys(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, codes: np.ndarray, k: int,
+                probes: int) -> np.ndarray:
+    """``(n, tables, 1 + probes)``: each row's bucket, then the buckets with one of its
+    ``probes`` least certain bits (smallest projections) flipped."""
+    n, tables = codes.shape
+    own = codes & ((1 << k) - 1)
+    keys = np.empty((n, tables, 1 + probes), np.int64)
+    keys[:, :, 0] = own
+    used = proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k)
+    for lo in range(0, n, _CHUNK):
+        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
+        margin = np.abs(c @ used).reshape(len(c), tables, k)
+        weakest = np.argpartition(margin, probes - 1, axis=2)[:, :, :probes] if probes else margin[:, :, :0]
+        keys[lo:lo + len(c), :, 1:] = own[lo:lo + len(c), :, None] ^ np.left_shift(np.int64(1), weakest)
+    return keys
 
 
 def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 6,
@@ -183,38 +196,40 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     xs = x[live]
     rng = np.random.default_rng(_SEED)
     center = _mean_unit(xs)
-    signs = _projections(xs, np.zeros(SIZE, np.float32),
-                         rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)) > 0
-    sketch = np.stack([_pack(signs[:, w * _SKETCH_BITS:(w + 1) * _SKETCH_BITS]) for w in range(_SKETCH_WORDS)], axis=1)
-    del signs
+    proj = rng.standard_normal((SIZE, tables * _MAX_BITS), dtype=np.float32)
+    sketch_proj = rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)
+    enc = _encode(xs, center, proj, sketch_proj, _principal_axes(xs, center, rng), tables)
+    k = bits or _bits_for(enc.codes[:, 0], bucket)
+    keys = _probe_keys(xs, center, proj, enc.codes, k, probes)
     limit = _max_hamming(threshold)
-    basis = _principal_axes(xs, center, rng)
-    low = _projections(xs, center, basis)
     reach = float(2.0 * (1.0 - threshold)) + 1e-5  # squared distance of unit vectors at the threshold
     found = [np.zeros(0, np.int64)]
-    for _ in range(tables):
-        table = _table(xs, center, rng.standard_normal((SIZE, _MAX_BITS), dtype=np.float32), bits, bucket, probes)
-        found.extend(_candidates(table, sketch, limit, low, reach))
+    for t in range(tables):
+        found.extend(_candidates(keys[:, t], enc, limit, reach))
     # A pair is found in several tables and from either side: check each once.
     key = np.unique(np.concatenate(found))
     a, b, sim = _check(xs, key // len(xs), key % len(xs), threshold)
     return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
 
 
-def _candidates(table: _Table, sketch: np.ndarray, limit: int, low: np.ndarray, reach: float) -> list[np.ndarray]:
-    """``a * n + b`` (a < b) of the rows that share a probed bucket, have close sketches and are
-    within ``reach`` (squared) in the principal subspace, a lower bound of their distance."""
-    n = len(table.keys)
+def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> list[np.ndarray]:
+    """``a * n + b`` (a < b) of the rows that share a probed bucket of one table, have close
+    sketches and are within ``reach`` (squared) on the principal axes, a lower bound of their
+    distance."""
+    n = len(keys)
+    own = keys[:, 0]
+    order = np.argsort(own, kind="stable")
+    ordered = own[order]
     out = []
     for lo in range(0, n, _CHUNK):
-        keys = table.keys[lo:lo + _CHUNK]
-        first = np.searchsorted(table.sorted_codes, keys, side="left").ravel()
-        last = np.searchsorted(table.sorted_codes, keys, side="right").ravel()
-        a, pos = _expand(np.repeat(np.arange(lo, lo + len(keys)), keys.shape[1]), first, last)
-        b = table.order[pos]
-        close = (a != b) & (np.bitwise_count(sketch[a] ^ sketch[b]).sum(axis=1) <= limit)
+        chunk = keys[lo:lo + _CHUNK]
+        first = np.searchsorted(ordered, chunk, side="left").ravel()
+        last = np.searchsorted(ordered, chunk, side="right").ravel()
+        a, pos = _expand(np.repeat(np.arange(lo, lo + len(chunk)), chunk.shape[1]), first, last)
+        b = order[pos]
+        close = (a != b) & (np.bitwise_count(enc.sketch[a] ^ enc.sketch[b]).sum(axis=1) <= limit)
         a, b = a[close], b[close]
-        d = low[a] - low[b]
+        d = enc.low[a] - enc.low[b]
         near = np.einsum("ij,ij->i", d, d) <= reach
         a, b = a[near], b[near]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
