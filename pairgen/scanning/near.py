@@ -57,12 +57,13 @@ def signature(img: np.ndarray) -> np.ndarray:
     """
     gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
     thumb = cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-    v = cv2.GaussianBlur(thumb.astype(np.float32), (0, 0), _BLUR, borderType=cv2.BORDER_REFLECT).ravel()
-    v -= v.mean()
-    peak = float(np.abs(v).max())
+    v = cv2.GaussianBlur(np.float32(thumb), (0, 0), _BLUR, borderType=cv2.BORDER_REFLECT)
+    v -= cv2.mean(v)[0]  # OpenCV calls: this runs once per image of every scan
+    low, high = cv2.minMaxLoc(v)[:2]
+    peak = max(-low, high)
     if peak < 1e-3:
         return np.zeros(SIZE, np.int8)
-    return np.rint(v * (127.0 / peak)).astype(np.int8)
+    return np.rint(v.ravel() * (127.0 / peak)).astype(np.int8)
 
 
 def unit_vectors(signatures: np.ndarray) -> np.ndarray:

@@ -191,7 +191,7 @@ class SourceConfig:
 
 #: Cosine similarity of near-duplicate signatures (pairgen.scanning.near), calibrated on real
 #: digits: see the README section "Near duplicates".
-NEAR_THRESHOLD = 0.9975
+NEAR_THRESHOLD = 0.998
 NEAR = "near"
 
 
