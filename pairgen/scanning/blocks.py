@@ -76,7 +76,7 @@ def read_block(task: BlockTask) -> Block:
     sha: list[str] = []
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
-    signatures: list[np.ndarray] = []
+    thumbs: list[np.ndarray] = []
     decode_s = 0.0
     for cand in candidates:
         got = _read_one(task.root, cand.path)
@@ -94,12 +94,12 @@ def read_block(task: BlockTask) -> Block:
             if isinstance(pixels, str) and task.check is not None:
                 undecodable.append((cand.path, pixels))
             if task.signatures:
-                signatures.append(_signature(None if isinstance(pixels, str) else pixels))
+                thumbs.append(_thumbnail(None if isinstance(pixels, str) else pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
     seconds = (labelled - start, end - labelled - decode_s, decode_s, time.process_time() - cpu)
-    sig = np.stack(signatures) if signatures else np.zeros((len(sha), SIGNATURE_SIZE), np.int8)
+    sig = _signatures(thumbs) if thumbs else np.zeros((len(sha), SIGNATURE_SIZE), np.int8)
     return Block(text, sha, array, undecodable, skipped, seconds, sig)
 
 
@@ -131,10 +131,18 @@ def _decode(data: bytes, rel: str, check: ImageConfig | None, size: tuple[int, i
         return str(exc)
 
 
-def _signature(pixels: np.ndarray | None) -> np.ndarray:
-    from pairgen.scanning.near import signature
+def _thumbnail(pixels: np.ndarray | None) -> np.ndarray:
+    from pairgen.scanning.near import thumbnail
 
-    return np.zeros(SIGNATURE_SIZE, np.int8) if pixels is None else signature(pixels)
+    # An undecodable image gets a flat thumbnail: an all-zero signature, never a near duplicate.
+    return np.zeros(SIGNATURE_SIZE, np.uint8) if pixels is None else thumbnail(pixels)
+
+
+def _signatures(thumbs: list[np.ndarray]) -> np.ndarray:
+    """The block's signatures, computed together (one matrix product for the whole block)."""
+    from pairgen.scanning.near import signatures_of
+
+    return signatures_of(np.stack(thumbs))
 
 
 class Columns:

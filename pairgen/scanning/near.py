@@ -26,6 +26,7 @@ a near duplicate; identical bytes are found by the content hash instead.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import cv2
@@ -45,25 +46,58 @@ _AXES = 24  # principal axes of the exact lower-bound filter
 _CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
 
 
-def signature(img: np.ndarray) -> np.ndarray:
-    """The near-duplicate signature of one decoded image.
+def thumbnail(img: np.ndarray) -> np.ndarray:
+    """The 16x16 gray ``INTER_AREA`` thumbnail of one decoded image, as 256 uint8 values.
 
     Args:
         img: ``(h, w)``, ``(h, w, 1)`` gray or ``(h, w, 3)`` RGB uint8 pixels (as
             :func:`pairgen.codec.images.decode` returns them).
+    """
+    gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+    return cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA).reshape(SIZE)
+
+
+@functools.cache
+def _smooth_and_center() -> np.ndarray:
+    """``(256, 256)`` float32: a Gaussian blur (sigma 1 pixel, 9 taps, mirrored border as
+    OpenCV's ``BORDER_REFLECT``) of a 16x16 thumbnail, then its mean removed, as one matrix."""
+    taps = np.arange(-4, 5)
+    w = np.exp(-0.5 * (taps / _BLUR) ** 2)
+    w /= w.sum()
+    line = np.zeros((SIDE, SIDE))
+    for i in range(SIDE):
+        for t, weight in zip(taps, w):
+            j = i + t
+            j = -j - 1 if j < 0 else (2 * SIDE - 1 - j if j >= SIDE else j)
+            line[i, j] += weight
+    blur = np.kron(line, line)
+    return ((np.eye(SIZE) - 1.0 / SIZE) @ blur).astype(np.float32)
+
+
+def signatures_of(thumbnails: np.ndarray) -> np.ndarray:
+    """Signatures of many thumbnails at once (a scan block's): blurred, centred, scaled to int8.
+
+    Args:
+        thumbnails: ``(m, 256)`` uint8 (:func:`thumbnail`).
+
+    Returns:
+        ``(m, 256)`` int8, each row scaled so its largest component is +-127 (all zero for a
+        constant image).
+    """
+    v = np.asarray(thumbnails, dtype=np.float32).reshape(-1, SIZE) @ _smooth_and_center().T
+    peak = np.abs(v).max(axis=1, initial=0.0)
+    flat = peak < 1e-3
+    scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak)).astype(np.float32)
+    return np.rint(v * scale[:, None]).astype(np.int8)
+
+
+def signature(img: np.ndarray) -> np.ndarray:
+    """The near-duplicate signature of one decoded image (:func:`thumbnail`, :func:`signatures_of`).
 
     Returns:
         256 int8 values (all zero for a constant image).
     """
-    gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
-    thumb = cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-    v = cv2.GaussianBlur(np.float32(thumb), (0, 0), _BLUR, borderType=cv2.BORDER_REFLECT)
-    v -= cv2.mean(v)[0]  # OpenCV calls: this runs once per image of every scan
-    low, high = cv2.minMaxLoc(v)[:2]
-    peak = max(-low, high)
-    if peak < 1e-3:
-        return np.zeros(SIZE, np.int8)
-    return np.rint(v.ravel() * (127.0 / peak)).astype(np.int8)
+    return signatures_of(thumbnail(img)[None])[0]
 
 
 def unit_vectors(signatures: np.ndarray) -> np.ndarray:
