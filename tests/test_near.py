@@ -125,6 +125,15 @@ def test_signature_ignores_brightness_and_contrast_and_is_zero_for_flat_images()
     assert len(near_pairs(np.zeros((5, 256), np.int8)).a) == 0
 
 
+@pytest.mark.parametrize("rows", [2, 3, 9])
+def test_tiny_sets_need_fewer_bits_than_probes(rows):
+    img = cv2.imread(str(sorted((DIGITS / "3").glob("*.png"))[0]), cv2.IMREAD_GRAYSCALE)
+    sig = np.stack([signature(np.roll(img, k, axis=1)) for k in range(rows)])
+    sig[-1] = signature(_jpeg(img, 90))
+    found = near_pairs(sig)
+    assert set(zip(found.a.tolist(), found.b.tolist())) == _brute_force(sig, DEFAULT_THRESHOLD) == {(0, rows - 1)}
+
+
 def test_groups_are_transitive():
     pairs = Pairs(np.array([3, 0, 5]), np.array([4, 3, 6]), np.ones(3, np.float32))
     assert near_groups(pairs, 8).tolist() == [0, 1, 2, 0, 0, 5, 5, 7]

@@ -196,6 +196,7 @@ def _probe_keys(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, codes: np.
     """``(n, tables, 1 + probes)``: each row's bucket, then the buckets with one of its
     ``probes`` least certain bits (smallest projections) flipped."""
     n, tables = codes.shape
+    probes = min(probes, k)  # a tiny set may need fewer bits than probes
     own = codes & ((1 << k) - 1)
     keys = np.empty((n, tables, 1 + probes), np.int64)
     keys[:, :, 0] = own
