@@ -166,8 +166,11 @@ found = near.near_pairs(sig)
 seconds = time.perf_counter() - start
 k = n // 100
 pairs = set(zip(found.a.tolist(), found.b.tolist()))
-recall = sum((i, n - k + i) in pairs for i in range(k)) / k
-print(json.dumps({{"seconds": seconds, "pairs": len(found.a), "recall": recall,
+u, v = near.unit_vectors(sig[:k]), near.unit_vectors(sig[n - k:])
+above = (u * v).sum(axis=1) >= near.DEFAULT_THRESHOLD  # injected copies that the threshold admits
+hits = [(i, n - k + i) in pairs for i in range(k)]
+recall = sum(h for h, a in zip(hits, above) if a) / max(int(above.sum()), 1)
+print(json.dumps({{"seconds": seconds, "pairs": len(found.a), "recall": recall, "admitted": int(above.sum()),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -224,7 +227,8 @@ def main() -> None:
     big = search_scale(args.million)
     quarter = search_scale(args.million // 4)
     _show({"search_1m_seconds": round(big["seconds"], 1), "search_1m_peak_rss_mb": round(big["peak_rss_mb"]),
-                    "search_1m_pairs": big["pairs"], "search_1m_recall_injected": round(big["recall"], 4),
+                    "search_1m_pairs": big["pairs"], "search_1m_injected_above_threshold": big["admitted"],
+           "search_1m_recall_of_those": round(big["recall"], 4),
                     "search_250k_seconds": round(quarter["seconds"], 1),
            "search_4x_time_ratio": round(big["seconds"] / quarter["seconds"], 2)})
 
