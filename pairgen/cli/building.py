@@ -22,7 +22,7 @@ from pairgen.cli.common import (
     progress_enabled,
     quiet_option,
 )
-from pairgen.spec.config import Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
+from pairgen.spec.config import NEAR_THRESHOLD, Compression, Encoding, Executor, Kind, Layout, OnError, SplitBy
 
 
 @click.command()
@@ -39,17 +39,24 @@ from pairgen.spec.config import Compression, Encoding, Executor, Kind, Layout, O
 @click.option("--show-skipped", type=click.IntRange(min=0), default=20, show_default=True,
               help="List this many skipped files with their reasons (--json lists all).")
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Write the catalog to this Parquet file.")
+@click.option("--near-threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=NEAR_THRESHOLD,
+              show_default=True, help="Cosine similarity of near-duplicate signatures (re-encoded, resized, "
+              "re-lit copies); see the README's 'Near duplicates'.")
+@click.option("--near/--no-near", default=True, show_default=True,
+              help="Decode each image once for its near-duplicate signature and report near duplicates.")
 @json_option
 @handle_errors
 def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixels: int, allow_outside_root: bool,
-         show_skipped: int, out: Path | None, as_json: bool) -> None:
-    """Scan SRC and summarize its classes, images, skipped files (with reasons) and duplicates.
+         show_skipped: int, out: Path | None, near_threshold: float, near: bool, as_json: bool) -> None:
+    """Scan SRC and summarize its classes, images, skipped files (with reasons), duplicates and
+    near duplicates.
 
     \b
     Example:
         pairgen scan datasets/mnist-5k
         pairgen scan data/omniglot --class-depth 2 --json
         pairgen scan data/tll --layout left-right --out catalog.parquet
+        pairgen scan datasets/mnist-5k --near-threshold 0.995
     """
     from pairgen.dataset import tables as mf
     from pairgen.scanning.catalog import scan as do_scan
@@ -57,10 +64,10 @@ def scan(src: Path, layout: str, class_depth: int, min_per_class: int, max_pixel
 
     table = src if layout == "table" else None
     catalog = do_scan(src, layout=layout, class_depth=class_depth, table=table, min_per_class=min_per_class,
-                      max_pixels=max_pixels, allow_outside_root=allow_outside_root)
-    summary = summarize(catalog)
+                      max_pixels=max_pixels, allow_outside_root=allow_outside_root, signatures=near)
+    summary = summarize(catalog, near_threshold)
     if out is not None:
-        mf.write_table(catalog.images, out, mf.CATALOG_COLUMNS)
+        mf.write_catalog(catalog.images, out, catalog.signature_rows())
         summary["catalog"] = str(out)
     if as_json:
         echo_json(summary)
@@ -100,6 +107,12 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
     lines.append(f"duplicate-content groups: {dup.get('groups', 0):,}")
     for group in dup.get("examples", [])[:5]:
         lines.append("  " + "  ==  ".join(group))
+    near = s.get("near_duplicates")
+    if near is not None:
+        lines.append(f"near-duplicate groups: {near['groups']:,} ({near['images']:,} images, {near['pairs']:,} "
+                     f"pairs at cosine >= {near['threshold']:g}; {near['cross_class_pairs']:,} across classes)")
+        for group in near.get("examples", [])[:5]:
+            lines.append("  " + "  ~~  ".join(_printable(p) for p in group))
     if "catalog" in s:
         lines.append(f"catalog written to {s['catalog']}")
     return "\n".join(lines)
@@ -126,7 +139,12 @@ def _format_scan(s: dict[str, Any], show_skipped: int = 20) -> str:
 @click.option("--seed", type=int, help="Build seed: the only source of randomness.")
 @click.option("--split-by", type=choices(SplitBy))
 @click.option("--splits", help="Split fractions, e.g. train=0.8,val=0.1,test=0.1.")
-@click.option("--dedupe/--no-dedupe", default=None, help="Keep one copy of identical-content images.")
+@click.option("--dedupe", type=click.Choice(["exact", "near"]), is_flag=False, flag_value="exact", default=None,
+              help="exact (alone: --dedupe): keep one copy of identical-content images; near: that, and keep "
+              "each near-duplicate group (resized, re-encoded, re-lit copies) inside one split.")
+@click.option("--no-dedupe", "no_dedupe", is_flag=True, default=None, help="Keep identical copies (the default).")
+@click.option("--near-threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              help=f"Cosine similarity of near duplicates (default {NEAR_THRESHOLD}).")
 @click.option("--image-size", help="Record image size HxW, e.g. 28x28.")
 @click.option("--channels", type=click.Choice(["1", "3"]))
 @click.option("--encoding", type=choices(Encoding))
@@ -183,6 +201,11 @@ def build(pipeline: Path | None, out: Path, as_json: bool, quiet: bool, **flags:
                        "no positive for them (they serve as negatives)")
     if card["source"]["skipped"]:
         click.echo(f"  skipped {card['source']['skipped']:,} source files (see {out}/skipped.parquet)")
+    near = card.get("near_duplicates") or {}
+    if near:
+        kept = " (kept in one split: --dedupe near)" if near.get("dedupe") else " (--dedupe near keeps them in one split)"
+        click.echo(f"  near duplicates across splits: {near['pairs']:,} pairs in {near['groups']:,} groups at cosine >= "
+                   f"{near['threshold']:g}{kept if near['pairs'] or near.get('dedupe') else ''}")
     conflicts = card["source"].get("label_conflicts", {})
     if conflicts.get("groups"):
         click.echo(f"  label conflicts: {conflicts['images']:,} images with identical content under more than "
@@ -209,13 +232,17 @@ def _build_overrides(flags: dict[str, Any], quiet: bool) -> dict[str, Any]:
         "num_records": "sample.num_records", "positives_per_image": "sample.positives_per_image",
         "negatives_per_image": "sample.negatives_per_image", "unique": "sample.unique",
         "strict_positives": "sample.strict_positives",
-        "split_by": "split.by", "splits": "split.fractions", "dedupe": "split.dedupe",
+        "split_by": "split.by", "splits": "split.fractions", "near_threshold": "split.near_threshold",
         "image_size": "image.size", "encoding": "image.encoding", "augment": "augment.enabled",
         "copies": "augment.copies", "compression": "shards.compression", "workers": "build.workers",
         "executor": "build.executor", "ray_address": "build.ray_address", "on_error": "build.on_error", "manifest_only": "build.manifest_only",
         "overwrite": "build.overwrite", "keep_versions": "build.keep_versions",
     }
     out = {keys[k]: v for k, v in flags.items() if k in keys and v is not None}
+    if flags.get("no_dedupe"):
+        out["split.dedupe"] = False
+    elif flags.get("dedupe"):
+        out["split.dedupe"] = True if flags["dedupe"] == "exact" else flags["dedupe"]
     if flags.get("src"):
         out["source.path"] = str(Path(flags["src"]).resolve())
         if flags.get("layout") == "table":

@@ -50,20 +50,24 @@ def verify(path: str, rebuild_src: Path | None, quick: bool, as_json: bool) -> N
 
 @click.command()
 @click.argument("path", metavar="DIR")
+@click.option("--near-threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Recompute near duplicates across splits at this cosine similarity (from catalog.parquet).")
 @json_option
 @handle_errors
-def inspect(path: str, as_json: bool) -> None:
-    """Show what DIR holds: identity, splits, classes, image spec, shards, skips, leakage.
+def inspect(path: str, near_threshold: float | None, as_json: bool) -> None:
+    """Show what DIR holds: identity, splits, classes, image spec, shards, skips, leakage
+    (identical and near-duplicate images across splits).
 
     \b
     Example:
         pairgen inspect build/mnist-demo
         pairgen inspect build/mnist-demo@db0614ab --json
+        pairgen inspect build/mnist-demo --near-threshold 0.995
     """
     from pairgen.tools.inspection import format_inspect
     from pairgen.tools.inspection import inspect as do_inspect
 
-    info = do_inspect(path)
+    info = do_inspect(path, near_threshold=near_threshold)
     if as_json:
         echo_json(info)
     else:
@@ -103,18 +107,32 @@ def diff(a: str, b: str, as_json: bool) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=24, show_default=True, help="Records to show.")
 @click.option("--columns", type=click.IntRange(min=1), help="Cells per row (default: a landscape grid).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--near", is_flag=True, help="Instead, show the largest near-duplicate groups that cross splits "
+              "(one row per group, --count groups, drawn from the source files).")
+@click.option("--near-threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="With --near: cosine similarity (default: the build's).")
 @handle_errors
-def preview(path: str, split: str, count: int, columns: int | None, out: Path) -> None:
+def preview(path: str, split: str, count: int, columns: int | None, out: Path, near: bool,
+            near_threshold: float | None) -> None:
     """Write a montage of records decoded from DIR's shards and print its path.
 
     Pairs are tagged green "pos" / red "neg"; triplets are shown in anchor / positive /
-    negative columns; every image has its class name below it.
+    negative columns; every image has its class name below it. With --near, the montage
+    shows near-duplicate groups that cross splits instead, each image under its split.
 
     \b
     Example:
         pairgen preview build/mnist-demo --split train --count 24 --out build/mnist-demo-preview.png
+        pairgen preview build/mnist-demo --near --count 8 --out build/mnist-demo-near.png
     """
     from pairgen.tools.preview import preview as do_preview
+
+    if near:
+        from pairgen.tools.nearview import near_montage
+
+        written, groups = near_montage(path, out=out, count=count, threshold=near_threshold)
+        click.echo(f"{groups} near-duplicate group(s) across splits drawn to {written}")
+        return
 
     written = do_preview(path, out=out, split=split, count=count, columns=columns)
     click.echo(f"preview written to {written}")

@@ -91,6 +91,7 @@ class Card:
     compression: str = "none"
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     leakage: dict[str, Any] = field(default_factory=dict)
+    near_duplicates: dict[str, Any] = field(default_factory=dict)  # near-duplicate pairs across splits
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest_only: bool = False
     parent: str | None = None

@@ -89,6 +89,39 @@ def write_table(df: pd.DataFrame, path: str | Path, columns: tuple[str, ...]) ->
     return {"bytes": size, "sha256": digest, "records": len(df)}
 
 
+SIGNATURE = "signature"  # catalog.parquet's optional column: near-duplicate signatures
+SIGNATURE_BYTES = 256
+
+
+def write_catalog(images: pd.DataFrame, path: str | Path, signatures: np.ndarray | None) -> dict:
+    """Write a catalog table; with ``signatures`` (``(rows, 256)`` int8, row for row) they are
+    kept in a fixed-size binary column ``signature`` after the :data:`CATALOG_COLUMNS`.
+
+    Returns:
+        As :func:`write_table`.
+    """
+    if signatures is None:
+        return write_table(images, path, CATALOG_COLUMNS)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = _arrow_table(images, CATALOG_COLUMNS)
+    flat = pa.array(np.ascontiguousarray(signatures, dtype=np.int8).view(np.uint8).ravel(), type=pa.uint8())
+    raw = pa.FixedSizeBinaryArray.from_buffers(pa.binary(SIGNATURE_BYTES), len(images), [None, flat.buffers()[1]])
+    table = table.append_column(SIGNATURE, raw)
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+                   write_statistics=True, store_schema=False)
+    size, digest = file_digest(path)
+    return {"bytes": size, "sha256": digest, "records": len(images)}
+
+
+def catalog_signatures(frame: pd.DataFrame) -> np.ndarray | None:
+    """The ``(rows, 256)`` int8 signatures of a catalog table read back, or ``None`` without them."""
+    if SIGNATURE not in frame.columns:
+        return None
+    data = b"".join(frame[SIGNATURE].tolist())
+    return np.frombuffer(data, dtype=np.int8).reshape(len(frame), SIGNATURE_BYTES).copy()
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet table written by :func:`write_table`.
 

@@ -13,6 +13,14 @@
 ``dedupe=True`` drops all but the first image (lowest ``image_id``) of each group with
 identical bytes *before* splitting. ``image_id`` is never renumbered: ids stay the scan's row
 numbers, so they may have gaps after a dedupe but always point at the same file.
+
+``dedupe="near"`` does that, then keeps each near-duplicate group (signatures with cosine
+similarity >= ``near_threshold``, joined transitively; :mod:`pairgen.scanning.near`) inside one
+split: the split of its first image (lowest ``image_id``). With ``by="image"`` the other
+members move to that split (no image is lost; the split sizes shift by those few images).
+Where the split is a class's, an identity's or a folder's (``by="class"``, left-right,
+``by="folders"``), moving one image would break that rule, so members in another split are
+dropped instead (to skipped, with the reason ``near duplicate of <path>``).
 """
 
 from __future__ import annotations
@@ -25,15 +33,17 @@ import pandas as pd
 
 from pairgen.errors import SplitError
 from pairgen.sampling.rounding import largest_remainder
+from pairgen.scanning import near
 from pairgen.scanning.catalog import Catalog, skipped_frame
-from pairgen.spec.config import Layout, SplitBy, SplitConfig, normalize_fractions
+from pairgen.spec.config import NEAR, NEAR_THRESHOLD, Layout, SplitBy, SplitConfig, normalize_fractions
 
 Fractions = Sequence[tuple[str, float]] | Mapping[str, float] | str
 DEFAULT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 
 
 def split(catalog: Catalog, *, by: SplitBy | str = "image", fractions: Fractions = DEFAULT_FRACTIONS,
-          rng: np.random.Generator | None = None, dedupe: bool = False) -> Catalog:
+          rng: np.random.Generator | None = None, dedupe: bool | str = False,
+          near_threshold: float = NEAR_THRESHOLD) -> Catalog:
     """Assign every image of a catalog to a split.
 
     Args:
@@ -42,18 +52,25 @@ def split(catalog: Catalog, *, by: SplitBy | str = "image", fractions: Fractions
         fractions: ``(("train", 0.8), ...)``, ``{"train": 0.8, ...}`` or
             ``"train=0.8,val=0.1,test=0.1"``; must sum to 1 (ignored for ``folders``).
         rng: The generator that permutes images/classes; required unless ``by="folders"``.
-        dedupe: Keep only the first image of each identical-content group (moved to skipped).
+        dedupe: ``True``/``"exact"``: keep only the first image of each identical-content group
+            (moved to skipped); ``"near"``: that, and keep near-duplicate groups in one split.
+        near_threshold: The cosine similarity of near duplicates (``dedupe="near"``).
 
     Returns:
         A new catalog whose ``images.split`` is filled (and, with dedupe, fewer images).
 
     Raises:
-        ConfigError: ``by`` or ``fractions`` is invalid.
-        SplitError: The split cannot be made (no folder splits, too few classes, no rng).
+        ConfigError: ``by``, ``fractions`` or ``dedupe`` is invalid.
+        SplitError: The split cannot be made (no folder splits, too few classes, no rng), or
+            ``dedupe="near"`` was asked of a catalog without signatures.
     """
-    cfg = SplitConfig(by=SplitBy.from_value(by, "split.by"), fractions=normalize_fractions(fractions), dedupe=dedupe)
+    cfg = SplitConfig(by=SplitBy.from_value(by, "split.by"), fractions=normalize_fractions(fractions),
+                      dedupe=dedupe, near_threshold=near_threshold)
+    if cfg.dedupe == NEAR and catalog.signatures is None:
+        raise SplitError("split(dedupe='near') needs near-duplicate signatures; scan with "
+                         "signatures=True (a build does this itself).")
     images, skipped = catalog.images.copy(), catalog.skipped
-    if dedupe:
+    if cfg.dedupe:
         images, dropped = _dedupe(images)
         skipped = skipped_frame([*skipped.itertuples(index=False, name=None), *dropped])
     if cfg.by is SplitBy.FOLDERS:
@@ -67,7 +84,29 @@ def split(catalog: Catalog, *, by: SplitBy | str = "image", fractions: Fractions
         else:
             assigned = _by_image(images, cfg.fractions, rng)
     images["split"] = pd.Series(list(assigned), index=images.index, dtype=object)
-    return catalog.replace(images=images.reset_index(drop=True), skipped=skipped)
+    images = images.reset_index(drop=True)
+    if cfg.dedupe == NEAR:
+        movable = cfg.by is SplitBy.IMAGE and catalog.layout is not Layout.LEFT_RIGHT
+        images, dropped = _near_together(images, catalog.signature_rows(images), cfg.near_threshold, movable)
+        skipped = skipped_frame([*skipped.itertuples(index=False, name=None), *dropped])
+    return catalog.replace(images=images, skipped=skipped)
+
+
+def _near_together(images: pd.DataFrame, signatures: Any, threshold: float,
+                   movable: bool) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Keep each near-duplicate group in the split of its first image: move or drop the others."""
+    group = near.find(images, signatures, threshold).group  # rows are in image_id order
+    split_col = images["split"].to_numpy(object)
+    home = split_col[group]
+    away = home != split_col
+    if movable:
+        images = images.copy()
+        images["split"] = pd.Series(list(home), index=images.index, dtype=object)
+        return images, []
+    paths = images["path"].to_numpy(object)
+    dropped = [(str(paths[r]), f"near duplicate of {paths[group[r]]} (split {home[r]})")
+               for r in np.flatnonzero(away)]
+    return images[~away].reset_index(drop=True), dropped
 
 
 def _dedupe(images: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

@@ -1,8 +1,10 @@
 """The scan's reads: blocks of files read in worker processes, results kept column by column.
 
 One task reads one block of files. Each file is read once; the same bytes give its sha256,
-its header (size and channels) and, for a build, one decode check. For ``classes`` and
-``split-folders`` sources the worker also labels the walked paths, so the main process only
+its header (size and channels) and, for a build, one decode check. When asked for
+near-duplicate signatures the same single decode also gives each image's signature
+(:func:`pairgen.scanning.near.signature`); without a check, the file is decoded once for it.
+For ``classes`` and ``split-folders`` sources the worker also labels the walked paths, so the main process only
 walks folders and joins columns: a block comes back as a few lists and one int64 array, never
 as one Python object per row.
 """
@@ -23,11 +25,13 @@ from pairgen.codec import sourceio
 from pairgen.codec.headers import read_header
 from pairgen.codec.images import native_messages_muted
 from pairgen.errors import ImageError, PairgenError
+from pairgen.scanning.options import DEFAULT_MAX_PIXELS
 from pairgen.spec.config import ImageConfig
 
 READ_BLOCK = 512  # files per task: one task per file costs more than reading a small image
 TEXT_COLUMNS = ("path", "class_name", "folder_split", "side", "key")
 NUMBER_COLUMNS = ("bytes", "width", "height", "channels")
+SIGNATURE_SIZE = 256  # bytes of one near-duplicate signature (pairgen.scanning.near.SIZE)
 
 Skipped = list[tuple[str, str]]
 # Labels a block of walked relative paths: (paths, skipped) -> candidates (see labels._Candidate).
@@ -41,6 +45,7 @@ class BlockTask(NamedTuple):
     items: list[Any]  # relative paths (labelled by ``label``) or ready candidates
     label: Labeler | None
     check: ImageConfig | None  # also decode each image with this config
+    signatures: bool = False  # also compute each image's near-duplicate signature (one decode)
 
 
 class Block(NamedTuple):
@@ -51,7 +56,8 @@ class Block(NamedTuple):
     numbers: np.ndarray  # (rows, 4) int64: NUMBER_COLUMNS
     undecodable: Skipped  # (path, reason) of read images that the check could not decode
     skipped: Skipped
-    seconds: tuple[float, float, float, float]  # label, read + sha256 + header, decode check; CPU
+    seconds: tuple[float, float, float, float]  # label, read + sha256 + header, decode; CPU
+    signatures: np.ndarray  # (rows, 256) int8; zeros when not asked for or not decodable
 
 
 def read_block(task: BlockTask) -> Block:
@@ -71,6 +77,7 @@ def read_block(task: BlockTask) -> Block:
     sha: list[str] = []
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
+    thumbs: list[np.ndarray] = []
     decode_s = 0.0
     with native_messages_muted():  # once for the block, not per decode check
         for cand in candidates:
@@ -82,17 +89,20 @@ def read_block(task: BlockTask) -> Block:
             kept.append(cand)
             sha.append(hashlib.sha256(data).hexdigest())
             numbers.append((len(data), width, height, channels))
-            if task.check is not None:
+            if task.check is not None or task.signatures:
                 t = time.perf_counter()
-                problem = _decode_problem(data, cand.path, task.check, (width, height))
+                pixels = _decode(data, cand.path, task.check, (width, height))
                 decode_s += time.perf_counter() - t
-                if problem is not None:
-                    undecodable.append((cand.path, problem))
+                if isinstance(pixels, str) and task.check is not None:
+                    undecodable.append((cand.path, pixels))
+                if task.signatures:
+                    thumbs.append(_thumbnail(None if isinstance(pixels, str) else pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
     seconds = (labelled - start, end - labelled - decode_s, decode_s, time.process_time() - cpu)
-    return Block(text, sha, array, undecodable, skipped, seconds)
+    sig = _signatures(thumbs) if thumbs else np.zeros((len(sha), SIGNATURE_SIZE), np.int8)
+    return Block(text, sha, array, undecodable, skipped, seconds, sig)
 
 
 def _read_one(root: str, rel: str) -> tuple[bytes, tuple[int, int, int]] | str:
@@ -111,14 +121,30 @@ def _read_one(root: str, rel: str) -> tuple[bytes, tuple[int, int, int]] | str:
         return f"corrupt image: {exc}"
 
 
-def _decode_problem(data: bytes, rel: str, check: ImageConfig, size: tuple[int, int]) -> str | None:
+def _decode(data: bytes, rel: str, check: ImageConfig | None, size: tuple[int, int]) -> np.ndarray | str:
+    """The decoded pixels (with the check's channels, else gray), or why they cannot be decoded."""
     from pairgen.codec.images import decode
 
     try:
-        decode(data, channels=check.channels, max_pixels=check.max_pixels, source=rel, size=size)
+        if check is None:
+            return decode(data, channels=1, source=rel, size=size, max_pixels=DEFAULT_MAX_PIXELS)
+        return decode(data, channels=check.channels, max_pixels=check.max_pixels, source=rel, size=size)
     except PairgenError as exc:
         return str(exc)
-    return None
+
+
+def _thumbnail(pixels: np.ndarray | None) -> np.ndarray:
+    from pairgen.scanning.near import thumbnail
+
+    # An undecodable image gets a flat thumbnail: an all-zero signature, never a near duplicate.
+    return np.zeros(SIGNATURE_SIZE, np.uint8) if pixels is None else thumbnail(pixels)
+
+
+def _signatures(thumbs: list[np.ndarray]) -> np.ndarray:
+    """The block's signatures, computed together (one matrix product for the whole block)."""
+    from pairgen.scanning.near import signatures_of
+
+    return signatures_of(np.stack(thumbs))
 
 
 class Columns:
@@ -129,6 +155,7 @@ class Columns:
         self.sha256: list[str] = []
         self.numbers: list[np.ndarray] = []
         self.undecodable: Skipped = []
+        self.signatures: list[np.ndarray] = []
         self.seconds = np.zeros(4)  # summed Block.seconds
 
     def add(self, block: Block, skipped: Skipped) -> None:
@@ -138,13 +165,23 @@ class Columns:
         self.sha256.extend(block.sha256)
         self.numbers.append(block.numbers)
         self.undecodable.extend(block.undecodable)
+        self.signatures.append(block.signatures)
         skipped.extend(block.skipped)
         self.seconds += block.seconds
 
+    def _order(self) -> list[int]:
+        paths = self.text[0]
+        return sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+
+    def signature_matrix(self) -> np.ndarray:
+        """The rows' signatures, ``(rows, 256)`` int8, in :meth:`frame` order."""
+        sig = np.concatenate(self.signatures) if self.signatures else np.zeros((0, SIGNATURE_SIZE), np.int8)
+        order = self._order()
+        return sig[order] if order else sig
+
     def frame(self) -> pd.DataFrame:
         """The rows sorted by path: the text columns, ``sha256`` and the number columns."""
-        paths = self.text[0]
-        order = sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+        order = self._order()
         numbers = np.concatenate(self.numbers) if self.numbers else np.zeros((0, len(NUMBER_COLUMNS)), np.int64)
         data: dict[str, Any] = {name: _take(values, order) for name, values in zip(TEXT_COLUMNS, self.text)}
         data["sha256"] = _take(self.sha256, order)

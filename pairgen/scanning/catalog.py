@@ -49,6 +49,7 @@ import pandas as pd
 from pairgen.errors import ScanError
 from pairgen.scanning.blocks import Columns, Skipped, join_blocks, read_blocks
 from pairgen.scanning.labels import IMAGE_EXTENSIONS, Walked, walk_source
+from pairgen.scanning.near import DEFAULT_THRESHOLD, near_report
 from pairgen.scanning.options import DEFAULT_MAX_PIXELS, ScanOptions
 from pairgen.scanning.timing import ScanTimings, StageClock
 from pairgen.spec.config import ImageConfig, Layout
@@ -71,12 +72,23 @@ class Catalog:
         layout: How labels were read from the source.
         images: One row per used image; columns :data:`IMAGE_COLUMNS`, in that order.
         skipped: One row per file not used; columns ``path`` (relative posix) and ``reason``.
+        signatures: Near-duplicate signatures (:mod:`pairgen.scanning.near`), ``(n, 256)`` int8
+            indexed by ``image_id`` (rows of dropped images stay, unused); ``None`` when the
+            scan did not compute them.
     """
 
     root: str
     layout: Layout
     images: pd.DataFrame
     skipped: pd.DataFrame
+    signatures: np.ndarray | None = None
+
+    def signature_rows(self, images: pd.DataFrame | None = None) -> np.ndarray | None:
+        """The signatures of ``images`` (default: this catalog's images), row for row."""
+        if self.signatures is None:
+            return None
+        ids = (self.images if images is None else images)["image_id"].to_numpy(np.int64)
+        return self.signatures[ids]
 
     @property
     def class_names(self) -> list[str]:
@@ -107,7 +119,8 @@ class ScanResult:
 def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_depth: int = 0,
          table: str | os.PathLike | None = None, min_per_class: int = 1,
          max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_outside_root: bool = False,
-         progress: bool = False, pool: Any = None, check: ImageConfig | None = None) -> Catalog:
+         progress: bool = False, pool: Any = None, check: ImageConfig | None = None,
+         signatures: bool = False) -> Catalog:
     """Scan a source folder or label table into a :class:`Catalog`.
 
     Args:
@@ -127,6 +140,8 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
             process per core for large sources.
         check: Also decode every image with this image config (channels, pixel limit), in the
             same read; :func:`scan_source` returns the images that fail.
+        signatures: Also compute each image's near-duplicate signature from the same single
+            decode (``Catalog.signatures``).
 
     Returns:
         The catalog; ``images.split`` is all None until :func:`pairgen.sampling.splits.split`.
@@ -137,11 +152,11 @@ def scan(src: str | os.PathLike, *, layout: Layout | str = "classes", class_dept
     """
     options = ScanOptions.of(layout, class_depth=class_depth, table=table, min_per_class=min_per_class,
                              max_pixels=max_pixels, allow_outside_root=allow_outside_root)
-    return scan_source(src, options, progress=progress, pool=pool, check=check).catalog
+    return scan_source(src, options, progress=progress, pool=pool, check=check, signatures=signatures).catalog
 
 
 def scan_source(src: str | os.PathLike, options: ScanOptions, *, progress: bool = False, pool: Any = None,
-                check: ImageConfig | None = None) -> ScanResult:
+                check: ImageConfig | None = None, signatures: bool = False) -> ScanResult:
     """Scan a source: walk and label, read the blocks, keep the usable images, assemble.
 
     Args:
@@ -150,6 +165,7 @@ def scan_source(src: str | os.PathLike, options: ScanOptions, *, progress: bool 
         progress: Show a tqdm bar while reading files.
         pool: As for :func:`scan`.
         check: Also decode every image with this image config, in the same read.
+        signatures: Also compute near-duplicate signatures from that one decode.
 
     Returns:
         The catalog, the images the check could not decode and the stage timings.
@@ -159,25 +175,30 @@ def scan_source(src: str | os.PathLike, options: ScanOptions, *, progress: bool 
     """
     clock = StageClock()
     walked = walk_source(Path(src).expanduser(), options, check)
+    tasks = (task._replace(signatures=True) for task in walked.tasks) if signatures else walked.tasks
     clock.lap("walk")
-    with contextlib.closing(read_blocks(clock.timed(walked.tasks, "walk"), pool=pool, progress=progress)) as blocks:
+    with contextlib.closing(read_blocks(clock.timed(tasks, "walk"), pool=pool, progress=progress)) as blocks:
         columns = join_blocks(clock.timed(blocks, "wait"), walked.skipped)
-    catalog = _assemble(src, walked, columns, options)
+    catalog = _assemble(src, walked, columns, options, signatures)
     clock.lap("assemble")
     return ScanResult(catalog, dict(columns.undecodable), clock.timings(columns.seconds.tolist()))
 
 
-def _assemble(src: str | os.PathLike, walked: Walked, columns: Columns, options: ScanOptions) -> Catalog:
+def _assemble(src: str | os.PathLike, walked: Walked, columns: Columns, options: ScanOptions,
+              signatures: bool) -> Catalog:
     """The catalog of the usable images read (their skipped files noted in ``walked.skipped``)."""
     skipped = walked.skipped
     images = usable_images(columns.frame(), options, skipped)
+    # usable_images keeps the frame's index: the kept rows' positions in path order, and so
+    # in image_id order, since ids are given to the kept rows in that order.
+    sig = columns.signature_matrix()[images.index.to_numpy()] if signatures else None
     if images.empty:
         raise ScanError(
             f"no images found in '{src}' with layout '{options.layout.value}' "
             f"({len(skipped)} file(s) skipped; extensions {'/'.join(IMAGE_EXTENSIONS)}). "
             "Check --src, --layout and --min-per-class.")
     return Catalog(root=str(walked.root), layout=options.layout, images=_images_frame(images),
-                   skipped=skipped_frame(skipped))
+                   skipped=skipped_frame(skipped), signatures=sig)
 
 
 def usable_images(images: pd.DataFrame, options: ScanOptions, skipped: Skipped) -> pd.DataFrame:
@@ -288,23 +309,26 @@ def reason_kind(reason: str) -> str:
     Returns:
         The category, e.g. ``"not an image"``, ``"duplicate content"``, ``"hidden file"``.
     """
-    if reason.startswith("duplicate content"):
-        return "duplicate content"
+    for kind in ("duplicate content", "near duplicate"):
+        if reason.startswith(kind):
+            return kind
     return reason.split(":", 1)[0].strip()
 
 
-def summarize(catalog: Catalog) -> dict[str, Any]:
+def summarize(catalog: Catalog, near_threshold: float | None = DEFAULT_THRESHOLD) -> dict[str, Any]:
     """A JSON-ready summary of a catalog (what ``pairgen scan`` prints).
 
     Args:
         catalog: A scanned catalog.
+        near_threshold: The cosine similarity of near duplicates (``None``: not reported).
 
     Returns:
         ``root``, ``layout``, ``classes``, ``images``, ``per_class`` (min/median/max images),
         ``skipped``, ``skipped_by_reason`` (count per :func:`reason_kind`), ``skipped_files``
         (every skipped ``path`` and ``reason``), ``duplicates`` (``groups`` and ``images``
         with identical content, up to 5 ``examples`` path lists), ``label_conflicts`` (see
-        :func:`label_conflicts`) and ``splits`` (images per split, when split).
+        :func:`label_conflicts`), ``splits`` (images per split, when split) and, when the
+        catalog has signatures, ``near_duplicates`` (:func:`pairgen.scanning.near.near_report`).
     """
     images = catalog.images
     per_class = images.groupby("class_id").size()
@@ -314,6 +338,9 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
     groups, examples = _example_groups(dup["sha256"], dup["path"].tolist())
     kinds = catalog.skipped["reason"].map(reason_kind).value_counts()
     splits = images["split"].dropna()
+    near = catalog.signature_rows()
+    extra = {} if near is None or near_threshold is None else {
+        "near_duplicates": near_report(images, near, near_threshold)}
     return {
         "root": catalog.root,
         "layout": catalog.layout.value,
@@ -327,6 +354,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
         "label_conflicts": label_conflicts(images),
         "duplicates": {"groups": groups, "images": int(len(dup)), "examples": examples},
         "splits": {str(k): int(v) for k, v in sorted(splits.value_counts().items())},
+        **extra,
     }
 
 

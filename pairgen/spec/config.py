@@ -189,17 +189,41 @@ class SourceConfig:
         check_bool(self.allow_outside_root, "source.allow_outside_root")
 
 
+#: Cosine similarity of near-duplicate signatures (pairgen.scanning.near), calibrated on real
+#: digits: see the README section "Near duplicates".
+NEAR_THRESHOLD = 0.998
+NEAR = "near"
+
+
 @dataclass(frozen=True)
 class SplitConfig:
-    """How images are assigned to splits."""
+    """How images are assigned to splits.
+
+    ``dedupe``: ``False``; ``True`` (or ``"exact"``) keeps one copy of identical bytes;
+    ``"near"`` also keeps each near-duplicate group (cosine >= ``near_threshold``) in one split.
+    ``near_threshold`` is fingerprinted only with ``dedupe = "near"``: elsewhere it only
+    changes what is reported.
+    """
 
     by: SplitBy = SplitBy.IMAGE
     fractions: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
-    dedupe: bool = False
+    dedupe: bool | str = False
+    near_threshold: float = NEAR_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by", SplitBy.from_value(self.by, "split.by"))
-        check_bool(self.dedupe, "split.dedupe")
+        if self.dedupe == "exact":
+            object.__setattr__(self, "dedupe", True)
+        if self.dedupe != NEAR:
+            try:
+                check_bool(self.dedupe, "split.dedupe")
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} Or \"near\" (also keep near duplicates in one split).") from None
+        _check(isinstance(self.near_threshold, (int, float)) and not isinstance(self.near_threshold, bool)
+               and 0.0 < self.near_threshold <= 1.0,
+               f"split.near_threshold must be a cosine similarity in (0, 1]; received: {self.near_threshold!r}. "
+               f"The default is {NEAR_THRESHOLD}.")
+        object.__setattr__(self, "near_threshold", float(self.near_threshold))
         fr = normalize_fractions(self.fractions)
         object.__setattr__(self, "fractions", fr)
         if self.by is not SplitBy.FOLDERS:
@@ -512,6 +536,8 @@ class BuildConfig:
             out["source"].pop("table")
             out["source"].pop("allow_outside_root")  # which files were used is hashed with the catalog
             out["sample"].pop("strict_positives")  # it only refuses: a build it allows is the same without it
+            if self.split.dedupe != NEAR:  # the threshold then only changes reports
+                out["split"].pop("near_threshold")
             if self.kind is Kind.IMAGES:  # one record per image: no pair or triplet parameter is used
                 out["sample"] = {"strategy": self.sample.strategy}
             elif self.sample.embeddings:  # hash what the embeddings are, not where they are

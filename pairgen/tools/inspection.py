@@ -24,7 +24,8 @@ from pairgen.dataset import tables as mf
 from pairgen.dataset.card import Card, read_card
 from pairgen.dataset.versions import list_versions, resolve, split_ref
 from pairgen.errors import PairgenError
-from pairgen.spec.config import BuildConfig
+from pairgen.scanning import near
+from pairgen.spec.config import NEAR, NEAR_THRESHOLD, BuildConfig
 from pairgen.spec.schema import LABEL, schema_of
 
 _COUNT_KEYS = ("records", "positives", "negatives", "images", "classes", "images_without_positive")
@@ -47,11 +48,13 @@ def _split_classes(catalog: pd.DataFrame) -> dict[str, list[str]]:
     return {str(s): sorted(g["class_name"].unique().tolist()) for s, g in known.groupby("split", sort=True)}
 
 
-def inspect(path: str | os.PathLike) -> dict[str, Any]:
+def inspect(path: str | os.PathLike, *, near_threshold: float | None = None) -> dict[str, Any]:
     """Summarize a dataset directory.
 
     Args:
         path: Dataset directory (``dir``, ``dir@version`` or ``dir@fingerprint-prefix``).
+        near_threshold: Recompute the near duplicates across splits at this cosine similarity,
+            from the signatures kept in ``catalog.parquet`` (``None``: the card's report).
 
     Returns:
         ``name``, ``version``, ``fingerprint``, ``parent``, ``kind``, ``created_at``,
@@ -60,7 +63,9 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
         (height, width, channels, encoding), ``splits`` (per split: records, positives,
         negatives, positive_fraction, images, classes, class_names), ``shards`` (count,
         bytes, per split), ``leakage`` (identical content across splits, and classes shared
-        by splits when the split is by class) and ``versions`` (this path's lineage).
+        by splits when the split is by class), ``near_duplicates`` (near-duplicate pairs across
+        splits, per split pair with examples: :func:`pairgen.scanning.near.cross_split`; empty
+        when the catalog has no signatures) and ``versions`` (this path's lineage).
 
     Raises:
         DatasetError: If ``path`` is not a finished dataset.
@@ -90,8 +95,33 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
                    "per_split": {k: len(v) for k, v in shards.items()}},
         "manifest_only": card.manifest_only,
         "leakage": _leakage(card, classes),
+        "near_duplicates": near_leakage(card, catalog, near_threshold),
         "versions": list_versions(split_ref(path)[0]),
     }
+
+
+def near_leakage(card: Card, catalog: pd.DataFrame, threshold: float | None = None) -> dict[str, Any]:
+    """Near-duplicate pairs across the splits of a dataset: the card's report, or recomputed
+    from the catalog's signatures at ``threshold`` (also when the card has no report).
+
+    Args:
+        card: The dataset's card.
+        catalog: Its ``catalog.parquet`` table.
+        threshold: The cosine similarity (``None``: the card's, else the build's default).
+
+    Returns:
+        As :func:`pairgen.scanning.near.cross_split` (plus the card's ``dedupe``); ``{}``
+        when the catalog has no signatures.
+    """
+    if threshold is None and card.near_duplicates:
+        return dict(card.near_duplicates)
+    signatures = mf.catalog_signatures(catalog)
+    if signatures is None:
+        return {}
+    chosen = threshold if threshold is not None else card.config.get("split", {}).get("near_threshold", NEAR_THRESHOLD)
+    report = near.cross_split(catalog, signatures, float(chosen))
+    report["dedupe"] = card.config.get("split", {}).get("dedupe") == NEAR
+    return report
 
 
 def _leakage(card: Card, classes: dict[str, list[str]]) -> dict[str, Any]:
@@ -143,11 +173,25 @@ def format_inspect(info: dict[str, Any]) -> str:
     lines += ["  " + "  ==  ".join(group) for group in leak.get("examples", [])]
     if "shared_classes" in leak:
         lines.append(f"             {leak['shared_classes']:,} class(es) in more than one split")
+    lines += format_near(info.get("near_duplicates") or {})
     if len(info["versions"]) > 1:
         lines.append("versions:")
         lines += [f"  {v['version']:<10}{str(v['fingerprint'])[:12]}  {v['created_at']}  "
                   f"{'(latest) ' if v['latest'] else ''}{v['path']}" for v in info["versions"]]
     return "\n".join(lines)
+
+
+def format_near(near: dict[str, Any]) -> list[str]:
+    """The near-duplicate lines of ``pairgen inspect``: totals, then per split pair with examples."""
+    if not near:
+        return ["near dups    not computed (no signatures in catalog.parquet; rebuild to get them)"]
+    lines = [f"near dups    {near['pairs']:,} near-duplicate pair(s) across splits at cosine >= {near['threshold']:g} "
+             f"({near['groups']:,} group(s), {near['images']:,} images)"
+             + (" after --dedupe near" if near.get("dedupe") else "")]
+    for key, entry in near.get("by_split_pair", {}).items():
+        lines.append(f"  {key:<16}{entry['pairs']:>8,} pair(s)")
+        lines += [f"    {a}  ~~  {b}  ({sim:.4f})" for a, b, sim in entry.get("examples", [])]
+    return lines
 
 
 # --------------------------------------------------------------------------- diff

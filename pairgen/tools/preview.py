@@ -198,15 +198,15 @@ def render(records: list[dict[str, list]], grid: Grid, *, shape: tuple[int, int,
         if schema.labelled:  # a framed pos / neg header; unlabelled kinds name each image instead
             color = POS_COLOR if rec[LABEL][0] == 1 else NEG_COLOR
             cv2.rectangle(canvas, (x, y), (x + cw - 1, y + ch - 1), color, FRAME)
-            _text(canvas, "pos" if rec[LABEL][0] == 1 else "neg", (y + FRAME, x + FRAME), cw - 2 * FRAME, color)
+            draw_text(canvas, "pos" if rec[LABEL][0] == 1 else "neg", (y + FRAME, x + FRAME), cw - 2 * FRAME, color)
         for s, role in enumerate(schema.roles):
             iy, ix = grid.image_origin(i, s)
             pixels = decode_record_image(rec[role.image_key][0], encoding, shape)
             canvas[iy:iy + th, ix:ix + tw] = _display(pixels, grid.tile)
             if not schema.labelled and grid.header:
-                _text(canvas, role.name, (iy - grid.header, ix), tw, TEXT_COLOR)
+                draw_text(canvas, role.name, (iy - grid.header, ix), tw, TEXT_COLOR)
             label = class_names.get(int(rec[role.class_key][0]), str(rec[role.class_key][0]))
-            _text(canvas, label, (iy + th, ix), tw, TEXT_COLOR)
+            draw_text(canvas, label, (iy + th, ix), tw, TEXT_COLOR)
     return canvas
 
 
@@ -220,7 +220,7 @@ def _display(pixels: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
     return pixels
 
 
-def _text(canvas: np.ndarray, text: str, top_left: tuple[int, int], width: int, color: tuple[int, int, int]) -> None:
+def draw_text(canvas: np.ndarray, text: str, top_left: tuple[int, int], width: int, color: tuple[int, int, int]) -> None:
     """Centered one-line text in a 16 px band; a long text keeps its end (``..character07``)."""
     scale = 0.4
     while text and cv2.getTextSize(text, _FONT, scale, 1)[0][0] > width - 2:

@@ -29,8 +29,9 @@ from pairgen.errors import BuildError, SampleError
 from pairgen.rendering.records import Render, Source
 from pairgen.sampling.rounding import largest_remainder
 from pairgen.sampling.splits import leakage_report, split
+from pairgen.scanning import near
 from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
-from pairgen.spec.config import BuildConfig, Kind, OnError, SplitBy
+from pairgen.spec.config import NEAR, BuildConfig, Kind, OnError, SplitBy
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
@@ -111,7 +112,8 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         scanned = _scan(config, progress, pool)
         catalog = _check_images(scanned.catalog, config, scanned.undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
-                        rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe)
+                        rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe,
+                        near_threshold=config.split.near_threshold)
         config = _resolve_image_size(config, catalog)
         _check_memory(config)
         _check_sampling_memory(config, catalog)
@@ -136,14 +138,17 @@ def _existing_parent(out: Path) -> Path:
 
 
 def _scan(config: BuildConfig, progress: Progress, pool: Pool) -> ScanResult:
-    """Scan in the build's workers; unless manifest-only, decode each image in the same read."""
+    """Scan in the build's workers; unless manifest-only, decode each image in the same read and
+    take its near-duplicate signature from that decode (a manifest-only build decodes only for
+    ``dedupe = "near"``)."""
     src = config.source
     options = ScanOptions.of(src.layout, class_depth=src.class_depth, table=src.table,
                              min_per_class=src.min_per_class, max_pixels=config.image.max_pixels,
                              allow_outside_root=src.allow_outside_root)
     check = None if config.build.manifest_only else config.image
+    signatures = check is not None or config.split.dedupe == NEAR
     with progress.stage("scan", unit="files"):
-        return scan_source(src.path, options, pool=pool, check=check)
+        return scan_source(src.path, options, pool=pool, check=check, signatures=signatures)
 
 
 def _check_memory(config: BuildConfig) -> None:
@@ -220,8 +225,7 @@ def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[st
     dropped = pd.DataFrame({"path": [paths[i] for i, _ in bad], "reason": [f"corrupt image: {r}" for _, r in bad]})
     keep = ~catalog.images["image_id"].isin([i for i, _ in bad])
     skipped = pd.concat([catalog.skipped, dropped], ignore_index=True).sort_values("path", kind="stable")
-    return Catalog(root=catalog.root, layout=catalog.layout,
-                   images=catalog.images[keep].reset_index(drop=True), skipped=skipped.reset_index(drop=True))
+    return catalog.replace(images=catalog.images[keep].reset_index(drop=True), skipped=skipped.reset_index(drop=True))
 
 
 def _resolve_image_size(config: BuildConfig, catalog: Catalog) -> BuildConfig:
@@ -321,7 +325,7 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
            pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
     """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
     files = {
-        layout.CATALOG: mf.write_table(catalog.images, tmp / layout.CATALOG, mf.CATALOG_COLUMNS),
+        layout.CATALOG: mf.write_catalog(catalog.images, tmp / layout.CATALOG, catalog.signature_rows()),
         layout.SKIPPED: mf.write_table(catalog.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
     }
     for name, table in manifests.items():
@@ -341,6 +345,16 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
     return write_shards(manifests, render=render, source=_source(catalog), shards=config.shards,
                         out_dir=tmp, pool=pool, progress=progress)
+
+
+def _near_report(config: BuildConfig, catalog: Catalog) -> dict[str, Any]:
+    """The card's ``near_duplicates``: near-duplicate pairs across splits (empty without signatures)."""
+    signatures = catalog.signature_rows()
+    if signatures is None:
+        return {}
+    report = near.cross_split(catalog.images, signatures, config.split.near_threshold)
+    report["dedupe"] = config.split.dedupe == NEAR
+    return report
 
 
 def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
@@ -384,6 +398,7 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
         compression=config.shards.compression.value,
         splits=_split_counts(config, catalog, manifests),
         leakage=leakage_report(catalog.images),
+        near_duplicates=_near_report(config, catalog),
         files=files,
         shards=shards,
         manifest_only=config.build.manifest_only,
