@@ -241,7 +241,7 @@ def runs(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", ["pairs-uneven", "triplets-uneven"])
 def test_evaluate_scores_each_record_with_its_own_images(data, runs, name: str) -> None:
     from pairgen.train.data import open_dataset
-    from pairgen.train.evaluation import _split_images, load_run, score_split, split_arrays
+    from pairgen.train.evaluation import load_run, score_split, split_arrays, split_images
     from pairgen.train.models import pair_model, triplet_model
 
     run, info = load_run(runs[name]), open_dataset(data[name])
@@ -257,7 +257,7 @@ def test_evaluate_scores_each_record_with_its_own_images(data, runs, name: str) 
         both = np.asarray(triplet_model(run.tower, run.head).predict(x, verbose=0))
         np.testing.assert_allclose(np.sort(scores.d_ap), np.sort(run.to_distance(both[:, 0])), atol=1e-5)
         np.testing.assert_allclose(np.sort(scores.d_an), np.sort(run.to_distance(both[:, 1])), atol=1e-5)
-    images, classes = _split_images(info, split_arrays(info, "train"))
+    images, classes = split_images(info, split_arrays(info, "train"))
     assert (data["classes"][_ids_of(data, images)] == classes).all()
 
 
