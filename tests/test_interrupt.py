@@ -71,10 +71,13 @@ def _start(index: int, tmp_path: Path, src: Path, pipeline: Path, delay: float) 
     """``python -m pairgen build ...``, but saying (with a file) when Python's own start-up is over.
 
     A Ctrl-C while the interpreter itself starts (site, ``.pth`` files) is Python's to handle,
-    before any line of pairgen runs; the random moments count from the first one.
+    and so is one before the command line can take it: the random moments count from the
+    import of the few-line module that holds its handlers (``pairgen.spec.interrupts``, standard
+    library only), right before ``pairgen.cli`` installs them.
     """
     out, err, flag = tmp_path / f"out{index:02d}", tmp_path / f"err{index:02d}.txt", tmp_path / f"go{index:02d}"
-    code = f"open({str(flag)!r}, 'w').close()\nfrom pairgen.cli import main\nmain(prog_name='pairgen')"
+    code = (f"import pairgen.spec.interrupts\nopen({str(flag)!r}, 'w').close()\n"
+            "from pairgen.cli import main\nmain(prog_name='pairgen')")
     with open(err, "wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-c", code, "build", str(pipeline), "--src", str(src),
                                  "--out", str(out), "--workers", "2", "--quiet"],

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from pairgen.errors import PairgenError
-from pairgen.spec.interrupts import forget_escaped_interrupt, raise_interrupt
+from pairgen.spec.interrupts import forget_escaped_interrupt, interrupt_pending, raise_interrupt
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
@@ -55,6 +55,14 @@ def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1)
             forget_escaped_interrupt()
             click.echo(exc.line if isinstance(exc, Interrupted) else "interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+        except Exception:
+            if not interrupt_pending():  # a Ctrl-C turned into another error on its way out
+                raise
+            forget_escaped_interrupt()
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+        finally:
+            forget_escaped_interrupt()  # a Ctrl-C taken (held, then too late) must not end the process by SIGINT
 
     return wrapper
 

@@ -31,7 +31,7 @@ from pairgen.dataset.card import probe_card
 from pairgen.dataset.layout import LATEST, OWN_NAMES, TEMP_MARKER, VERSIONS_DIR, sibling
 from pairgen.dataset.versions import version_dir_name
 from pairgen.errors import BuildError
-from pairgen.spec.interrupts import held_interrupts
+from pairgen.spec.interrupts import held_interrupts, raise_if_swallowed
 
 try:  # POSIX; elsewhere builds run unlocked
     import fcntl
@@ -198,6 +198,7 @@ def install(tmp: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]
     with held_interrupts() as held:
         previous = probe_card(out) if out.is_dir() else None
         held.check()
+        raise_if_swallowed()
         held.drop()  # from here on the new dataset is going in: a Ctrl-C comes too late to stop it
         return _install(tmp, out, card, previous, keep_versions)
 

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 _AGAIN_SECONDS = 0.005
+_raised = [False]  # a Ctrl-C raised by raise_interrupt that no handler has taken yet
 
 
 class Held:
@@ -74,13 +75,23 @@ def _deliver(handler: Any) -> None:
 
 
 def swallowed_here(frame: FrameType | None) -> bool:
-    """True where an exception raised by a signal handler would be printed and ignored, not raised.
+    """True where an exception raised by a signal handler would be lost or turned into another one.
 
     That is a weak-reference callback or a ``__del__`` method, which Python runs whenever an
-    object goes away: an import drops its module lock that way, many times per import.
+    object goes away (an import drops its module lock that way, many times per import), and
+    any import in progress: an exception inside an extension module's initialisation becomes
+    an ``ImportError`` (pandas: "PyCapsule_Import could not import module"). The signal then
+    comes again a moment later (:func:`again_soon`), once the import is done.
     """
-    return frame is not None and (frame.f_code.co_name == "__del__" or (
-        frame.f_code.co_name == "cb" and frame.f_code.co_filename.startswith("<frozen importlib")))
+    if frame is None:
+        return False
+    if frame.f_code.co_name == "__del__":
+        return True
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def again_soon() -> None:
@@ -97,7 +108,27 @@ def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     if swallowed_here(frame):
         again_soon()
         return
+    _raised[0] = True
     raise KeyboardInterrupt
+
+
+def raise_if_swallowed() -> None:
+    """Raise ``KeyboardInterrupt`` again if one raised by :func:`raise_interrupt` never reached a
+    handler: a callback that Python runs while an object goes away (a weak-reference callback,
+    a finalizer) prints and drops any exception, and :func:`swallowed_here` cannot name them
+    all. Called between the steps of a build, so that such a Ctrl-C stops it a step later."""
+    if _raised[0]:
+        raise KeyboardInterrupt
+
+
+def interrupt_pending() -> bool:
+    """True while a Ctrl-C raised by :func:`raise_interrupt` has not been taken by a handler."""
+    return _raised[0]
+
+
+def interrupt_handled() -> None:
+    """The command has taken the Ctrl-C (see :func:`raise_if_swallowed`)."""
+    _raised[0] = False
 
 
 def forget_escaped_interrupt() -> None:
@@ -108,6 +139,7 @@ def forget_escaped_interrupt() -> None:
     SIGINT instead of with its exit status. Running an empty string clears that mark.
     """
     exec("")  # noqa: S102
+    interrupt_handled()
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, _threads_wakeups
 from typing import Any
 
@@ -32,7 +32,7 @@ import cv2
 
 from pairgen.errors import BuildError
 from pairgen.spec.config import Executor
-from pairgen.spec.interrupts import blocked_in_children, held_interrupts, ignore_in_worker
+from pairgen.spec.interrupts import blocked_in_children, held_interrupts, ignore_in_worker, raise_if_swallowed
 
 _PR_SET_PDEATHSIG = 1
 # One job: parts ``(fn, task)`` run in parallel, then an optional final ``(fn, task)`` step.
@@ -95,6 +95,8 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     """
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        _quiet_thread(manager)
     call_queue = getattr(pool, "_call_queue", None)
     result_queue = getattr(pool, "_result_queue", None)
     if call_queue is not None:  # before the shutdown, whose clean-up would join that thread
@@ -114,6 +116,23 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
         manager.join(_STOP_SECONDS)
         if manager.is_alive():  # never wait for it at exit either
             _threads_wakeups.pop(manager, None)
+
+
+def _quiet_thread(thread: threading.Thread) -> None:
+    """Keep the pool's manager thread from printing a traceback while the pool is stopped.
+
+    Python 3.11's manager thread may still fail on a future that the shutdown cancelled
+    (``InvalidStateError`` in ``terminate_broken``) when it sees the killed workers; the build
+    is being stopped on purpose, so that error says nothing.
+    """
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread is thread and isinstance(args.exc_value, InvalidStateError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 def _broken() -> BuildError:
@@ -213,6 +232,30 @@ class Pool:
         except BrokenProcessPool:
             raise _broken() from None
 
+    def submit(self, fn: Callable[[Any], Any], task: Any) -> Callable[[], Any]:
+        """Start ``fn(task)`` in a worker now; return a function that waits for its result.
+
+        The task queues behind the ones already submitted, so a side computation (a report)
+        runs beside the main work instead of in the main process. Without workers it runs
+        when its result is asked for.
+        """
+        if self.executor is Executor.RAY:
+            session = self._ray_session()
+            ref = session.submitter(fn)(task)
+            return lambda: session.get(ref)
+        pool = self._local()
+        if pool is None:
+            return lambda: fn(task)
+        future = pool.submit(fn, task)
+
+        def result() -> Any:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                raise _broken() from None
+
+        return result
+
     def run_jobs(self, jobs: list[Job]) -> Iterator[tuple[str, Any]]:
         """Run each job's parts, then its ``final`` step (``fn(task, *part_results)``), if any.
 
@@ -235,10 +278,12 @@ class Pool:
 def _window(submit: Callable, fetch: Callable, tasks: Iterable[Any], limit: int) -> Iterator[Any]:
     window: deque = deque()
     for task in tasks:
+        raise_if_swallowed()
         window.append(submit(task))
         if len(window) >= limit:
             yield fetch(window.popleft())
     while window:
+        raise_if_swallowed()
         yield fetch(window.popleft())
 
 
@@ -262,6 +307,7 @@ def _local_jobs(pool: ProcessPoolExecutor, jobs: list[Job]) -> Iterator[tuple[st
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            raise_if_swallowed()
             for future in done:
                 index, k = pending.pop(future)
                 result = future.result()

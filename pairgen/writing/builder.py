@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from pairgen.sampling.splits import leakage_report, split
 from pairgen.scanning import near
 from pairgen.scanning.catalog import Catalog, ScanOptions, ScanResult, label_conflicts, reason_kind, scan_source
 from pairgen.spec.config import NEAR, BuildConfig, Kind, OnError, SplitBy
+from pairgen.spec.interrupts import raise_if_swallowed
 from pairgen.spec.schema import schema_of
 from pairgen.workers.pool import Pool
 from pairgen.workers.progress import Progress
@@ -110,6 +111,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
     with Pool(workers=run.resolved_workers(), executor=run.executor, ray_address=run.ray_address,
               shared_paths=shared, note=progress.note) as pool:
         scanned = _scan(config, progress, pool)
+        raise_if_swallowed()  # the steps below run in this process: a Ctrl-C dropped by a callback stops here
         catalog = _check_images(scanned.catalog, config, scanned.undecodable)
         catalog = split(catalog, by=config.split.by, fractions=config.split.fractions,
                         rng=np.random.default_rng(seed_sequence(config.seed, _SPLIT_KEY)), dedupe=config.split.dedupe,
@@ -121,6 +123,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         quotas = _record_quotas(config, catalog, names)
         manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
         _check_positives(config, manifests)
+        raise_if_swallowed()
         return _write(config, catalog, manifests, tmp, pool, progress, out)
 
 
@@ -331,10 +334,11 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
     for name, table in manifests.items():
         files[layout.manifest(name)] = mf.write_table(
             table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
+    near_report = _near_report(config, catalog, pool)  # searched in a worker, beside the shards
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
-    card = _card(config, catalog, manifests, files, shards, out)
+    card = _card(config, catalog, manifests, files, shards, out, near_report())
     write_card(tmp, card)
     return card.to_dict()
 
@@ -347,14 +351,20 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
                         out_dir=tmp, pool=pool, progress=progress)
 
 
-def _near_report(config: BuildConfig, catalog: Catalog) -> dict[str, Any]:
-    """The card's ``near_duplicates``: near-duplicate pairs across splits (empty without signatures)."""
+def _near_report(config: BuildConfig, catalog: Catalog, pool: Pool) -> Callable[[], dict[str, Any]]:
+    """The card's ``near_duplicates`` (near-duplicate pairs across splits; empty without
+    signatures), searched by a worker: a function that waits for it."""
     signatures = catalog.signature_rows()
     if signatures is None:
-        return {}
-    report = near.cross_split(catalog.images, signatures, config.split.near_threshold)
-    report["dedupe"] = config.split.dedupe == NEAR
-    return report
+        return dict
+    images = catalog.images[["path", "split", "sha256", "class_id"]]
+    report = pool.submit(_cross_split, (images, signatures, config.split.near_threshold))
+    dedupe = config.split.dedupe == NEAR
+    return lambda: {**report(), "dedupe": dedupe}
+
+
+def _cross_split(task: tuple[pd.DataFrame, np.ndarray, float]) -> dict[str, Any]:
+    return near.cross_split(*task)
 
 
 def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
@@ -373,7 +383,7 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
 
 
 def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
-          shards: dict[str, list[dict]], out: Path) -> Card:
+          shards: dict[str, list[dict]], out: Path, near_duplicates: dict[str, Any]) -> Card:
     """The card of the dataset written, with its parent: the dataset now at ``out``."""
     assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
@@ -398,7 +408,7 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
         compression=config.shards.compression.value,
         splits=_split_counts(config, catalog, manifests),
         leakage=leakage_report(catalog.images),
-        near_duplicates=_near_report(config, catalog),
+        near_duplicates=near_duplicates,
         files=files,
         shards=shards,
         manifest_only=config.build.manifest_only,
