@@ -131,3 +131,48 @@ def test_load_classes_reads_the_mapped_shards_in_the_schedule(raw: Path) -> None
         assert images.dtype == np.float32
         np.testing.assert_allclose(images, batch["image"] / np.float32(255))
         np.testing.assert_array_equal(classes, batch["class"])
+
+
+@pytest.fixture(scope="module")
+def five(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same records in five shards of uneven sizes (more than the four read at a time)."""
+    return reshard(raw, tmp_path_factory.mktemp("five") / "images", "train", (0.3, 0.05, 0.25, 0.1, 0.3))
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 3, 7, 256])
+def test_load_from_the_maps_gives_tensorflows_order_and_batches(five: Path, batch_size: int | None) -> None:
+    pytest.importorskip("tensorflow")
+    from pairgen.reading.handle import SplitHandle
+    from pairgen.reading.tfdata import _PARSE_BATCH, _parsed_batches, load
+
+    handle = SplitHandle(five, "train")
+    assert len(handle.files) == 5
+    batch = batch_size or _PARSE_BATCH
+    want = list(_parsed_batches(handle, batch=batch, shuffle=False, seed=None, repeat=False, normalize=False,
+                                shuffle_buffer=1).as_numpy_iterator())  # TensorFlow reads the shards
+    got = list(load(five, "train", batch_size=batch_size, normalize=False, with_ids=True).as_numpy_iterator())
+    if batch_size is None:
+        assert len(got) == sum(len(w["record_id"]) for w in want)
+        got_ids = np.array([ids["record_id"] for _, _, ids in got])
+        got_images = np.stack([image for image, _, _ in got])
+    else:
+        assert [len(c) for _, c, _ in got] == [len(w["record_id"]) for w in want]
+        got_ids = np.concatenate([ids["record_id"] for _, _, ids in got])
+        got_images = np.concatenate([image for image, _, _ in got])
+    np.testing.assert_array_equal(got_ids, np.concatenate([w["record_id"] for w in want]))
+    np.testing.assert_array_equal(got_images, np.concatenate([w["image"] for w in want]))
+    assert sorted(got_ids.tolist()) == list(range(len(got_ids)))
+
+
+def test_interleave_order_follows_tensorflow() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from pairgen.reading.tfdata import interleave_order
+
+    for counts, batch in (([5, 0, 3, 9, 2, 4, 1], 2), ([10], 3), ([1, 1, 1, 1, 1], 4), ([0, 0], 1)):
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        files = tf.data.Dataset.from_tensor_slices((starts[:-1], np.asarray(counts, np.int64)))
+        ds = files.interleave(lambda s, n, b=batch: tf.data.Dataset.range(s, s + n).batch(b),
+                              cycle_length=max(1, min(len(counts), 4)), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
+        want = np.concatenate([b for b in ds.as_numpy_iterator()] or [np.zeros(0, np.int64)])
+        np.testing.assert_array_equal(interleave_order(counts, batch, max(1, min(len(counts), 4))), want)

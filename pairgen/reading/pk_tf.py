@@ -89,7 +89,7 @@ def scheduled_ids(data: PKSplit, epochs: Epochs) -> Dataset:
         tf.reshape(tf.numpy_function(rows, [e], tf.int64, stateful=False), (-1, n))))
 
 
-READ_CALLS = min(4, os.cpu_count() or 1)  # reads in flight: each holds the GIL part of the time
+READ_CALLS = tf.data.AUTOTUNE  # reads in flight (a call waits on Python more than it computes)
 READ_BYTES = 512 << 10  # record bytes read per call of the reader inside tf.data (whole batches, at least one)
 
 

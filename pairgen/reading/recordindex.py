@@ -96,7 +96,7 @@ def _remember(key: tuple, value: Any) -> None:
         _OPENED.popitem(last=False)
 
 
-def _opened(handle: SplitHandle) -> tuple[RecordIndex, MappedSplit | None]:
+def opened_split(handle: SplitHandle) -> tuple[RecordIndex, MappedSplit | None]:
     """The split's record index and mapped layout, kept per process for the same shard files.
 
     Opening a split reads every record's header and, for raw images, parses every record's
@@ -170,7 +170,7 @@ class ImagesSplit:
     def __init__(self, path: str | os.PathLike, split: str = "train") -> None:
         self.handle = handle = SplitHandle(path, split, require=_require_images)
         self.root, self.card, self.split = handle.root, handle.card, split
-        self.index, mapped = _opened(handle)
+        self.index, mapped = opened_split(handle)
         self.mapped = mapped.fresh() if mapped is not None else None
         self.classes = _manifest_classes(self.root, split, len(self.index.offset))
         self.image_keys, self.int_keys = handle.image_keys, handle.int_keys
