@@ -147,10 +147,10 @@ class MappedSplit:
                     ints[key][lo:hi] = values[key]
                 ends = starts + length[lo:hi]
                 tail[lo:hi] = m.buf[ends[:, None] + np.arange(4)].copy().view("<u4").ravel()
-        except (OSError, ValueError):
+                out.close()  # parsing brought the whole file in: let it go before the next one
+        except (OSError, ValueError, DatasetError):
             out.close()
             return None
-        out.release()
         return out
 
     def fresh(self) -> MappedSplit:
