@@ -66,7 +66,7 @@ def test_mapped_reads_equal_the_per_record_reader_and_load_numpy(raw: Path) -> N
 
 def test_pages_dropped_for_large_splits_give_the_same_batches(raw: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     want = list(pk_batches(raw, classes_per_batch=P, images_per_class=K, seed=1))
-    monkeypatch.setattr(mapped_module, "RESIDENT_BYTES", 1)  # drop the pages after every read
+    monkeypatch.setattr(mapped_module, "RESIDENT_BYTES", 1)  # drop the pages after every batch
     got = list(pk_batches(raw, classes_per_batch=P, images_per_class=K, seed=1))
     assert len(got) == len(want)
     for a, b in zip(got, want):

@@ -19,9 +19,10 @@ The layout and which records' CRCs held are kept for the process
 path, inode, size and modification time: the next epoch does not parse or checksum again; a
 rewritten or exchanged file is parsed and checked anew).
 
-Pages of the maps are the page cache's; for a split larger than :data:`RESIDENT_BYTES` they are
-dropped from the process (``madvise(MADV_DONTNEED)``) whenever the records read since the last
-drop may have brought that much in, so the resident memory does not grow with the split. A shard that shrinks while mapped is refused before it is read (its size is
+Pages of the maps are the page cache's; for a split larger than :data:`RESIDENT_BYTES`, each
+shard's pages are dropped from the process right after a batch's records were checked or
+gathered from it (``madvise(MADV_DONTNEED)``: a page fault may map a large block of the file around each
+record), so the resident memory does not grow with the split. A shard that shrinks while mapped is refused before it is read (its size is
 compared with the mapped one for every batch). Anything else (PNG/JPEG images, records not in
 pairgen's layout) is read record by record by offset (``os.pread``) by the caller.
 """
@@ -46,9 +47,8 @@ from pairgen.reading.engine import RecordSpec
 
 Arrays = dict[str, np.ndarray]
 
-RESIDENT_BYTES = 256 << 20  # the maps' pages a reader lets stay in the process (splits up to this size: all)
+RESIDENT_BYTES = 128 << 20  # splits up to this size stay mapped in; larger ones are let go after every batch
 _MAPPING = threading.Lock()
-FAULT_BYTES = 64 << 10  # bytes a page fault on a file map may bring in (the kernel's fault-around)
 
 
 @dataclass
@@ -72,6 +72,12 @@ class _Map:
         os.close(self.fd)
 
 
+def _drop(m: _Map) -> None:
+    """Drop a map's pages from this process (they stay in the page cache)."""
+    if m.size and hasattr(mmap, "MADV_DONTNEED"):
+        m.mm.madvise(mmap.MADV_DONTNEED)
+
+
 def _map(path: str, image_bytes: int) -> _Map:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -80,6 +86,8 @@ def _map(path: str, image_bytes: int) -> _Map:
     except (OSError, ValueError):
         os.close(fd)
         raise
+    if size and hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)  # records are read out of order: no read-around
     buf = np.frombuffer(mm, np.uint8)
     window = sliding_window_view(buf, image_bytes) if size >= image_bytes else buf[:0].reshape(0, image_bytes)
     return _Map(fd, size, mm, buf, memoryview(mm), window)
@@ -104,6 +112,7 @@ class MappedSplit:
     tail: np.ndarray
     first: np.ndarray  # record id of each shard's first record
     checked: np.ndarray  # records whose data CRC held (shared by readers of the same files)
+    split_bytes: int  # the shards' bytes
     _maps: dict[int, _Map] = field(default_factory=dict)
     _gathered: int = 0
 
@@ -123,8 +132,11 @@ class MappedSplit:
         image_offset = {key: np.empty(len(shard), np.int64) for key in spec.image_keys}
         ints = {key: np.empty(len(shard), np.int64) for key in spec.int_keys}
         tail = np.empty(len(shard), np.uint32)
+        last = np.r_[first[1:], len(shard)] - 1
+        present = last >= first
+        split_bytes = int((offset[last[present]] + length[last[present]] + FRAME_EXTRA).sum())
         out = cls(root, spec, files, shard, offset, length, image_offset, ints, tail, first,
-                  np.zeros(len(shard), bool))
+                  np.zeros(len(shard), bool), split_bytes)
         try:
             for s in range(len(files)):
                 lo, hi = bounds[s], bounds[s + 1]
@@ -156,7 +168,7 @@ class MappedSplit:
     def fresh(self) -> MappedSplit:
         """The same split's layout with maps of its own (opened when first read)."""
         return MappedSplit(self.root, self.spec, self.files, self.shard, self.offset, self.length,
-                           self.image_offset, self.ints, self.tail, self.first, self.checked)
+                           self.image_offset, self.ints, self.tail, self.first, self.checked, self.split_bytes)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -186,8 +198,7 @@ class MappedSplit:
     def release(self) -> None:
         """Drop the maps' pages from this process (they stay in the page cache)."""
         for m in self._maps.values():
-            if hasattr(m.mm, "madvise") and hasattr(mmap, "MADV_DONTNEED") and m.size:
-                m.mm.madvise(mmap.MADV_DONTNEED)
+            _drop(m)
         self._gathered = 0
 
     def close(self) -> None:
@@ -212,25 +223,30 @@ class MappedSplit:
         for s, m in zip(shards, maps):  # no shard shrank under its map (reading past its end would crash)
             if os.fstat(m.fd).st_size < m.size:
                 raise self._changed(s)
+        let_go = self.split_bytes > RESIDENT_BYTES  # a fault may map a large block around each record
         new = ~self.checked[ids]
         if new.any():
-            self._check_crcs(ids[new], shard[new], shards, maps)
+            if not let_go:
+                self._check_crcs(ids[new], shard[new], shards, maps)
+            else:  # shard by shard, each let go once checked
+                for s, m, lo, hi in zip(shards, maps, bounds[:-1], bounds[1:]):
+                    rows = order[lo:hi][new[order[lo:hi]]]
+                    if len(rows):
+                        self._check_crcs(ids[rows], shard[rows], [s], [m])
+                        _drop(m)
             self.checked[ids[new]] = True
         features: Arrays = {key: values[ids] for key, values in self.ints.items()}
         shape = self.spec.shape
         for key in self.spec.image_keys:
             where = self.image_offset[key][ids]
-            if len(shards) == 1:
-                pixels = maps[0].window[where]
-            else:
-                pixels = np.empty((len(ids), int(np.prod(shape))), np.uint8)
-                for m, lo, hi in zip(maps, bounds[:-1], bounds[1:]):
-                    rows = order[lo:hi]
-                    pixels[rows] = m.window[where[rows]]
+            pixels = np.empty((len(ids), int(np.prod(shape))), np.uint8)
+            for m, lo, hi in zip(maps, bounds[:-1], bounds[1:]):
+                rows = order[lo:hi]
+                pixels[rows] = m.window[where[rows]]
+                if let_go:
+                    _drop(m)
             features[key] = pixels.reshape(len(ids), *shape)
-        self._gathered += len(ids) * max(FAULT_BYTES, int(np.prod(shape)))
-        if self._gathered >= RESIDENT_BYTES and sum(m.size for m in self._maps.values()) > RESIDENT_BYTES:
-            self.release()
+        self._gathered += len(ids) * int(np.prod(shape))
         return features
 
     def _check_crcs(self, ids: np.ndarray, shard: np.ndarray, shards: list[int], maps: list[_Map]) -> None:
