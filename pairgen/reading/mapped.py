@@ -19,10 +19,10 @@ The layout and which records' CRCs held are kept for the process
 path, inode, size and modification time: the next epoch does not parse or checksum again; a
 rewritten or exchanged file is parsed and checked anew).
 
-Pages of the maps are the page cache's; for a split larger than :data:`RESIDENT_BYTES`, each
-shard's pages are dropped from the process right after a batch's records were checked or
-gathered from it (``madvise(MADV_DONTNEED)``: a page fault may map a large block of the file around each
-record), so the resident memory does not grow with the split. A shard that shrinks while mapped is refused before it is read (its size is
+Pages of the maps are the page cache's; for a split larger than :data:`RESIDENT_BYTES` they
+are dropped from the process (``madvise(MADV_DONTNEED)``) whenever its resident file-backed
+memory has grown by that much since the last drop (``/proc/self/statm``; a page fault may map
+a large block of the file around a record), so the resident memory does not grow with the split. A shard that shrinks while mapped is refused before it is read (its size is
 compared with the mapped one for every batch). Anything else (PNG/JPEG images, records not in
 pairgen's layout) is read record by record by offset (``os.pread``) by the caller.
 """
@@ -47,7 +47,7 @@ from pairgen.reading.engine import RecordSpec
 
 Arrays = dict[str, np.ndarray]
 
-RESIDENT_BYTES = 128 << 20  # splits up to this size stay mapped in; larger ones are let go after every batch
+RESIDENT_BYTES = 1 << 30  # file pages a reader lets accumulate in the process before dropping them
 _MAPPING = threading.Lock()
 
 
@@ -70,6 +70,15 @@ class _Map:
         except BufferError:  # an array still refers to it: the map goes when that array does
             pass
         os.close(self.fd)
+
+
+def _shared_bytes() -> int | None:
+    """This process's resident file-backed bytes (``/proc/self/statm``), or None without that file."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _drop(m: _Map) -> None:
@@ -115,6 +124,7 @@ class MappedSplit:
     split_bytes: int  # the shards' bytes
     _maps: dict[int, _Map] = field(default_factory=dict)
     _gathered: int = 0
+    _base: int | None = None
 
     @classmethod
     def open(cls, root: Path, spec: RecordSpec, files: tuple[str, ...], shard: np.ndarray, offset: np.ndarray,
@@ -195,11 +205,22 @@ class MappedSplit:
         return DatasetError(f"shard '{self.files[shard]}' changed since it was indexed; "
                             f"run `pairgen verify {self.root}`.")
 
+    def _mapped_in(self) -> int:
+        """File bytes brought into this process since the last release: ``/proc/self/statm``'s shared
+        pages (a fault may map a large block around a record); elsewhere a guess from the bytes read."""
+        shared = _shared_bytes()
+        if shared is None:
+            return self._gathered * 32
+        if self._base is None:
+            self._base = shared
+        return shared - self._base
+
     def release(self) -> None:
         """Drop the maps' pages from this process (they stay in the page cache)."""
         for m in self._maps.values():
             _drop(m)
         self._gathered = 0
+        self._base = _shared_bytes()
 
     def close(self) -> None:
         """Unmap the shards and close their files."""
@@ -223,29 +244,24 @@ class MappedSplit:
         for s, m in zip(shards, maps):  # no shard shrank under its map (reading past its end would crash)
             if os.fstat(m.fd).st_size < m.size:
                 raise self._changed(s)
-        let_go = self.split_bytes > RESIDENT_BYTES  # a fault may map a large block around each record
         new = ~self.checked[ids]
         if new.any():
-            if not let_go:
-                self._check_crcs(ids[new], shard[new], shards, maps)
-            else:  # shard by shard, each let go once checked
-                for s, m, lo, hi in zip(shards, maps, bounds[:-1], bounds[1:]):
-                    rows = order[lo:hi][new[order[lo:hi]]]
-                    if len(rows):
-                        self._check_crcs(ids[rows], shard[rows], [s], [m])
-                        _drop(m)
+            self._check_crcs(ids[new], shard[new], shards, maps)
             self.checked[ids[new]] = True
         features: Arrays = {key: values[ids] for key, values in self.ints.items()}
         shape = self.spec.shape
         for key in self.spec.image_keys:
             where = self.image_offset[key][ids]
-            pixels = np.empty((len(ids), int(np.prod(shape))), np.uint8)
-            for m, lo, hi in zip(maps, bounds[:-1], bounds[1:]):
-                rows = order[lo:hi]
-                pixels[rows] = m.window[where[rows]]
-                if let_go:
-                    _drop(m)
+            if len(shards) == 1:
+                pixels = maps[0].window[where]
+            else:
+                pixels = np.empty((len(ids), int(np.prod(shape))), np.uint8)
+                for m, lo, hi in zip(maps, bounds[:-1], bounds[1:]):
+                    rows = order[lo:hi]
+                    pixels[rows] = m.window[where[rows]]
             features[key] = pixels.reshape(len(ids), *shape)
+        if self.split_bytes > RESIDENT_BYTES and self._mapped_in() >= RESIDENT_BYTES:
+            self.release()
         self._gathered += len(ids) * int(np.prod(shape))
         return features
 

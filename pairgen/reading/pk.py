@@ -232,7 +232,8 @@ class PKSplit(ImagesSplit):
         """
         rows = self.consumer_schedule(epoch, rank=rank, world_size=world_size, pad=pad)
         record_bytes = float(self.index.length.mean()) if len(self.index.length) else 1.0
-        step = max(1, int(READ_AHEAD_BYTES // (self.batch_size * record_bytes)))
+        ahead = READ_AHEAD_BYTES if self.mapped is None else READ_AHEAD_BYTES // 4  # gathers cost little per call
+        step = max(1, int(ahead // (self.batch_size * record_bytes)))
         for start in range(0, len(rows), step):
             yield rows[start:start + step]
 
