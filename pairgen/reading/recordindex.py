@@ -1,4 +1,7 @@
-"""Read records of an images split by record id: an offset index of the shards, ``os.pread``, CRCs checked.
+"""Read records of an images split by record id: an offset index of the shards, CRCs checked.
+
+Raw images in plain shards are gathered from memory-mapped shards (:mod:`pairgen.reading.mapped`);
+the rest as below.
 
 The shards' record offsets are indexed once (each record's 12-byte header read, its length
 checksum checked); records are then read with ``os.pread`` (safe to share across forked

@@ -4,6 +4,8 @@ The pipeline reads the split's TFRecord shards, optionally shuffles the *seriali
 records, batches them **before** parsing so one vectorized ``tf.io.parse_example`` and one
 ``decode_raw`` handle a whole batch, and prefetches. That is several times faster than
 parsing and decoding record by record, and close to feeding NumPy arrays from memory.
+Without ``shuffle``, raw images in plain shards are instead gathered from the memory-mapped
+shards a batch at a time (:func:`_mapped_batches`: the same order and batches, no parsing).
 
 Order: without ``shuffle`` the order is fixed: shards are read in parallel (up to four at a
 time) and their records arrive in blocks of the batch size (256 when ``batch_size`` is None)
@@ -265,7 +267,9 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
 
     Before reading, the card's format version and image spec, the shards' sizes and the first
     record of every shard are checked; while reading, every shard's record count is checked
-    when the shard ends (see :mod:`pairgen.reading.checks`).
+    when the shard ends (see :mod:`pairgen.reading.checks`; when raw records are gathered from
+    memory maps, without ``shuffle``, when the split is opened, and each record's CRC on its
+    first read).
 
     Args:
         path: Dataset directory (the one holding ``dataset.json``), or ``dir@version`` /
