@@ -13,6 +13,9 @@
    seconds and CPU time (summed over workers; wall seconds well above CPU seconds mean the
    workers waited for a core), the busy seconds per worker, and the duplicate/label-conflict
    grouping that the card and ``pairgen scan`` run on the catalog.
+6. For each build, the main process's CPU seconds against its worker processes' (``getrusage``
+   self vs children around the in-process build; workers 0 = no child) and the main process's
+   share, with the efficiency Amdahl's law allows at 16 cores for that share.
 
 Prints per N: the stage seconds, ``scan_vs_read_floor`` (build scan / floor),
 ``scan_only_vs_read_floor`` (pairgen scan / floor), the scan's stages and
@@ -25,6 +28,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import resource
 import shutil
 import sys
 import time
@@ -104,13 +108,18 @@ def timed_build(src: Path, out: Path, workers: int) -> dict[str, float]:
         "sample.strategy": "per-image", "image.size": [28, 28], "image.channels": 1, "image.encoding": "raw",
         "build.workers": workers, "build.overwrite": True})
     clock = StageClock()
+    self0, kids0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     card = build(cfg, out, progress=clock)
     end = time.perf_counter()
+    self1, kids1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    main_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
+    worker_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     (s0, s1), (w0, w1) = clock.marks["scan"], clock.marks["write"]
     records = sum(s["records"] for s in card["splits"].values())
     return {"total": end - start, "scan": s1 - s0, "check": 0.0, "sample": w0 - s1, "render_write": w1 - w0,
-            "card": end - w1, "records": records}
+            "card": end - w1, "records": records,
+            "main_cpu": main_cpu, "worker_cpu": worker_cpu}
 
 
 def timed_scan(src: Path, workers: int) -> float:
@@ -172,6 +181,10 @@ def main() -> None:
         print(f"workers={n} records={t['records']} total_s={t['total']:.2f} scan_s={t['scan']:.2f} "
               f"check_s={t['check']:.2f} (in scan) sample_s={t['sample']:.2f} render_write_s={t['render_write']:.2f} "
               f"card_s={t['card']:.2f} records_per_s={t['records'] / t['total']:,.0f}")
+        share = t["main_cpu"] / max(t["main_cpu"] + t["worker_cpu"], 1e-9)
+        print(f"workers={n} wall_s={t['total']:.2f} main_process_cpu_s={t['main_cpu']:.2f} "
+              f"worker_processes_cpu_s={t['worker_cpu']:.2f} main_cpu_share={share:.3f} "
+              f"(getrusage self vs children; Amdahl bound at 16 cores: {1 / (share + (1 - share) / 16) / 16:.2f})")
         print(f"workers={n} scan_vs_read_floor={t['scan'] / floor:.2f} "
               f"scan_only_vs_read_floor={scan_only / floor:.2f} (pairgen scan path: {scan_only:.2f} s)")
         print_stages(n, stages)

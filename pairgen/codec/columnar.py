@@ -59,7 +59,7 @@ def _file_bytes(path: Path, compression: str) -> bytes | None:
 class _Columns:
     """Column-wise protobuf parsing: one position per record, all advanced together."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview | np.ndarray) -> None:
         self.buf = np.frombuffer(data, np.uint8)
         self._windows: dict[int, np.ndarray] = {}
 
@@ -157,6 +157,28 @@ def _parse(cols: _Columns, starts: np.ndarray, lengths: np.ndarray, image_keys: 
     if (pos != starts + lengths).any():
         raise _Mismatch
     return images, ints
+
+
+def record_layout(data: bytes | memoryview | np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                  image_keys: Sequence[str], int_keys: Sequence[str]
+                  ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Arrays] | None:
+    """Where each record's images lie and its int64 values, parsed column-wise, or None.
+
+    Args:
+        data: Bytes holding the records (a whole plain shard, memory-mapped or read).
+        starts, lengths: Each record's data offset in ``data`` and its length (the framing).
+        image_keys, int_keys: The features, as for :func:`read_shard`.
+
+    Returns:
+        ``(images, ints)``: per image feature ``(offsets, sizes)`` of its bytes in ``data``;
+        per int feature its ``int64`` values. ``None`` when a record is not in pairgen's fixed
+        layout (the caller reads it record by record). Data checksums are not checked here.
+    """
+    try:
+        return _parse(_Columns(data), np.asarray(starts, np.int64), np.asarray(lengths, np.int64),
+                      image_keys, int_keys)
+    except _Mismatch:
+        return None
 
 
 def _raw_images(cols: _Columns, offsets: np.ndarray, sizes: np.ndarray,

@@ -24,16 +24,19 @@ of classes not yet in that batch. So **every image appears at least once per epo
 repeats are the top-ups of short groups and the fill groups. Batches come in random order,
 each as ``P`` runs of ``K`` records of one class.
 
-**Reading** is :class:`pairgen.reading.recordindex.ImagesSplit`'s: an offset index of the shards, then
-each batch's records by ``os.pread``, CRCs checked, ``record_id`` and class compared with the
-manifest (GZIP shards cannot be read by offset: rebuild with ``compression = "none"``).
+**Reading** is :class:`pairgen.reading.recordindex.ImagesSplit`'s: an offset index of the shards;
+raw images in plain shards are gathered from memory-mapped shards (:mod:`pairgen.reading.mapped`:
+one copy per shard per batch, every record's CRC checked on its first read), other encodings read
+by ``os.pread`` and parsed; ``record_id`` and class compared with the manifest (GZIP shards cannot
+be read by offset: rebuild with ``compression = "none"``).
 
-**Memory.** The index (about 24 bytes per record), one epoch's schedule (8 bytes per batch
-place, about 8 bytes per record) and the batches being read: :func:`pk_batches` reads whole
-batches worth about ``READ_AHEAD_BYTES`` (4 MiB) of records at once (at least one batch; the
-bytes, then the decoded images, float32 when normalized: up to 4x the bytes),
-:func:`pairgen.load_classes` one batch per prefetched element.
-It does not grow with the split's pixels.
+**Memory.** The index and layout (about 40 bytes per record), one epoch's schedule (8 bytes per
+batch place, about 8 bytes per record) and the batches being read: :func:`pk_batches` reads
+whole batches worth about ``READ_AHEAD_BYTES`` (4 MiB; 1 MiB from memory maps) of records at
+once (at least one batch; the decoded images, float32 when normalized: up to 4x the bytes),
+:func:`pairgen.load_classes` one batch per prefetched element. Pages of memory-mapped shards
+count in the resident memory up to :data:`pairgen.reading.mapped.RESIDENT_BYTES` (1 GiB), then
+are dropped: it does not grow with the split's pixels beyond that.
 
 **Sharing an epoch** between consumers (ranks, hosts; decided by :func:`pairgen.reading.plan.consumer_batches`):
 consumer ``rank`` of ``world_size`` takes
@@ -232,7 +235,8 @@ class PKSplit(ImagesSplit):
         """
         rows = self.consumer_schedule(epoch, rank=rank, world_size=world_size, pad=pad)
         record_bytes = float(self.index.length.mean()) if len(self.index.length) else 1.0
-        step = max(1, int(READ_AHEAD_BYTES // (self.batch_size * record_bytes)))
+        ahead = READ_AHEAD_BYTES if self.mapped is None else READ_AHEAD_BYTES // 4  # gathers cost little per call
+        step = max(1, int(ahead // (self.batch_size * record_bytes)))
         for start in range(0, len(rows), step):
             yield rows[start:start + step]
 

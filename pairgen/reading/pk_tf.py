@@ -9,11 +9,13 @@ Every batch holds ``P`` distinct classes with ``K`` images each, in the epoch sc
     steps = pairgen.reading.pk.PKSplit("build/digits", "train", classes_per_batch=8, images_per_class=4).n_batches
     model.fit(ds, steps_per_epoch=steps, epochs=10)
 
-A Python generator reads the serialized records of a few batches at a time (about 4 MiB) by
-offset (``os.pread``, CRCs checked: see :mod:`pairgen.reading.pk`); TensorFlow parses and decodes them
-at once (``parse_example``, ``decode_raw`` or ``decode_png``), checks each record's
-``record_id`` and class against the schedule, and prefetches. Memory: the record index and one
-epoch's schedule (about 32 bytes per record) plus the prefetched chunks of batches.
+No Python generator: the epoch's schedule becomes a ``Dataset`` of batches of record ids
+(planned once per epoch), and a parallel ``map`` reads a few batches at a time (about 4 MiB)
+with :meth:`pairgen.reading.recordindex.ImagesSplit.read` inside ``tf.numpy_function``: raw
+images gathered from the memory-mapped shards (other encodings read by offset and decoded),
+every record's CRC checked and its ``record_id`` and class compared with the manifest; the graph
+checks them against the schedule once more, scales the pixels and prefetches. Memory: the
+record index and one epoch's schedule (about 40 bytes per record) plus the chunks in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from pairgen.extras import require
 from pairgen.reading.checks import MANIFEST_MISMATCH
 from pairgen.reading.pk import PKSplit
 from pairgen.reading.plan import check_rank, consumer_batches
-from pairgen.reading.tfdata import Dataset, Tensor, feature_spec_of, image_decoder
+from pairgen.reading.tfdata import Dataset, Tensor
 from pairgen.spec.schema import RECORD_ID, array_name
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load_classes (tf.data)",
@@ -67,52 +70,78 @@ class Epochs:
         return len(consumer_batches(n_batches, rank=self.rank, world_size=self.world_size, pad=self.pad)) * self.epochs
 
 
-def serialized_chunks(data: PKSplit, epochs: Epochs) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(serialized records, record ids, class ids)``, each ``[m, P*K]``: ``m`` batches, epoch after epoch.
+def scheduled_ids(data: PKSplit, epochs: Epochs) -> Dataset:
+    """This consumer's batches of record ids, ``int64 [P*K]`` each, epoch after epoch (no generator).
 
-    Whole batches worth about :data:`pairgen.reading.pk.READ_AHEAD_BYTES` go through Python at once, so
-    TensorFlow parses them in one call (one batch per call costs more than its records).
+    Each epoch's schedule is planned once, when the pipeline reaches it (``tf.numpy_function``
+    over :meth:`PKSplit.consumer_schedule`), then sliced into batches.
     """
-    for epoch in epochs.numbers():
-        for ids in data.chunks(epoch, rank=epochs.rank, world_size=epochs.world_size, pad=epochs.pad):
-            records = np.array(data.read_serialized(ids.ravel()), dtype=object).reshape(ids.shape)
-            yield records, ids, data.classes[ids]
-
-
-def record_chunks(data: PKSplit, epochs: Epochs) -> Dataset:
-    """:func:`serialized_chunks` as a ``tf.data.Dataset`` of ``(string, int64, int64)`` ``[m, P*K]`` tensors."""
     n = data.batch_size
-    signature = (tf.TensorSpec((None, n), tf.string), tf.TensorSpec((None, n), tf.int64),
-                 tf.TensorSpec((None, n), tf.int64))
-    return tf.data.Dataset.from_generator(lambda: serialized_chunks(data, epochs), output_signature=signature)
+
+    def rows(epoch: np.ndarray) -> np.ndarray:
+        return data.consumer_schedule(int(epoch), rank=epochs.rank, world_size=epochs.world_size, pad=epochs.pad)
+
+    if epochs.epochs is None:
+        numbers = tf.data.Dataset.counter(epochs.first)
+    else:
+        numbers = tf.data.Dataset.range(epochs.first, epochs.first + epochs.epochs)
+    return numbers.flat_map(lambda e: tf.data.Dataset.from_tensor_slices(
+        tf.reshape(tf.numpy_function(rows, [e], tf.int64, stateful=False), (-1, n))))
 
 
-def chunk_parser(data: PKSplit, *, normalize: bool, with_ids: bool) -> Callable[[Tensor, Tensor, Tensor], tuple]:
-    """A function that parses a chunk of :func:`record_chunks` into ``[m, P*K, ...]`` batches.
+READ_CALLS = tf.data.AUTOTUNE  # reads in flight (a call waits on Python more than it computes)
+READ_BYTES = 512 << 10  # record bytes read per call of the reader inside tf.data (whole batches, at least one)
 
-    Each record's ``record_id`` and class are checked against the schedule's.
+
+def batches_per_read(data: PKSplit) -> int:
+    """Whole batches read per call: about :data:`READ_BYTES` of records (at least one).
+
+    Batches of small images are read a few at a time (a call costs more than a batch of a
+    few dozen small records); batches of large images one per call, so no ``unbatch`` copies them.
     """
-    n, shape = data.batch_size, data.card.image.shape
+    record_bytes = float(data.index.length.mean()) if len(data.index.length) else 1.0
+    return max(1, int(READ_BYTES // (data.batch_size * record_bytes)))
+
+
+def chunk_reader(data: PKSplit, *, with_ids: bool) -> Callable[[Tensor], tuple]:
+    """A function that reads record ids ``int64 [P*K]`` (a batch) or ``[m, P*K]`` (a chunk) into batches of that shape.
+
+    The records are read by :meth:`PKSplit.read` (raw images gathered from the memory-mapped
+    shards, CRCs checked, each record's ``record_id`` and class compared with the manifest),
+    inside ``tf.numpy_function``; each record's ``record_id`` and class are then checked
+    against the schedule's in the graph.
+    """
+    shape = data.card.image.shape
     role = data.handle.schema.roles[0]
-    image_key, class_key, id_key = role.image_key, role.class_key, role.id_key
-    spec = feature_spec_of(data.card.kind)
-    decode = image_decoder(shape, data.card.image.encoding, normalize)
+    names = [array_name(role.image_key), array_name(role.class_key), array_name(role.id_key), array_name(RECORD_ID)]
+    classes = tf.constant(data.classes, tf.int64)
     message = (f"a record of '{data.root}' split {data.split!r} {MANIFEST_MISMATCH}; "
                f"run `pairgen verify {data.root}`")
 
-    def parse(serialized: Tensor, ids: Tensor, classes: Tensor) -> tuple:
-        f = tf.io.parse_example(tf.reshape(serialized, (-1,)), spec)
-        check = tf.debugging.assert_equal(
-            tf.concat([f[RECORD_ID], f[class_key]], 0), tf.concat([tf.reshape(ids, (-1,)), tf.reshape(classes, (-1,))], 0),
-            message=message)
+    def read(ids: np.ndarray) -> list[np.ndarray]:
+        arrays = data.read(ids.ravel(), normalize=False)
+        return [arrays[name] for name in names]
+
+    def parse(ids: Tensor) -> tuple:
+        flat = tf.reshape(ids, (-1,))
+        lead = tf.shape(ids)
+        images, got_classes, got_ids, got_records = tf.numpy_function(
+            read, [ids], [tf.uint8, tf.int64, tf.int64, tf.int64], stateful=False)
+        check = tf.debugging.assert_equal(tf.concat([got_records, got_classes], 0),
+                                          tf.concat([flat, tf.gather(classes, flat)], 0), message=message)
         with tf.control_dependencies([check]):
-            images = tf.reshape(decode(f[image_key]), (-1, n, *shape))
-        out = (images, tf.reshape(f[class_key], (-1, n)))
-        ids_out = {array_name(id_key): tf.reshape(f[id_key], (-1, n)),
-                   array_name(RECORD_ID): tf.reshape(f[RECORD_ID], (-1, n))}
+            images = tf.reshape(images, tf.concat([lead, list(shape)], 0))
+        out = (images, tf.reshape(got_classes, lead))
+        ids_out = {array_name(role.id_key): tf.reshape(got_ids, lead),
+                   array_name(RECORD_ID): tf.reshape(got_records, lead)}
         return (*out, ids_out) if with_ids else out
 
     return parse
+
+
+def scale(images: Tensor, *rest: Any) -> tuple:
+    """Pixels as ``float32`` in [0, 1] (the other elements unchanged)."""
+    return (tf.cast(images, tf.float32) * (1.0 / 255.0), *rest)
 
 
 def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_batch: int,
@@ -156,8 +185,15 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
     share.check()
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
     consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad)  # refuses an empty share now
-    parse = chunk_parser(data, normalize=normalize, with_ids=with_ids)
-    ds = record_chunks(data, share).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    parse = chunk_reader(data, with_ids=with_ids)
+    ids, chunk = scheduled_ids(data, share), batches_per_read(data)
+    if chunk > 1:
+        ids = ids.batch(chunk)
+    ds = ids.map(parse, num_parallel_calls=READ_CALLS, deterministic=True)
+    if normalize:
+        ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if chunk > 1:
+        ds = ds.unbatch()
     total = share.batches(data.n_batches)
     if total is not None:
         ds = ds.apply(tf.data.experimental.assert_cardinality(total))

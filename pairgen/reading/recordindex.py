@@ -1,4 +1,7 @@
-"""Read records of an images split by record id: an offset index of the shards, ``os.pread``, CRCs checked.
+"""Read records of an images split by record id: an offset index of the shards, CRCs checked.
+
+Raw images in plain shards are gathered from memory-mapped shards (:mod:`pairgen.reading.mapped`);
+the rest as below.
 
 The shards' record offsets are indexed once (each record's 12-byte header read, its length
 checksum checked); records are then read with ``os.pread`` (safe to share across forked
@@ -16,6 +19,7 @@ and :mod:`pairgen.torch`.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,7 @@ from pairgen.errors import DatasetError
 from pairgen.reading import engine
 from pairgen.reading.checks import damaged_message, record_images
 from pairgen.reading.handle import SplitHandle
+from pairgen.reading.mapped import MappedSplit
 from pairgen.spec.schema import IMAGES, RECORD_ID
 
 Arrays = dict[str, np.ndarray]
@@ -78,11 +83,59 @@ def index_split(handle: SplitHandle) -> RecordIndex:
     return RecordIndex(tuple(files), shard, offset, length)
 
 
+_OPENED: OrderedDict[tuple, tuple[RecordIndex, MappedSplit | None, np.ndarray | None]] = OrderedDict()
+_OPENED_MAX = 8  # indexes, layouts and manifests this process keeps (about 40 bytes per record each)
+
+
+def _identity(path: str | os.PathLike) -> tuple:
+    """What tells one version of a file from another: path, inode, size and modification time."""
+    st = os.stat(path)
+    return (str(path), st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def _remember(key: tuple, value: Any) -> None:
+    _OPENED[key] = value
+    while len(_OPENED) > _OPENED_MAX:
+        _OPENED.popitem(last=False)
+
+
+def opened_split(handle: SplitHandle) -> tuple[RecordIndex, MappedSplit | None]:
+    """The split's record index and mapped layout, kept per process for the same shard files.
+
+    Opening a split reads every record's header and, for raw images, parses every record's
+    layout; both depend only on the shard files' bytes, so a later open of the same files
+    (same paths, inodes, sizes and modification times: the next epoch of ``pk_batches``)
+    reuses them. Records are still checked (CRC, ``record_id``, class) every time they are read.
+    """
+    try:
+        key = ("index", tuple(handle.listed), tuple(_identity(f) for f in handle.files))
+    except OSError:
+        key = None
+    if key is not None and key in _OPENED:
+        _OPENED.move_to_end(key)
+        index, mapped, _ = _OPENED[key]
+        return index, mapped
+    index = index_split(handle)
+    mapped = MappedSplit.open(handle.root, handle.spec, index.files, index.shard, index.offset, index.length)
+    if key is not None:
+        _remember(key, (index, mapped, None))
+    if mapped is not None:
+        mapped.close()  # each reader maps the files itself
+    return index, mapped
+
+
 def _manifest_classes(root: Path, split: str, records: int) -> np.ndarray:
     """The ``class_id`` of every record of the split, by ``record_id`` (from the manifest)."""
     import pyarrow.parquet as pq
 
     path = root / layout.manifest(split)
+    try:
+        key = ("manifest", records, _identity(path))
+    except OSError:
+        key = None
+    if key is not None and key in _OPENED:
+        _OPENED.move_to_end(key)
+        return _OPENED[key][2]  # type: ignore[return-value]
     try:
         table = pq.read_table(path, columns=[RECORD_ID, IMAGES.roles[0].class_column])
     except (OSError, KeyError, ValueError) as exc:
@@ -94,6 +147,9 @@ def _manifest_classes(root: Path, split: str, records: int) -> np.ndarray:
                            f"run `pairgen verify {root}`.")
     out = np.empty(records, np.int64)
     out[rid] = cls
+    out.flags.writeable = False
+    if key is not None:
+        _remember(key, (None, None, out))
     return out
 
 
@@ -117,7 +173,8 @@ class ImagesSplit:
     def __init__(self, path: str | os.PathLike, split: str = "train") -> None:
         self.handle = handle = SplitHandle(path, split, require=_require_images)
         self.root, self.card, self.split = handle.root, handle.card, split
-        self.index = index_split(handle)
+        self.index, mapped = opened_split(handle)
+        self.mapped = mapped.fresh() if mapped is not None else None
         self.classes = _manifest_classes(self.root, split, len(self.index.offset))
         self.image_keys, self.int_keys = handle.image_keys, handle.int_keys
         self._fds: dict[int, int] = {}
@@ -137,6 +194,9 @@ class ImagesSplit:
         for fd in self._fds.values():
             os.close(fd)
         self._fds = {}
+        mapped = getattr(self, "mapped", None)
+        if mapped is not None:
+            mapped.close()
 
     def __del__(self) -> None:
         try:
@@ -185,6 +245,10 @@ class ImagesSplit:
             DatasetError: If a record is damaged or disagrees with the manifest.
         """
         ids = np.asarray(ids, np.int64)
+        if self.mapped is not None:
+            features = self.mapped.read(ids)
+            self._check_parsed(features, ids)
+            return engine.named_arrays(features, self.image_keys, self.int_keys, normalize)
         frames = self._frames(ids)
         where = [(self.index.files[int(self.index.shard[rid])], rid) for rid in ids.tolist()]
         parsed = engine.read_frames(frames, self.handle.spec, where=where, images_of=self._images_of,

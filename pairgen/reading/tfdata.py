@@ -4,6 +4,8 @@ The pipeline reads the split's TFRecord shards, optionally shuffles the *seriali
 records, batches them **before** parsing so one vectorized ``tf.io.parse_example`` and one
 ``decode_raw`` handle a whole batch, and prefetches. That is several times faster than
 parsing and decoding record by record, and close to feeding NumPy arrays from memory.
+Without ``shuffle``, raw images in plain shards are instead gathered from the memory-mapped
+shards a batch at a time (:func:`_mapped_batches`: the same order and batches, no parsing).
 
 Order: without ``shuffle`` the order is fixed: shards are read in parallel (up to four at a
 time) and their records arrive in blocks of the batch size (256 when ``batch_size`` is None)
@@ -35,6 +37,7 @@ from pairgen.errors import DatasetError
 from pairgen.extras import require
 from pairgen.reading.checks import dataset_errors
 from pairgen.reading.handle import SplitHandle
+from pairgen.reading.recordindex import opened_split
 from pairgen.spec.config import Kind
 from pairgen.spec.schema import array_name, schema_of
 
@@ -166,6 +169,90 @@ def _parsed_batches(handle: SplitHandle, *, batch: int,
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+MAPPED_READ_CALLS = tf.data.AUTOTUNE  # gathers in flight (a call waits on Python more than it computes)
+
+
+def interleave_order(counts: list[int], batch: int, cycle: int) -> np.ndarray:
+    """Record ids in the order of :func:`_serialized_batches` without shuffle: blocks of ``batch``
+    records taken from up to ``cycle`` shards in turn (the parallel ``Dataset.interleave``'s
+    order: a shard found ended on its turn gives its place to the next shard not yet read,
+    which is read from the following turn on; tested against TensorFlow).
+    """
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    pending = iter(range(len(counts)))
+    slots: list[int | None] = [next(pending, None) for _ in range(cycle)]
+    taken = [0] * len(counts)
+    blocks: list[np.ndarray] = []
+    while any(f is not None for f in slots):
+        for s in range(cycle):
+            f = slots[s]
+            if f is None:
+                continue
+            if taken[f] < counts[f]:
+                n = min(batch, counts[f] - taken[f])
+                blocks.append(np.arange(starts[f] + taken[f], starts[f] + taken[f] + n))
+                taken[f] += n
+            else:  # found ended on its turn: the next shard takes the place, read from the next turn
+                slots[s] = next(pending, None)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.int64)
+
+
+def _mapped_batches(handle: SplitHandle, *, batch: int, repeat: bool, normalize: bool,
+                    keys: tuple[str, ...] | None) -> Dataset | None:
+    """:func:`_parsed_batches` without shuffle for raw images in plain shards, gathered from memory maps.
+
+    The records come in the same order and batches as from the shards read by TensorFlow
+    (:func:`interleave_order`); each batch is gathered by
+    :class:`pairgen.reading.mapped.MappedSplit` (raw pixels copied out of the memory-mapped
+    shards, every record's CRC checked the first time it is read) inside ``tf.numpy_function``,
+    the pixels scaled in the graph. Every shard's record count is checked when the split is
+    opened. Returns None where this does not apply (other encodings, GZIP shards, records not in
+    pairgen's layout, a shard that does not match the card: the TensorFlow reader then reads it
+    and names the problem).
+    """
+    card = handle.card
+    if card.image.encoding != "raw" or card.compression != "none" or any(n is None for n in handle.listed):
+        return None
+    try:
+        layout = opened_split(handle)[1]
+    except DatasetError:
+        return None
+    if layout is None:
+        return None
+    mapped = layout.fresh()
+    counts = [int(n) for n in handle.listed if n is not None]
+    order = interleave_order(counts, batch, max(1, min(len(counts), 4)))
+    total = len(order)
+    if not total:
+        return None
+    spec = handle.spec
+    names = [k for k in (*spec.image_keys, *spec.int_keys) if keys is None or k in keys]
+    types = [tf.uint8 if k in spec.image_keys else tf.int64 for k in names]
+    shape = card.image.shape
+    order_t = tf.constant(order, tf.int64)
+
+    def gather(ids: np.ndarray) -> list[np.ndarray]:
+        features = mapped.read(ids)
+        return [features[k] for k in names]
+
+    def read(i: Tensor) -> dict[str, Tensor]:
+        ids = order_t[i * batch:tf.minimum((i + 1) * batch, total)]
+        values = tf.numpy_function(gather, [ids], types, stateful=False)
+        out = {}
+        for key, value in zip(names, values):
+            if key in spec.image_keys:
+                value = tf.ensure_shape(value, (None, *shape))
+                value = tf.cast(value, tf.float32) * (1.0 / 255.0) if normalize else value
+            else:
+                value = tf.ensure_shape(value, (None,))
+            out[key] = value
+        return out
+
+    steps = tf.data.Dataset.range(-(-total // batch))
+    steps = steps.repeat() if repeat else steps
+    return steps.map(read, num_parallel_calls=MAPPED_READ_CALLS, deterministic=True)
+
+
 def _check_args(batch_size: int | None, shuffle_buffer: int) -> None:
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
         raise DatasetError(f"batch_size must be a positive integer or None; received: batch_size={batch_size!r}.")
@@ -180,7 +267,9 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
 
     Before reading, the card's format version and image spec, the shards' sizes and the first
     record of every shard are checked; while reading, every shard's record count is checked
-    when the shard ends (see :mod:`pairgen.reading.checks`).
+    when the shard ends (see :mod:`pairgen.reading.checks`; when raw records are gathered from
+    memory maps, without ``shuffle``, when the split is opened, and each record's CRC on its
+    first read).
 
     Args:
         path: Dataset directory (the one holding ``dataset.json``), or ``dir@version`` /
@@ -219,9 +308,11 @@ def load(path: str | os.PathLike, split: str = "train", *, batch_size: int | Non
     schema = handle.schema
     image_keys, int_keys = schema.image_keys, schema.int_keys
     keys = (*image_keys, *int_keys) if with_ids else (*image_keys, *filter(None, [schema.target]))
-    ds = _parsed_batches(handle, batch=batch_size or _PARSE_BATCH, shuffle=shuffle,
-                         seed=seed, repeat=repeat, normalize=normalize,
-                         shuffle_buffer=shuffle_buffer, keys=keys)
+    batch = batch_size or _PARSE_BATCH
+    ds = None if shuffle else _mapped_batches(handle, batch=batch, repeat=repeat, normalize=normalize, keys=keys)
+    if ds is None:
+        ds = _parsed_batches(handle, batch=batch, shuffle=shuffle, seed=seed, repeat=repeat, normalize=normalize,
+                             shuffle_buffer=shuffle_buffer, keys=keys)
     ds = ds.map(_element_fn(handle.card.kind, int_keys if with_ids else ()))
     if batch_size is None:
         ds = ds.unbatch()
