@@ -151,6 +151,11 @@ def flip_pipeline(tmp_path: Path) -> Path:
     return path
 
 
+def copy_dataset(built: dict[str, Path], name: str, tmp_path: Path) -> Path:
+    """A copy of the dataset ``built[name]`` under ``tmp_path``, to damage without touching the original."""
+    return Path(shutil.copytree(built[name], tmp_path / name))
+
+
 def reshard(src: Path, dst: Path, split: str, fractions: tuple[float, ...]) -> Path:
     """Copy a dataset and rewrite ``split`` into shards of the given fractions of its records."""
     shutil.copytree(src, dst)

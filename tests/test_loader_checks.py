@@ -8,12 +8,11 @@ verify`` fail with one line naming the shard or the card, while an intact datase
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import image_tree
+from conftest import copy_dataset, image_tree
 
 from pairgen.cli import main
 from pairgen.codec.tfrecord import iter_records
@@ -44,10 +43,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         build(config, base / name)
         out[name] = base / name
     return out
-
-
-def _copy(built: dict[str, Path], name: str, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(built[name], tmp_path / name))
 
 
 def _card(path: Path) -> dict:
@@ -86,7 +81,7 @@ def test_intact_datasets_load_every_record(built, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["raw", "gzip"])
 def test_shard_truncated_at_a_record_boundary_fails_loaders_and_verify(built, name: str, tmp_path: Path) -> None:
-    path = _copy(built, name, tmp_path)
+    path = copy_dataset(built, name, tmp_path)
     entry = _card(path)["shards"]["train"][1]
     _drop_last_record(path / entry["path"], _card(path)["compression"])
     want = f"shard '{path / entry['path']}' holds {entry['records'] - 1} records, dataset.json says {entry['records']}"
@@ -105,7 +100,7 @@ def test_shard_truncated_at_a_record_boundary_fails_loaders_and_verify(built, na
 def test_card_count_that_differs_from_the_shard_fails_the_epoch(built, tmp_path: Path, delta: int,
                                                                  shuffle: bool) -> None:
     """Same bytes, another count in the card: only counting the records during the epoch sees it."""
-    path = _copy(built, "raw", tmp_path)
+    path = copy_dataset(built, "raw", tmp_path)
     card = _card(path)
     entry = card["shards"]["train"][2]
     held = entry["records"]
@@ -127,7 +122,7 @@ def test_card_count_that_differs_from_the_shard_fails_the_epoch(built, tmp_path:
 
 
 def test_trainer_turns_a_count_failure_into_one_line(built, tmp_path: Path) -> None:
-    path = _copy(built, "raw", tmp_path)
+    path = copy_dataset(built, "raw", tmp_path)
     card = _card(path)
     card["shards"]["train"][-1]["records"] += 1  # the last: no later shard starts elsewhere
     _write_card(path, card)
@@ -140,7 +135,7 @@ def test_trainer_turns_a_count_failure_into_one_line(built, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("name", ["raw", "png"])
 def test_image_spec_edited_to_another_shape_of_the_same_size_fails(built, name: str, tmp_path: Path) -> None:
-    path = _copy(built, name, tmp_path)
+    path = copy_dataset(built, name, tmp_path)
     card = _card(path)
     card["image"].update(height=14, width=56)
     _write_card(path, card)
@@ -153,7 +148,7 @@ def test_image_spec_edited_to_another_shape_of_the_same_size_fails(built, name: 
 
 
 def test_png_records_that_decode_to_another_shape_fail_even_with_a_consistent_card(built, tmp_path: Path) -> None:
-    path = _copy(built, "png", tmp_path)
+    path = copy_dataset(built, "png", tmp_path)
     card = _card(path)
     card["image"].update(height=14, width=56)
     card["config"]["image"]["size"] = [14, 56]
@@ -168,7 +163,7 @@ def test_png_records_that_decode_to_another_shape_fail_even_with_a_consistent_ca
 
 
 def test_raw_records_of_another_size_than_the_card_fail(built, tmp_path: Path) -> None:
-    path = _copy(built, "raw", tmp_path)
+    path = copy_dataset(built, "raw", tmp_path)
     card = _card(path)
     card["image"].update(height=14, width=14)
     card["config"]["image"]["size"] = [14, 14]
@@ -181,7 +176,7 @@ def test_raw_records_of_another_size_than_the_card_fail(built, tmp_path: Path) -
 
 
 def test_newer_format_version_fails_loaders_and_verify(built, tmp_path: Path) -> None:
-    path = _copy(built, "raw", tmp_path)
+    path = copy_dataset(built, "raw", tmp_path)
     card = _card(path)
     card["format_version"] = FORMAT_VERSION + 1
     _write_card(path, card)
@@ -194,7 +189,7 @@ def test_newer_format_version_fails_loaders_and_verify(built, tmp_path: Path) ->
 
 
 def test_shards_listed_out_of_order_fail_the_loaders(built, tmp_path: Path) -> None:
-    path = _copy(built, "raw", tmp_path)
+    path = copy_dataset(built, "raw", tmp_path)
     card = _card(path)
     shards = card["shards"]["train"]
     shards[0], shards[1] = shards[1], shards[0]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import image_tree
+from conftest import copy_dataset, image_tree
 
 import pairgen
 from pairgen.cli import main
@@ -54,10 +54,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         build(config, base / name)
         out[name] = base / name
     return out
-
-
-def _copy(built: dict[str, Path], name: str, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(built[name], tmp_path / name))
 
 
 def _shard(path: Path, split: str, index: int) -> Path:
@@ -134,7 +130,7 @@ PK_ONLY = {"pk_batches", "torch.PKBatchSampler", "load_classes"}
 
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_every_reader_refuses_a_train_shard_exchanged_with_a_val_shard(built, tmp_path, reader: str) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     train_shard, _ = _exchange(path)
     with pytest.raises(DatasetError) as info:
         READERS[reader](path)
@@ -146,14 +142,14 @@ def test_every_reader_refuses_a_train_shard_exchanged_with_a_val_shard(built, tm
 @pytest.mark.parametrize("name", ["pairs", "pairs-gzip"])
 @pytest.mark.parametrize("reader", sorted(set(READERS) - PK_ONLY))
 def test_exchanged_pair_shards_are_refused(built, tmp_path, name: str, reader: str) -> None:
-    path = _copy(built, name, tmp_path)
+    path = copy_dataset(built, name, tmp_path)
     _exchange(path, index=0, same_size=name == "pairs")  # both start at record_id 0: only the tie tells them apart
     with pytest.raises(DatasetError, match=r"holds the records of shard 'shards/val-00000-of-00004"):
         READERS[reader](path)
 
 
 def test_verify_names_the_exchanged_shards(built, tmp_path) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     _exchange(path)
     problems = {(p.file, p.kind): p.detail for p in verify(path).problems}
     assert problems[("shards/train-00001-of-00002.tfrecord", "exchanged")].startswith(
@@ -167,7 +163,7 @@ def test_verify_names_the_exchanged_shards(built, tmp_path) -> None:
 def test_preview_refuses_exchanged_shards(built, tmp_path) -> None:
     from pairgen.tools.preview import preview
 
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     _exchange(path)
     with pytest.raises(DatasetError, match="holds the records of shard 'shards/val-00001"):
         preview(path, out=tmp_path / "p.png")
@@ -175,7 +171,7 @@ def test_preview_refuses_exchanged_shards(built, tmp_path) -> None:
 
 
 def test_a_shard_from_another_dataset_is_refused(built, tmp_path) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     shutil.copy(_shard(built["pairs"], "train", 1), _shard(path, "train", 1))
     with pytest.raises(DatasetError, match="holds records of another shard or dataset.*restore the file"):
         pairgen.load_numpy(path, "train")
@@ -183,7 +179,7 @@ def test_a_shard_from_another_dataset_is_refused(built, tmp_path) -> None:
 
 def test_a_card_without_first_record_still_loads(built, tmp_path) -> None:
     """Datasets built before the tie have no first_record: they open and read as before."""
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     card = json.loads((path / "dataset.json").read_text())
     for entries in card["shards"].values():
         for entry in entries:
@@ -218,7 +214,7 @@ def test_first_frame_is_found_in_blocks_of_any_size(block: int) -> None:
 
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_every_reader_names_a_damaged_shard_and_the_fix(built, tmp_path, reader: str) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     shard = _shard(path, "train", 1)
     _flip(shard)
     with pytest.raises(DatasetError) as info:
@@ -230,7 +226,7 @@ def test_every_reader_names_a_damaged_shard_and_the_fix(built, tmp_path, reader:
 
 @pytest.mark.parametrize("name, compression", [("pairs", "none"), ("pairs-gzip", "gzip")])
 def test_load_names_a_flipped_byte_inside_dataset_errors(built, tmp_path, name: str, compression: str) -> None:
-    path = _copy(built, name, tmp_path)
+    path = copy_dataset(built, name, tmp_path)
     shard = _shard(path, "train", 2)
     _flip(shard, compression=compression)
     with pytest.raises(DatasetError) as info, dataset_errors(path):
@@ -261,7 +257,7 @@ def _left_beside(out: Path) -> list[str]:
 
 
 def test_training_on_exchanged_shards_fails_in_one_line_and_leaves_no_run(built, tmp_path) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     train_shard, _ = _exchange(path)
     runs = tmp_path / "runs"
     res = _train(path, runs / "new" / "r1")
@@ -273,7 +269,7 @@ def test_training_on_exchanged_shards_fails_in_one_line_and_leaves_no_run(built,
 
 @pytest.mark.parametrize("reader", ["tfdata", "numpy"])
 def test_a_shard_damaged_mid_training_ends_in_one_line_and_keeps_the_old_run(built, tmp_path, reader: str) -> None:
-    path = _copy(built, "images", tmp_path)
+    path = copy_dataset(built, "images", tmp_path)
     shard = _shard(path, "train", 1)
     _flip(shard)  # found only when P x K batches read that record, inside model.fit
     out = tmp_path / "runs" / "r1"

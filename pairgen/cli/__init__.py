@@ -17,14 +17,11 @@ after (:func:`pairgen.cli.common.handle_errors`).
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from pairgen.spec.interrupts import again_soon, swallowed_here
+from pairgen.spec.interrupts import again_soon, sigint_handled_by, swallowed_here
 
 
 def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None:
@@ -35,17 +32,9 @@ def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None
     raise SystemExit(130)
 
 
-@contextlib.contextmanager
-def _exit_on_interrupt() -> Iterator[None]:
+def _exit_on_interrupt() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C exits 130 at once in the body (nothing has started that needs cleaning up)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, _interrupted_outside_a_command)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return sigint_handled_by(_interrupted_outside_a_command)
 
 
 with _exit_on_interrupt():

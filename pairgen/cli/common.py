@@ -9,16 +9,14 @@ import contextlib
 import enum
 import functools
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from pairgen.errors import PairgenError
-from pairgen.spec.interrupts import forget_escaped_interrupt, interrupt_pending, raise_interrupt
+from pairgen.spec.interrupts import forget_escaped_interrupt, interrupt_pending, raise_interrupt, sigint_handled_by
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
@@ -67,17 +65,9 @@ def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1)
     return wrapper
 
 
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
+def _interrupts_raise() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C raises ``KeyboardInterrupt`` in the body, so that the command cleans up after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return sigint_handled_by(raise_interrupt)
 
 
 def choices(enum_type: type[enum.Enum]) -> click.Choice:

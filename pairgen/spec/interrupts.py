@@ -67,6 +67,19 @@ def held_interrupts() -> Iterator[Held]:
         _deliver(previous)
 
 
+@contextlib.contextmanager
+def sigint_handled_by(handler: Any) -> Iterator[None]:
+    """``handler`` takes Ctrl-C in the ``with`` body (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _deliver(handler: Any) -> None:
     if callable(handler):
         handler(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
