@@ -50,17 +50,16 @@ def handle_errors(func: Callable[..., Any] | None = None, *, exit_code: int = 1)
             error.exit_code = exit_code  # type: ignore[misc]
             raise error from None
         except KeyboardInterrupt as exc:
-            forget_escaped_interrupt()
             click.echo(exc.line if isinstance(exc, Interrupted) else "interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
         except Exception:
             if not interrupt_pending():  # a Ctrl-C turned into another error on its way out
                 raise
-            forget_escaped_interrupt()
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
         finally:
-            forget_escaped_interrupt()  # a Ctrl-C taken (held, then too late) must not end the process by SIGINT
+            # Every way out: a Ctrl-C taken here, or held and then too late, must not end the process by SIGINT.
+            forget_escaped_interrupt()
 
     return wrapper
 

@@ -55,27 +55,25 @@ def held_interrupts() -> Iterator[Held]:
         A :class:`Held`: ``check()`` raises at once if a Ctrl-C arrived, ``drop()`` forgets it.
     """
     held = Held()
-    if threading.current_thread() is not threading.main_thread():
+    with sigint_handled_by(held._record) as previous:
         yield held
-        return
-    previous: Any = signal.signal(signal.SIGINT, held._record)
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if held.arrived and not held.dropped:
         _deliver(previous)
 
 
 @contextlib.contextmanager
-def sigint_handled_by(handler: Any) -> Iterator[None]:
-    """``handler`` takes Ctrl-C in the ``with`` body (main thread only; elsewhere nothing changes)."""
+def sigint_handled_by(handler: Any) -> Iterator[Any]:
+    """``handler`` takes Ctrl-C in the ``with`` body (main thread only; elsewhere nothing changes).
+
+    Yields:
+        The handler it replaced (``None`` outside the main thread), restored afterwards.
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield None
         return
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield previous
     finally:
         signal.signal(signal.SIGINT, previous)
 

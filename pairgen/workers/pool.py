@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ProcessPoolExecutor, wait
@@ -96,7 +97,7 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
-        _quiet_thread(manager)
+        _QUIET_THREADS.add(manager)
     call_queue = getattr(pool, "_call_queue", None)
     result_queue = getattr(pool, "_result_queue", None)
     if call_queue is not None:  # before the shutdown, whose clean-up would join that thread
@@ -118,21 +119,31 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
             _threads_wakeups.pop(manager, None)
 
 
-def _quiet_thread(thread: threading.Thread) -> None:
-    """Keep the pool's manager thread from printing a traceback while the pool is stopped.
+class _QuietThreads:
+    """Keep stopped pools' manager threads from printing a traceback (one hook for them all).
 
     Python 3.11's manager thread may still fail on a future that the shutdown cancelled
     (``InvalidStateError`` in ``terminate_broken``) when it sees the killed workers; the build
-    is being stopped on purpose, so that error says nothing.
+    is being stopped on purpose, so that error says nothing. Other threads' errors pass on.
     """
-    previous = threading.excepthook
 
-    def hook(args: Any) -> None:
-        if args.thread is thread and isinstance(args.exc_value, InvalidStateError):
+    def __init__(self) -> None:
+        self.threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self.previous: Callable[[Any], Any] | None = None
+
+    def add(self, thread: threading.Thread) -> None:
+        if self.previous is None:
+            self.previous, threading.excepthook = threading.excepthook, self.hook
+        self.threads.add(thread)
+
+    def hook(self, args: Any) -> None:
+        if args.thread in self.threads and isinstance(args.exc_value, InvalidStateError):
             return
-        previous(args)
+        assert self.previous is not None
+        self.previous(args)
 
-    threading.excepthook = hook
+
+_QUIET_THREADS = _QuietThreads()
 
 
 def _broken() -> BuildError:

@@ -327,14 +327,15 @@ def _source(catalog: Catalog) -> Source:
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
            pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
     """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
+    signatures = catalog.signature_rows()
     files = {
-        layout.CATALOG: mf.write_catalog(catalog.images, tmp / layout.CATALOG, catalog.signature_rows()),
+        layout.CATALOG: mf.write_catalog(catalog.images, tmp / layout.CATALOG, signatures),
         layout.SKIPPED: mf.write_table(catalog.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
     }
     for name, table in manifests.items():
         files[layout.manifest(name)] = mf.write_table(
             table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
-    near_report = _near_report(config, catalog, pool)  # searched in a worker, beside the shards
+    near_report = _near_report(config, catalog, signatures, pool)  # searched in a worker, beside the shards
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
@@ -351,10 +352,11 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
                         out_dir=tmp, pool=pool, progress=progress)
 
 
-def _near_report(config: BuildConfig, catalog: Catalog, pool: Pool) -> Callable[[], dict[str, Any]]:
-    """The card's ``near_duplicates`` (near-duplicate pairs across splits; empty without
-    signatures), searched by a worker: a function that waits for it."""
-    signatures = catalog.signature_rows()
+def _near_report(config: BuildConfig, catalog: Catalog, signatures: np.ndarray | None,
+                 pool: Pool) -> Callable[[], dict[str, Any]]:
+    """The card's ``near_duplicates`` (near-duplicate pairs across splits of the catalog's
+    ``signatures``, row for row; empty without them), searched by a worker: a function that
+    waits for it."""
     if signatures is None:
         return dict
     images = catalog.images[["path", "split", "sha256", "class_id"]]
