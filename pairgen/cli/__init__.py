@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from pairgen.spec.interrupts import again_soon, sigint_handled_by, swallowed_here
+from pairgen.spec.interrupts import again_soon, sigint_handled_by, swallowed_here, take_deferred
 
 
 def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None:
@@ -32,9 +33,22 @@ def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None
     raise SystemExit(130)
 
 
-def _exit_on_interrupt() -> contextlib.AbstractContextManager[None]:
-    """Ctrl-C exits 130 at once in the body (nothing has started that needs cleaning up)."""
-    return sigint_handled_by(_interrupted_outside_a_command)
+@contextlib.contextmanager
+def _exit_on_interrupt() -> Iterator[None]:
+    """Ctrl-C exits 130 at once in the body (nothing has started that needs cleaning up).
+
+    One that an import made it put off (:func:`again_soon`) is taken back before Python's own
+    handler returns: it exits 130 when the body ends normally, and is dropped when the body
+    ends with an exit of its own.
+    """
+    with sigint_handled_by(_interrupted_outside_a_command):
+        try:
+            yield
+        finally:
+            deferred = take_deferred()
+    if deferred:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130)
 
 
 with _exit_on_interrupt():

@@ -21,6 +21,8 @@ from typing import Any
 
 _AGAIN_SECONDS = 0.005
 _raised = [False]  # a Ctrl-C raised by raise_interrupt that no handler has taken yet
+_deferred: list[threading.Timer] = []  # Ctrl-Cs that again_soon will send again
+_DEFERRED_LOCK = threading.Lock()
 
 
 class Held:
@@ -107,10 +109,35 @@ def swallowed_here(frame: FrameType | None) -> bool:
 
 def again_soon() -> None:
     """Send this process SIGINT again in a few milliseconds (from a timer thread, so that the
-    handler that calls this returns first, and with it the code it interrupted)."""
-    timer = threading.Timer(_AGAIN_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+    handler that calls this returns first, and with it the code it interrupted).
+
+    Until it is sent, :func:`take_deferred` can take it instead: a handler's scope that ends
+    first must not leave it to land after the scope has put Python's own handler back.
+    """
+    timer: threading.Timer
+
+    def send() -> None:
+        with _DEFERRED_LOCK:
+            if timer not in _deferred:  # taken by take_deferred
+                return
+            _deferred.remove(timer)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(_AGAIN_SECONDS, send)
     timer.daemon = True
+    with _DEFERRED_LOCK:
+        _deferred.append(timer)
     timer.start()
+
+
+def take_deferred() -> bool:
+    """Cancel the Ctrl-C that :func:`again_soon` is about to send again; True if there was one."""
+    with _DEFERRED_LOCK:
+        pending = list(_deferred)
+        _deferred.clear()
+    for timer in pending:
+        timer.cancel()
+    return bool(pending)
 
 
 def raise_interrupt(signum: int, frame: FrameType | None) -> None:
