@@ -226,3 +226,38 @@ def test_cli_scan_build_inspect_report_near_duplicates(copied_tree, tmp_path):
                                             "--near-threshold", "0.9"]).output)["near_duplicates"]
     assert again["threshold"] == 0.9
     assert runner.invoke(main, ["verify", str(tmp_path / "near")]).exit_code == 0
+
+
+def test_diff_tells_re_encoded_and_copied_images_from_new_ones(tmp_path):
+    """B re-encodes one of A's images in place, adds a resized copy of another and a new digit."""
+    from pairgen.tools.inspection import diff, format_diff
+    from pairgen.writing.builder import build
+
+    root = tmp_path / "a"
+    originals = _originals()
+    for rel, img in originals.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), img)
+    config = BuildConfig().override({"source.path": str(root), "kind": "images", "build.workers": 1,
+                                     "build.quiet": True, "split.fractions": {"train": 0.5, "test": 0.5}})
+    build(config, tmp_path / "A")
+    names = sorted(originals)
+    cv2.imwrite(str(root / names[0]), _jpeg(originals[names[0]], 60))  # same path, new bytes, same look
+    cv2.imwrite(str(root / names[1]), originals[names[30]])  # same path, another digit
+    cv2.imwrite(str(root / "5" / "copy.png"), _resized(originals[names[5]], 0.75))
+    other = cv2.imread(str(sorted((DIGITS / "5").glob("*.png"))[PER_CLASS]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "5" / "new.png"), other)
+    build(config.override({"source.path": str(root)}), tmp_path / "B")
+    d = diff(tmp_path / "A", tmp_path / "B")
+    assert (d["images"]["changed"], d["images"]["added"]) == (2, 2)
+    near = d["near"]
+    assert near["threshold"] == DEFAULT_THRESHOLD
+    assert (near["changed_alike"], near["added_near_a"]) == (1, 1)
+    assert near["examples"] == {"changed_alike": [names[0]], "added_near_a": [["5/copy.png", names[5]]]}
+    text = format_diff(d)
+    assert "1 of the 2 changed look the same" in text and "1 of the 2 added are near copies" in text
+    assert f"  + 5/copy.png  ~ {names[5]}" in text
+    from pairgen.tools.report import report
+
+    page = report(tmp_path / "B", out=tmp_path / "report.html", against=tmp_path / "A").read_text()
+    assert "1 of the 2 changed images look the same" in page and "5/copy.png" in page

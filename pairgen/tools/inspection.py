@@ -230,6 +230,36 @@ def _image_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame) -> dict[str, Any]:
                          "changed": changed[:_EXAMPLES]}}
 
 
+def _near_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame, threshold: float) -> dict[str, Any] | None:
+    """Which of B's changed and added images are near duplicates of A's (from the catalogs'
+    signatures; ``None`` when either catalog has none)."""
+    sig_a, sig_b = mf.catalog_signatures(cat_a), mf.catalog_signatures(cat_b)
+    if sig_a is None or sig_b is None:
+        return None
+    path_a = cat_a["path"].to_numpy(object)
+    path_b = cat_b["path"].to_numpy(object)
+    row_a = pd.Series(np.arange(len(cat_a)), index=path_a)
+    in_a = pd.Index(path_a)
+    both = np.flatnonzero(in_a.get_indexer(path_b) >= 0)
+    ra = row_a.reindex(path_b[both]).to_numpy()
+    changed = both[cat_a["sha256"].to_numpy(object)[ra] != cat_b["sha256"].to_numpy(object)[both]]
+    rc = row_a.reindex(path_b[changed]).to_numpy()
+    cosine = np.einsum("ij,ij->i", near.unit_vectors(sig_a[rc]), near.unit_vectors(sig_b[changed]))
+    alike = cosine >= threshold
+    added = np.flatnonzero(in_a.get_indexer(path_b) < 0)
+    # A's images and B's added ones in one search; a pair joining the two sides is an added near copy
+    found = near.near_pairs(np.concatenate([sig_a, sig_b[added]]), threshold)
+    cross = (found.a < len(cat_a)) & (found.b >= len(cat_a))
+    first: dict[int, int] = {}
+    for a_row, b_pos in zip(found.a[cross].tolist(), found.b[cross].tolist()):
+        first.setdefault(int(added[b_pos - len(cat_a)]), a_row)
+    copies = sorted(first, key=lambda r: path_b[r])
+    return {"threshold": float(threshold), "changed_alike": int(alike.sum()),
+            "added_near_a": len(copies),
+            "examples": {"changed_alike": sorted(str(p) for p in path_b[changed[alike]])[:_EXAMPLES],
+                         "added_near_a": [[str(path_b[r]), str(path_a[first[r]])] for r in copies[:_EXAMPLES]]}}
+
+
 def _class_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
     ca, cb = _split_classes(cat_a), _split_classes(cat_b)
     out = {}
@@ -295,7 +325,11 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
         fingerprint, kind), ``config`` (differing dotted keys with both values and whether the key is
         fingerprinted), ``classes`` (per split: added and removed class names, B against A),
         ``images`` (added / removed / changed / unchanged by relative path and content hash,
-        with examples), ``records`` (per split: common, only_a, only_b, by content) and
+        with examples), ``near`` (from the catalogs' near-duplicate signatures, at B's
+        ``near_threshold``: ``changed_alike``, the changed images whose new content is a near
+        duplicate of the old, e.g. re-encoded; ``added_near_a``, the added images that are near
+        duplicates of one of A's images, with examples; ``None`` when a catalog has no
+        signatures), ``records`` (per split: common, only_a, only_b, by content) and
         ``counts`` (per split: a, b and delta of records, positives, negatives, images,
         classes).
 
@@ -312,6 +346,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
         "config": _config_changes(ca.config, cb.config),
         "classes": _class_changes(cat_a, cat_b),
         "images": _image_changes(cat_a, cat_b),
+        "near": _near_changes(cat_a, cat_b, float(cb.config.get("split", {}).get("near_threshold", NEAR_THRESHOLD))),
         "records": _record_changes(ra, ca, rb, cb, cat_a, cat_b),
         "counts": _count_changes(ca, cb),
     }
@@ -348,6 +383,13 @@ def format_diff(d: dict[str, Any]) -> str:
                  f"(by content), {im['unchanged']:,} unchanged")
     for what, mark in (("added", "+"), ("removed", "-"), ("changed", "~")):
         lines += [f"  {mark} {p}" for p in im["examples"][what]]
+    nd = d.get("near")
+    if nd and (im["changed"] or im["added"]):
+        lines.append(f"near duplicates (signatures, cosine >= {nd['threshold']:g}): {nd['changed_alike']:,} of the "
+                     f"{im['changed']:,} changed look the same (re-encoded, resized or re-lit); "
+                     f"{nd['added_near_a']:,} of the {im['added']:,} added are near copies of A's images")
+        lines += [f"  = {p}" for p in nd["examples"]["changed_alike"]]
+        lines += [f"  + {p}  ~ {q}" for p, q in nd["examples"]["added_near_a"]]
     for split, ch in d["classes"].items():
         if ch["added"] or ch["removed"]:
             lines.append(f"classes {split}: +{len(ch['added'])} {', '.join(ch['added'][:_EXAMPLES])}  "

@@ -425,6 +425,15 @@ def _diff_section(d: dict[str, Any]) -> str:
           for p in im["examples"][what]]
     if ex:
         out.append(f"<ul>{''.join(ex)}</ul>")
+    nd = d.get("near")
+    if nd and (im["changed"] or im["added"]):
+        out.append(f"<p>Near duplicates (signatures, cosine &ge; {nd['threshold']:g}): {nd['changed_alike']:,} of the "
+                   f"{im['changed']:,} changed images look the same (re-encoded, resized or re-lit); "
+                   f"{nd['added_near_a']:,} of the {im['added']:,} added images are near copies of A's.</p>")
+        near_ex = [f"<li>= <code>{_e(p)}</code></li>" for p in nd["examples"]["changed_alike"]]
+        near_ex += [f"<li>+ <code>{_e(p)}</code> ~ <code>{_e(q)}</code></li>" for p, q in nd["examples"]["added_near_a"]]
+        if near_ex:
+            out.append(f"<ul>{''.join(near_ex)}</ul>")
     cls = [(s, c) for s, c in d["classes"].items() if c["added"] or c["removed"]]
     if cls:
         rows = "".join(f"<tr><td>{_e(s)}</td><td>+{len(c['added'])} {_e(', '.join(c['added'][:5]))}</td>"
