@@ -52,7 +52,8 @@ DISTANCES = ("euclidean", "cosine")
 _CHUNK_CELLS = 1 << 25  # query rows x gallery items per chunk: 128 MiB of float32 distances
 _SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
 _BLOCK = 4096  # gallery columns compared at a time once the thresholds are known
-_FIRST = 1  # items of the nearest groups (per neighbour wanted) that set a first bound on the distances
+_FIRST = 4  # items of the nearest groups (per neighbour wanted) that set a first bound on the distances
+_SMALL = 1 << 17  # products of at most this many distances are computed without BLAS
 _GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
 
 
@@ -219,14 +220,17 @@ class _Groups:
         lo = np.full((refs.shape[0], n_g), np.inf)
         hi = np.full((refs.shape[0], n_g), -np.inf)
         sep = np.empty((refs.shape[0], n_g))
-        step = max(1, min(64, (1 << 22) // max(self.by_group.shape[0], n_g * dim)))
+        step = max(1, min(64, (1 << 22) // max(self.by_group.shape[0], n_g)))
         for i in range(0, refs.shape[0], step):
             part = refs[i:i + step]
-            along = self.own[:, None] - self.by_group @ self.centroids[part].T
-            lo[i:i + step, self.filled] = np.minimum.reduceat(along, self.starts, axis=0).T
-            hi[i:i + step, self.filled] = np.maximum.reduceat(along, self.starts, axis=0).T
-            diff = self.centroids[None, :, :] - self.centroids[part][:, None, :]
-            sep[i:i + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+            along = self.centroids[part] @ self.by_group.T
+            np.subtract(self.own, along, out=along)
+            lo[i:i + step, self.filled] = np.minimum.reduceat(along, self.starts, axis=1)
+            hi[i:i + step, self.filled] = np.maximum.reduceat(along, self.starts, axis=1)
+            # |c_B - c_a|^2 from the products, rounded up past their float64 rounding: a larger
+            # distance between the centroids only weakens the bound
+            cc = self.c2[part][:, None] + self.c2 - 2 * (self.centroids[part] @ self.centroids.T)
+            sep[i:i + step] = np.sqrt(np.maximum(cc, 0.0) + 1e-9 * (self.c2[part][:, None] + self.c2))
         return lo, hi, sep
 
 
@@ -254,29 +258,26 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, k
     lower -= groups.radius * (1 + 1e-9)  # float64 rounding of the centroid distances, allowed for
     refs, which = np.unique(ref, return_inverse=True)
     lo, hi, sep = groups.spans(refs)
-    # a first bound on each row's k-th distance: its k nearest among the groups nearest its
-    # reference centroid that hold k + 1 items (the query aside), for all the chunk's rows at once
-    kmax = np.zeros(refs.shape[0], np.int64)
-    np.maximum.at(kmax, which, kq)
-    first = []
-    for i in np.flatnonzero(kmax):
-        near = np.argsort(sep[i], kind="stable")
-        held = np.cumsum(groups.counts[near]) - groups.counts[near]
-        first.append(near[held < _FIRST * (kmax[i] + 1)])
-    big = float(np.finfo(np.float32).max)
-    bound = np.minimum(_kth(_sqdist(space, prep, rows, groups.columns(np.unique(np.concatenate(first)))),
-                            np.where(active, kq - 1, 0)) + 2 * prep.tol[rows], big)
-    reach = np.sqrt(np.maximum(bound + q2, 0.0)) * (1 + 1e-9) + 1e-12
     # float64 rounding of the spans and of <q, c>, allowed for many times over
     slack = 1e-9 * (groups.scale + np.sqrt(q2 * groups.c2.max()))
-    needed = np.zeros(groups.counts.shape[0], bool)
+    big = float(np.finfo(np.float32).max)
+    out = np.full((b, int(kq.max())), -1, np.int64)
+    full: list[np.ndarray] = []
+    full_thr: list[np.ndarray] = []
     order = np.argsort(which, kind="stable")
     cuts = np.flatnonzero(np.r_[True, which[order][1:] != which[order][:-1], True])
     for start, stop in zip(cuts[:-1], cuts[1:]):  # the rows of one reference group at a time
         idx = order[start:stop][active[order[start:stop]]]
         if not idx.shape[0]:
             continue
-        i = which[idx[0]]
+        i, k = which[idx[0]], kq[idx]
+        # a first bound on each row's k-th distance: its k-th among the groups nearest the
+        # reference centroid that hold _FIRST * (k + 1) items (k + 1: the query aside)
+        near = np.argsort(sep[i], kind="stable")
+        held = np.cumsum(groups.counts[near]) - groups.counts[near]
+        s = _sqdist(space, prep, rows[idx], groups.columns(near[held < _FIRST * (int(k.max()) + 1)]))
+        bound = np.minimum(_kth(s, k - 1) + 2 * prep.tol[rows[idx]], big)
+        reach = np.sqrt(np.maximum(bound + q2[idx], 0.0)) * (1 + 1e-9) + 1e-12
         along = qc[idx] - qc[idx, refs[i]][:, None]  # <q, c_B - c_a>
         gap = np.maximum(lo[i] - along, along - hi[i])
         gap -= slack[idx, None]
@@ -285,10 +286,18 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, k
         gap /= np.where(apart, sep[i], 1.0)
         gap *= 1 - 1e-9
         np.maximum(gap, lower[idx], out=gap)
-        needed |= (gap <= reach[idx, None]).any(axis=0)
-    needed_g = np.flatnonzero(needed)
-    cols = None if groups.counts[needed_g].sum() * 2 > n else groups.columns(needed_g)
-    return _rank(space, prep, rows, cols, kq, thr=np.where(active, bound, -np.inf))
+        needed = np.flatnonzero((gap <= reach[:, None]).any(axis=0))
+        if groups.counts[needed].sum() * 2 > n:  # most of the gallery: searched with the other such rows
+            full.append(idx)
+            full_thr.append(bound)
+        else:
+            found = _rank(space, prep, rows[idx], groups.columns(needed), k, thr=bound)
+            out[idx, :found.shape[1]] = found
+    if full:
+        idx = np.concatenate(full)
+        found = _rank(space, prep, rows[idx], None, kq[idx], thr=np.concatenate(full_thr))
+        out[idx, :found.shape[1]] = found
+    return out
 
 
 def _kth(s: np.ndarray, kth: np.ndarray) -> np.ndarray:
@@ -305,7 +314,10 @@ def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray |
     """float32 squared distances less |q|^2 of queries ``rows`` to gallery items ``cols`` (indices,
     a slice, or None = all); each query's own item is inf."""
     ga = prep.ga if cols is None else prep.ga[cols]
-    s = prep.qa[rows] @ ga.T
+    if rows.shape[0] * ga.shape[0] <= _SMALL:  # no BLAS threads to wait for (on a busy machine, a long wait)
+        s = np.einsum("ik,kj->ij", prep.qa[rows], np.ascontiguousarray(ga.T))
+    else:
+        s = prep.qa[rows] @ ga.T
     if space.same:  # hide each query from itself
         everything = np.arange(space.gallery.shape[0])
         ids = everything if cols is None else everything[cols]
