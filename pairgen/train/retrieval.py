@@ -28,12 +28,23 @@ tied distances does not matter; where it does, pytorch-metric-learning takes wha
 ``torch.topk`` returns, and pairgen the index order.
 
 The search is exact and never holds a query x gallery matrix: queries go in chunks of rows;
-each chunk's squared distances are computed in float32 with one matrix product, a per-row
-threshold proven to keep every one of the row's ``k`` nearest (float32 rounding bounded and
-allowed for) picks the candidates, and those are ranked on float64 distances. With 16 or more
-gallery items per class on average, each chunk (queries of one class together) first skips
-the classes that cannot hold a neighbour, by the triangle inequality on class centroids: the
-same result, and on well separated classes most of the distance products are never computed.
+squared distances are computed in float32 by matrix products, a per-row threshold proven to
+keep every one of the row's ``k`` nearest (float32 rounding bounded and allowed for) picks
+the candidates, and those are ranked as their float64 distances rank them: sorted by float32
+value, where two values of a row differ by more than the float32 rounding allows the order
+is already the exact one (and the float64 one, whose rounding is 2^-29 times smaller); only
+the runs of values too close to tell (ties among them) take float64 distances, and are
+ranked by those, then by gallery index.
+
+With 16 or more gallery items per class on average, the queries of one reference class
+(that of their nearest centroid) first skip the classes that cannot hold a neighbour: a
+class is at least its centroid's distance less its radius away (triangle inequality), and
+at least the gap between the query and the class's items along the line between the two
+centroids (the items' least and largest projections on that line are computed once per
+chunk): the same result, and on well separated classes, even in 128 dimensions where every
+class's radius exceeds the distance between centroids, most of the distance products are
+never computed. Rows that still need most of the gallery go last; when the queries are
+their own gallery each pair of their blocks is multiplied once and used both ways.
 """
 
 from __future__ import annotations
@@ -139,9 +150,11 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     With ``groups`` (a group code ``0..G-1`` per gallery item, e.g. its class) each chunk of
     queries skips every group that cannot hold one of its neighbours: a group whose centroid
     is ``D`` away and whose items lie within ``rad`` of it is at least ``D - rad`` away
-    (triangle inequality), and a row's ``k``-th distance is bounded by its ``k`` nearest in
-    the groups of the nearest centroids. The result is the same; well separated classes
-    make it far faster.
+    (triangle inequality), and at least as far as the gap between the query and its items
+    along the line from the query's nearest centroid to the group's (see :func:`_pruned`);
+    a row's ``k``-th distance is bounded by its ``k`` nearest in the groups nearest its
+    centroid. The result is the same; well separated classes make it far faster. The rows
+    that need most of the gallery come last (see :func:`_symmetric`).
 
     Args:
         space: Queries and gallery (see :func:`_space`).
