@@ -339,39 +339,3 @@ def test_groups_with_copies_and_single_member_classes_equal_the_brute_force() ->
     unit = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     _close(pairgen.retrieval_metrics(x, y, distance="cosine"), brute_force(unit, y),
            ("precision_at_1", "r_precision", "map_at_r"))
-
-
-def test_rows_that_search_the_whole_gallery_multiply_each_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Overlapping classes (their rows search the whole gallery, as the queries' own gallery:
-    one product per pair of blocks, used both ways) beside tight ones (skipped by the bounds:
-    items that are not such rows), copies across blocks (ties), queries that need nothing."""
-    rng = np.random.default_rng(17)
-    broad, by = clustered(500, 10, 16, 3.0, seed=17)
-    tight = np.repeat(rng.normal(size=(10, 16)) * 30, 40, axis=0) + rng.normal(size=(400, 16)) * 0.01
-    x = np.concatenate([broad, tight, broad[:30]]).astype(np.float32)
-    y = np.concatenate([by, 10 + np.repeat(np.arange(10), 40), by[:30]])
-    perm = rng.permutation(x.shape[0])
-    x, y = x[perm], y[perm]
-    space = R._space(x, None, "euclidean")
-    k = rng.integers(0, 60, x.shape[0])
-    expected = np.where(np.arange(k.max()) < k[:, None], _ranked(space, int(k.max())), -1)
-    calls: list[tuple[int, int]] = []
-    symmetric = R._symmetric
-
-    def recording(space_: R._Space, prep: R._Prepared, rows: np.ndarray, kq: np.ndarray, thr: np.ndarray,
-                  size: int) -> object:
-        calls.append((rows.shape[0], size))
-        return symmetric(space_, prep, rows, kq, thr, size)
-
-    monkeypatch.setattr(R, "_symmetric", recording)
-    for cells in (R._CHUNK_CELLS, 4 * R._BLOCK * 64):  # one block, then blocks of 64 rows
-        got, _ = _searched(space, k, groups=y, query_groups=y, chunk_cells=cells)
-        np.testing.assert_array_equal(got, expected)
-    assert len(calls) == 2 and 0 < calls[0][0] < x.shape[0] and calls[1][1] == 64, calls
-    # a separate gallery: the same rows search it in chunks, without the pairs
-    g = np.arange(x.shape[0]) % 4 != 0
-    space = R._space(x[~g], x[g], "euclidean")
-    got, _ = _searched(space, np.full(int((~g).sum()), 25), groups=np.unique(y[g], return_inverse=True)[1],
-                       query_groups=y[~g], chunk_cells=4 * R._BLOCK * 64)
-    np.testing.assert_array_equal(got, _ranked(space, 25))
-    assert len(calls) == 2

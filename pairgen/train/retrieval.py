@@ -43,8 +43,8 @@ at least the gap between the query and the class's items along the line between 
 centroids (the items' least and largest projections on that line are computed once per
 chunk): the same result, and on well separated classes, even in 128 dimensions where every
 class's radius exceeds the distance between centroids, most of the distance products are
-never computed. Rows that still need most of the gallery go last; when the queries are
-their own gallery each pair of their blocks is multiplied once and used both ways.
+never computed. The rows of a chunk that still need most of the gallery search all of it
+together, in blocks of columns.
 """
 
 from __future__ import annotations
@@ -153,8 +153,7 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     (triangle inequality), and at least as far as the gap between the query and its items
     along the line from the query's nearest centroid to the group's (see :func:`_pruned`);
     a row's ``k``-th distance is bounded by its ``k`` nearest in the groups nearest its
-    centroid. The result is the same; well separated classes make it far faster. The rows
-    that need most of the gallery come last (see :func:`_symmetric`).
+    centroid. The result is the same; well separated classes make it far faster.
 
     Args:
         space: Queries and gallery (see :func:`_space`).
@@ -180,77 +179,12 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     cells = n if centres is None else max(min(n, 4 * _BLOCK), 8 * centres.counts.shape[0])
     rows_per = max(1, min(n_q, chunk_cells // cells))
     order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
-    left: list[np.ndarray] = []
-    left_thr: list[np.ndarray] = []
     for start in range(0, n_q, rows_per):
         rows = order[start:start + rows_per]
         if centres is None:
             yield rows, _rank(space, prep, rows, None, kq[rows], sample=sample)
-            continue
-        found, full, thr = _pruned(space, prep, centres, rows, kq[rows])
-        done = np.ones(rows.shape[0], bool)
-        done[full] = False
-        yield rows[done], found[done]
-        left.append(rows[full])
-        left_thr.append(thr)
-    if not left or not sum(x.shape[0] for x in left):
-        return
-    rows, thr = np.concatenate(left), np.concatenate(left_thr)  # the rows that search most of the gallery
-    if space.same:
-        yield from _symmetric(space, prep, rows, kq[rows], thr, max(1, min(rows.shape[0], chunk_cells // (4 * _BLOCK))))
-        return
-    per = max(1, min(rows.shape[0], chunk_cells // min(n, 4 * _BLOCK)))
-    for start in range(0, rows.shape[0], per):
-        part = slice(start, start + per)
-        yield rows[part], _rank(space, prep, rows[part], None, kq[rows[part]], thr=thr[part])
-
-
-def _symmetric(space: _Space, prep: _Prepared, rows: np.ndarray, kq: np.ndarray, thr: np.ndarray,
-               size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """:func:`_rank` over the whole gallery for queries that are gallery items (``rows``,
-    each with its threshold ``thr``), each pair of them multiplied once.
-
-    The rows go in blocks; one float32 product ``p = g_i . g_j`` of blocks ``I <= J`` gives
-    ``|g_j|^2 - 2 p`` (query ``i``, item ``j``) and ``|g_i|^2 - 2 p`` (query ``j``, item
-    ``i``): half the products. Each value is rounded once more than the single product of
-    :class:`_Prepared` (the subtraction), but its error stays within the same bound (the
-    dot product of ``dim`` terms and one rounding of the result, no more than the
-    ``dim + 1`` terms of the single product). A block's candidates from the later blocks'
-    products wait for it; once every pair of it is done (and the items that are not rows),
-    it is ranked and yielded.
-    """
-    g32, n32 = prep.ga[:, :-1], prep.ga[:, -1]
-    others = np.setdiff1d(np.arange(space.gallery.shape[0]), rows)
-    thr32 = _up32(thr)
-    starts = list(range(0, rows.shape[0], size))
-    waiting: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in starts]
-    for bi, a in enumerate(starts):
-        mine = slice(a, a + size)
-        ri, ti = rows[mine], thr32[mine]
-        gi, ni = g32[ri], n32[ri]
-        found = waiting[bi]
-        waiting[bi] = []
-        for bj in range(bi, len(starts)):
-            theirs = slice(starts[bj], starts[bj] + size)
-            rj = rows[theirs]
-            p = gi @ g32[rj].T
-            p *= np.float32(-2.0)
-            s = p + n32[rj]  # query ri[x], item rj[y]
-            if bj == bi:
-                np.fill_diagonal(s, np.inf)  # each query hidden from itself
-            r, c, v = _below(s, ti)
-            found.append((r.astype(np.int32), rj[c].astype(np.int32), v))
-            if bj > bi:
-                p += ni[:, None]  # item ri[x], query rj[y]
-                at = np.flatnonzero(p <= thr32[theirs][None, :])
-                x, y = np.divmod(at, p.shape[1])
-                waiting[bj].append((y.astype(np.int32), ri[x].astype(np.int32), p.reshape(-1)[at]))
-        if others.shape[0]:
-            r, c, v = _within(space, prep, ri, others, thr[mine])
-            found.append((r.astype(np.int32), others[c].astype(np.int32), v))
-        r, c, v = (np.concatenate([f[i] for f in found]) for i in range(3))
-        del found
-        yield ri, _order(space, prep, ri, r.astype(np.int64), c.astype(np.int64), v, kq[mine])
+        else:
+            yield rows, _pruned(space, prep, centres, rows, kq[rows])
 
 
 @dataclass(frozen=True)
@@ -312,11 +246,8 @@ class _Groups:
         return lo, hi, sep
 
 
-def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray,
-            kq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_rank` over the groups that can hold a neighbour of ``rows``; the rows that need
-    most of the gallery are left for the caller: ``(neighbours, left, thresholds of left)``
-    (``left``: positions in ``rows``, their neighbours -1).
+def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, kq: np.ndarray) -> np.ndarray:
+    """:func:`_rank` over the groups that can hold a neighbour of ``rows``.
 
     Each row's reference group ``a`` is the one of its nearest centroid; a group ``B`` cannot
     hold a neighbour when either bound on its items' distances exceeds the row's reach:
@@ -326,7 +257,7 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray,
     b, n = rows.shape[0], space.gallery.shape[0]
     active = kq > 0
     if not active.any():
-        return np.full((b, 0), -1, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.full((b, 0), -1, np.int64)
     q = space.query[rows]
     q2 = np.einsum("ij,ij->i", q, q)
     qc = q @ groups.centroids.T
@@ -368,15 +299,17 @@ def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray,
         gap *= 1 - 1e-9
         np.maximum(gap, lower[idx], out=gap)
         needed = np.flatnonzero((gap <= reach[:, None]).any(axis=0))
-        if groups.counts[needed].sum() * 2 > n:  # most of the gallery: searched later, with every such row
+        if groups.counts[needed].sum() * 2 > n:  # most of the gallery: searched with the other such rows
             full.append(idx)
             full_thr.append(bound)
         else:
             found = _rank(space, prep, rows[idx], groups.columns(needed), k, thr=bound)
             out[idx, :found.shape[1]] = found
-    if not full:
-        return out, np.zeros(0, np.int64), np.zeros(0)
-    return out, np.concatenate(full), np.concatenate(full_thr)
+    if full:
+        idx = np.concatenate(full)
+        found = _rank(space, prep, rows[idx], None, kq[idx], thr=np.concatenate(full_thr))
+        out[idx, :found.shape[1]] = found
+    return out
 
 
 def _kth(s: np.ndarray, kth: np.ndarray) -> np.ndarray:
@@ -470,16 +403,8 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
         del s
     else:
         r, c, v = _within(space, prep, rows, cols, thr)
-    return _order(space, prep, rows, r, c if cols is None else cols[c], v, kq)
-
-
-def _order(space: _Space, prep: _Prepared, rows: np.ndarray, r: np.ndarray, c: np.ndarray, v: np.ndarray,
-           kq: np.ndarray) -> np.ndarray:
-    """The ``kq`` nearest of each query of ``rows`` among its candidates: ``r`` (position in
-    ``rows``), ``c`` (gallery index), ``v`` (float32 squared distance less |q|^2, within half
-    the row's ``tol`` of the exact one); every one of a row's ``kq`` nearest is a candidate."""
-    b = rows.shape[0]
-    out = np.full((b, int(kq.max(initial=0))), -1, np.int64)
+    if cols is not None:
+        c = cols[c]
     # by row, then by float32 value: one sort of 64-bit keys (the row, then the value's bits as an
     # unsigned integer in the order of the values); equal values are ordered later
     bits = v.view(np.uint32)
