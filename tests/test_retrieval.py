@@ -202,3 +202,140 @@ def test_equals_pml_with_duplicates_and_single_member_classes() -> None:
     _close(pairgen.retrieval_metrics(x, y), pml_metrics(x, y), ("precision_at_1", "r_precision", "map_at_r"))
     _close(pairgen.retrieval_metrics(x[q], y[q], gallery=x[g], gallery_classes=y[g]), pml_metrics(x[q], y[q], x[g], y[g]),
            ("precision_at_1", "r_precision", "map_at_r"))
+
+
+# the search's own paths: groups skipped along the line between centroids, candidates ranked by
+# float32 value with float64 only for the close ones, small products without BLAS
+
+def _ranked(space: R._Space, width: int) -> np.ndarray:
+    """Every query's first ``width`` gallery indices by float64 distance (of the centered
+    embeddings, as the search computes them), then by index: the definition."""
+    d = np.stack([np.einsum("ij,ij->i", q - space.gallery, q - space.gallery) for q in space.query])
+    if space.same:
+        np.fill_diagonal(d, np.inf)
+    return np.lexsort((np.broadcast_to(np.arange(d.shape[1]), d.shape), d), axis=1)[:, :width]
+
+
+def _searched(space: R._Space, k: np.ndarray, **kw: object) -> tuple[np.ndarray, list[int]]:
+    """:func:`R.nearest`'s neighbours and the number of gallery columns each search compared."""
+    compared: list[int] = []
+    rank = R._rank
+
+    def counting(space_: R._Space, prep: R._Prepared, rows: np.ndarray, cols: np.ndarray | None,
+                 kq: np.ndarray, **kwargs: object) -> np.ndarray:
+        compared.append(space_.gallery.shape[0] if cols is None else cols.shape[0])
+        return rank(space_, prep, rows, cols, kq, **kwargs)  # type: ignore[arg-type]
+
+    R._rank = counting  # type: ignore[assignment]
+    try:
+        out = np.full((space.query.shape[0], int(k.max())), -1)
+        for rows, nbr in R.nearest(space, k, **kw):  # type: ignore[arg-type]
+            out[rows, : nbr.shape[1]] = nbr
+    finally:
+        R._rank = rank  # type: ignore[assignment]
+    return out, compared
+
+
+def test_wide_blobs_skip_the_classes_beyond_the_gap_between_centroids() -> None:
+    """In 64 dimensions every class's radius exceeds the distance between centroids less a
+    query's distance to its own (the triangle inequality skips nothing), but along the line
+    between two centroids the classes lie far apart: each search compares a few classes only."""
+    x, y = clustered(1200, 20, 64, 0.5, seed=11)
+    space = R._space(x, None, "euclidean")
+    k = np.bincount(y)[y] - 1
+    k[::7] = 0  # some queries need nothing
+    expected = np.where(np.arange(k.max()) < k[:, None], _ranked(space, int(k.max())), -1)
+    got, compared = _searched(space, k, groups=y, query_groups=y)
+    np.testing.assert_array_equal(got, expected)
+    assert max(compared) <= 4 * np.bincount(y).max(), compared  # a few classes, not the 1,200 items
+    # the same with a gallery, classes absent from the queries, and queries of classes absent from the gallery
+    q, g = (y % 3 == 0) & (y < 15), y % 3 != 0
+    space = R._space(x[q], x[g], "euclidean")
+    k = np.full(int(q.sum()), 30)
+    got, compared = _searched(space, k, groups=np.unique(y[g], return_inverse=True)[1], query_groups=y[q])
+    np.testing.assert_array_equal(got, _ranked(space, 30))
+
+
+def test_spans_are_the_least_and_largest_projection_of_each_group() -> None:
+    rng = np.random.default_rng(12)
+    g = rng.normal(size=(90, 5))
+    codes = rng.integers(0, 7, 90)
+    codes[codes == 3] = 4  # an empty group
+    groups = R._Groups.of(g, codes)
+    lo, hi, sep = groups.spans(np.array([0, 2, 5]))
+    for row, a in enumerate([0, 2, 5]):
+        for b in range(7):
+            along = g[codes == b] @ (groups.centroids[b] - groups.centroids[a])
+            assert lo[row, b] == (pytest.approx(along.min(), abs=1e-9) if along.size else np.inf)
+            assert hi[row, b] == (pytest.approx(along.max(), abs=1e-9) if along.size else -np.inf)
+            assert sep[row, b] >= np.linalg.norm(groups.centroids[b] - groups.centroids[a])
+            assert sep[row, b] == pytest.approx(np.linalg.norm(groups.centroids[b] - groups.centroids[a]), abs=1e-4)
+
+
+def test_distances_too_close_for_float32_rank_by_float64_then_index() -> None:
+    """Gallery points whose distances to the query differ by far less than float32 can tell
+    (and exact ties, and copies), on both sides of the k-th: the float64 order, then the index."""
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=(1, 16))
+    direction = rng.normal(size=(40, 16))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    radius = 3.0 + np.repeat(np.arange(8), 5) * 1e-11  # 8 shells of 5, 1e-11 apart
+    g = base + direction * radius[:, None]
+    g = np.concatenate([g, g[:6], base + 50 * direction[:10]])  # copies (ties), and far points
+    perm = rng.permutation(g.shape[0])
+    g = g[perm]
+    for k in (1, 3, 7, 12, 23, 40, 46):
+        space = R._space(base, g, "euclidean")
+        got, _ = _searched(space, np.array([k]))
+        np.testing.assert_array_equal(got, _ranked(space, k))
+    # many queries, same set, with groups: the close runs of every row at once
+    x = np.concatenate([g, g + 1e-12, g[::-1]])
+    y = np.arange(x.shape[0]) % 4
+    space = R._space(x, None, "euclidean")
+    k = np.full(x.shape[0], 20)
+    np.testing.assert_array_equal(_searched(space, k, groups=y, query_groups=y)[0], _ranked(space, 20))
+    np.testing.assert_array_equal(_searched(space, k)[0], _ranked(space, 20))
+
+
+def test_small_products_without_blas_equal_the_blas_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = clustered(700, 25, 24, 1.5, seed=14)
+    space = R._space(x, None, "cosine")
+    k = np.full(700, 30)
+    expected = _ranked(space, 30)
+    for small in (0, 1 << 40):  # every product with BLAS, then none
+        monkeypatch.setattr(R, "_SMALL", small)
+        np.testing.assert_array_equal(_searched(space, k, groups=y, query_groups=y)[0], expected)
+        np.testing.assert_array_equal(_searched(space, k, chunk_cells=100 * 700)[0], expected)
+
+
+def test_kth_and_float32_thresholds() -> None:
+    rng = np.random.default_rng(15)
+    s = rng.normal(size=(50, 40)).astype(np.float32)
+    kth = rng.integers(0, 40, 50)
+    np.testing.assert_array_equal(R._kth(s, kth), np.sort(s, axis=1)[np.arange(50), kth])
+    np.testing.assert_array_equal(R._kth(s, np.full(50, 7)), np.sort(s, axis=1)[:, 7])
+    thr = np.array([1.0, 1.0 + 1e-12, -np.inf, -2.5e-40, 3.4e38, 0.1])
+    up = R._up32(thr)
+    assert up.dtype == np.float32 and (up.astype(np.float64) >= thr).all()
+    below = np.nextafter(up, np.float32(-np.inf)).astype(np.float64)
+    assert (below[np.isfinite(thr)] < thr[np.isfinite(thr)]).all()  # the least float32 at or above
+
+
+def test_groups_with_copies_and_single_member_classes_equal_the_brute_force() -> None:
+    """Enough items per class for the search by groups: copies of points within and across
+    classes (ties), single-member classes, with and without a gallery, and cosine."""
+    rng = np.random.default_rng(16)
+    x, y = clustered(480, 20, 12, 0.8, seed=16)
+    x = np.concatenate([x, x[:40], rng.normal(size=(5, 12)).astype(np.float32)])
+    y = np.concatenate([y, rng.integers(0, 20, 40), 100 + np.arange(5)])  # copies, some in other classes
+    ours = pairgen.retrieval_metrics(x, y, ks=(16,))
+    oracle = brute_force(x, y, ks=(1, 2, 4, 8, 16))
+    _close(ours, oracle, ("precision_at_1", "r_precision", "map_at_r"))
+    assert ours["recall_at_k"] == pytest.approx(oracle["recall_at_k"], abs=1e-12)
+    q = np.arange(0, 525, 5)
+    g = np.setdiff1d(np.arange(525), q)
+    ours = pairgen.retrieval_metrics(x[q], y[q], gallery=x[g], gallery_classes=y[g])
+    _close(ours, brute_force(x[q], y[q], x[g], y[g]), ("precision_at_1", "r_precision", "map_at_r"))
+    unit = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    _close(pairgen.retrieval_metrics(x, y, distance="cosine"), brute_force(unit, y),
+           ("precision_at_1", "r_precision", "map_at_r"))

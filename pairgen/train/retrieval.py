@@ -28,12 +28,23 @@ tied distances does not matter; where it does, pytorch-metric-learning takes wha
 ``torch.topk`` returns, and pairgen the index order.
 
 The search is exact and never holds a query x gallery matrix: queries go in chunks of rows;
-each chunk's squared distances are computed in float32 with one matrix product, a per-row
-threshold proven to keep every one of the row's ``k`` nearest (float32 rounding bounded and
-allowed for) picks the candidates, and those are ranked on float64 distances. With 16 or more
-gallery items per class on average, each chunk (queries of one class together) first skips
-the classes that cannot hold a neighbour, by the triangle inequality on class centroids: the
-same result, and on well separated classes most of the distance products are never computed.
+squared distances are computed in float32 by matrix products, a per-row threshold proven to
+keep every one of the row's ``k`` nearest (float32 rounding bounded and allowed for) picks
+the candidates, and those are ranked as their float64 distances rank them: sorted by float32
+value, where two values of a row differ by more than the float32 rounding allows the order
+is already the exact one (and the float64 one, whose rounding is 2^-29 times smaller); only
+the runs of values too close to tell (ties among them) take float64 distances, and are
+ranked by those, then by gallery index.
+
+With 16 or more gallery items per class on average, the queries of one reference class
+(that of their nearest centroid) first skip the classes that cannot hold a neighbour: a
+class is at least its centroid's distance less its radius away (triangle inequality), and
+at least the gap between the query and the class's items along the line between the two
+centroids (the items' least and largest projections on that line are computed once per
+chunk): the same result, and on well separated classes, even in 128 dimensions where every
+class's radius exceeds the distance between centroids, most of the distance products are
+never computed. The rows of a chunk that still need most of the gallery search all of it
+together, in blocks of columns.
 """
 
 from __future__ import annotations
@@ -52,6 +63,8 @@ DISTANCES = ("euclidean", "cosine")
 _CHUNK_CELLS = 1 << 25  # query rows x gallery items per chunk: 128 MiB of float32 distances
 _SAMPLE = 4096  # gallery columns sampled to guess each row's threshold
 _BLOCK = 4096  # gallery columns compared at a time once the thresholds are known
+_FIRST = 4  # items of the nearest groups (per neighbour wanted) that set a first bound on the distances
+_SMALL = 1 << 17  # products of at most this many distances are computed without BLAS
 _GROUP_MIN = 16  # items per class on average for the search to skip classes by their centroids
 
 
@@ -137,9 +150,10 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     With ``groups`` (a group code ``0..G-1`` per gallery item, e.g. its class) each chunk of
     queries skips every group that cannot hold one of its neighbours: a group whose centroid
     is ``D`` away and whose items lie within ``rad`` of it is at least ``D - rad`` away
-    (triangle inequality), and a row's ``k``-th distance is bounded by its ``k`` nearest in
-    the groups of the nearest centroids. The result is the same; well separated classes
-    make it far faster.
+    (triangle inequality), and at least as far as the gap between the query and its items
+    along the line from the query's nearest centroid to the group's (see :func:`_pruned`);
+    a row's ``k``-th distance is bounded by its ``k`` nearest in the groups nearest its
+    centroid. The result is the same; well separated classes make it far faster.
 
     Args:
         space: Queries and gallery (see :func:`_space`).
@@ -160,9 +174,11 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
     n_q, n = space.query.shape[0], space.gallery.shape[0]
     prep = _Prepared.of(space)
     # with groups the distances are compared block by block: only rows x _BLOCK at once, so more rows fit
-    rows_per = max(1, min(n_q, chunk_cells // (n if groups is None else min(n, 4 * _BLOCK))))
-    order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
+    # (and rows x groups float64 bounds: a few of them at once)
     centres = None if groups is None else _Groups.of(space.gallery, groups)
+    cells = n if centres is None else max(min(n, 4 * _BLOCK), 8 * centres.counts.shape[0])
+    rows_per = max(1, min(n_q, chunk_cells // cells))
+    order = np.arange(n_q) if query_groups is None else np.argsort(query_groups, kind="stable")
     for start in range(0, n_q, rows_per):
         rows = order[start:start + rows_per]
         if centres is None:
@@ -173,13 +189,19 @@ def nearest(space: _Space, k: Iterable[int] | np.ndarray, *, groups: np.ndarray 
 
 @dataclass(frozen=True)
 class _Groups:
-    """Gallery items by group: each group's items (sorted), centroid and radius."""
+    """Gallery items by group: each group's items (sorted), centroid and radius, and the gallery
+    ordered by group (for the spans of the groups along the lines between centroids)."""
 
     items: list[np.ndarray]
     counts: np.ndarray
     centroids: np.ndarray
     c2: np.ndarray
     radius: np.ndarray
+    by_group: np.ndarray  # the gallery, group by group
+    starts: np.ndarray  # where each non-empty group starts in by_group
+    filled: np.ndarray  # the codes of the non-empty groups
+    own: np.ndarray  # <g, centroid of g's group> of each row of by_group
+    scale: float  # largest |g| times largest |centroid| (bounds the float64 rounding of the spans)
 
     @classmethod
     def of(cls, gallery: np.ndarray, groups: np.ndarray) -> _Groups:
@@ -193,40 +215,121 @@ class _Groups:
         spread = np.sqrt(((gallery - centroids[groups]) ** 2).sum(axis=1))
         radius = np.zeros(counts.shape[0])
         np.maximum.at(radius, groups, spread)
-        return cls(items, counts, centroids, np.einsum("ij,ij->i", centroids, centroids), radius)
+        by_group = gallery[order]
+        own = np.einsum("ij,ij->i", by_group, centroids[groups[order]])
+        filled = np.flatnonzero(counts)
+        c2 = np.einsum("ij,ij->i", centroids, centroids)
+        scale = float(np.sqrt(np.einsum("ij,ij->i", gallery, gallery).max() * c2.max()))
+        return cls(items, counts, centroids, c2, radius, by_group, bounds[filled], filled, own, scale)
 
     def columns(self, chosen: np.ndarray) -> np.ndarray:
         return np.sort(np.concatenate([self.items[i] for i in chosen])) if chosen.size else np.zeros(0, np.int64)
 
+    def spans(self, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For reference groups ``a`` (rows) and every group ``B`` (columns): the least and the
+        largest ``<g, c_B - c_a>`` over B's items ``g``, and ``|c_B - c_a|``."""
+        n_g, dim = self.centroids.shape
+        lo = np.full((refs.shape[0], n_g), np.inf)
+        hi = np.full((refs.shape[0], n_g), -np.inf)
+        sep = np.empty((refs.shape[0], n_g))
+        step = max(1, min(64, (1 << 22) // max(self.by_group.shape[0], n_g)))
+        for i in range(0, refs.shape[0], step):
+            part = refs[i:i + step]
+            along = self.centroids[part] @ self.by_group.T
+            np.subtract(self.own, along, out=along)
+            lo[i:i + step, self.filled] = np.minimum.reduceat(along, self.starts, axis=1)
+            hi[i:i + step, self.filled] = np.maximum.reduceat(along, self.starts, axis=1)
+            # |c_B - c_a|^2 from the products, rounded up past their float64 rounding: a larger
+            # distance between the centroids only weakens the bound
+            cc = self.c2[part][:, None] + self.c2 - 2 * (self.centroids[part] @ self.centroids.T)
+            sep[i:i + step] = np.sqrt(np.maximum(cc, 0.0) + 1e-9 * (self.c2[part][:, None] + self.c2))
+        return lo, hi, sep
+
 
 def _pruned(space: _Space, prep: _Prepared, groups: _Groups, rows: np.ndarray, kq: np.ndarray) -> np.ndarray:
-    """:func:`_rank` over the groups that can hold a neighbour of ``rows``."""
+    """:func:`_rank` over the groups that can hold a neighbour of ``rows``.
+
+    Each row's reference group ``a`` is the one of its nearest centroid; a group ``B`` cannot
+    hold a neighbour when either bound on its items' distances exceeds the row's reach:
+    ``|c_B - q| - radius_B`` (triangle inequality), or the gap between ``q`` and B's items
+    along the line from ``c_a`` to ``c_B`` (``|q - g| >= |<q - g, u>|`` for the unit ``u``).
+    """
+    b, n = rows.shape[0], space.gallery.shape[0]
     active = kq > 0
     if not active.any():
-        return np.full((rows.shape[0], 0), -1, np.int64)
+        return np.full((b, 0), -1, np.int64)
     q = space.query[rows]
-    d2 = np.maximum(np.einsum("ij,ij->i", q, q)[:, None] + groups.c2 - 2 * q @ groups.centroids.T, 0.0)
-    near = np.argsort(d2, axis=1, kind="stable")
-    held = np.cumsum(groups.counts[near], axis=1) - groups.counts[near]
-    first = groups.columns(np.unique(near[held < (kq + 1)[:, None]]))  # at least k + 1 items (self aside)
-    s = _sqdist(space, prep, rows, first)
+    q2 = np.einsum("ij,ij->i", q, q)
+    qc = q @ groups.centroids.T
+    lower = qc * -2.0
+    lower += groups.c2
+    lower += q2[:, None]
+    ref = np.argmin(lower, axis=1)
+    np.sqrt(np.maximum(lower, 0.0, out=lower), out=lower)
+    lower *= 1 - 1e-9
+    lower -= groups.radius * (1 + 1e-9)  # float64 rounding of the centroid distances, allowed for
+    refs, which = np.unique(ref, return_inverse=True)
+    lo, hi, sep = groups.spans(refs)
+    # float64 rounding of the spans and of <q, c>, allowed for many times over
+    slack = 1e-9 * (groups.scale + np.sqrt(q2 * groups.c2.max()))
     big = float(np.finfo(np.float32).max)
-    kth = np.where(active, kq - 1, 0)
-    bound = np.minimum(np.partition(s, np.unique(kth), axis=1)[np.arange(rows.shape[0]), kth]
-                       + 2 * prep.tol[rows], big)
-    # float64 rounding of the centroid distances, allowed for
-    reach = np.sqrt(np.maximum(bound + prep.q2[rows], 0.0)) * (1 + 1e-9) + 1e-12
-    lower = np.sqrt(d2) * (1 - 1e-9) - groups.radius * (1 + 1e-9)
-    needed = np.unique(np.nonzero((lower <= reach[:, None]) & active[:, None])[1])
-    cols = None if groups.counts[needed].sum() * 2 > space.gallery.shape[0] else groups.columns(needed)
-    return _rank(space, prep, rows, cols, kq, thr=np.where(active, bound, -np.inf))
+    out = np.full((b, int(kq.max())), -1, np.int64)
+    full: list[np.ndarray] = []
+    full_thr: list[np.ndarray] = []
+    order = np.argsort(which, kind="stable")
+    cuts = np.flatnonzero(np.r_[True, which[order][1:] != which[order][:-1], True])
+    for start, stop in zip(cuts[:-1], cuts[1:]):  # the rows of one reference group at a time
+        idx = order[start:stop][active[order[start:stop]]]
+        if not idx.shape[0]:
+            continue
+        i, k = which[idx[0]], kq[idx]
+        # a first bound on each row's k-th distance: its k-th among the groups nearest the
+        # reference centroid that hold _FIRST * (k + 1) items (k + 1: the query aside)
+        near = np.argsort(sep[i], kind="stable")
+        held = np.cumsum(groups.counts[near]) - groups.counts[near]
+        s = _sqdist(space, prep, rows[idx], groups.columns(near[held < _FIRST * (int(k.max()) + 1)]))
+        bound = np.minimum(_kth(s, k - 1) + 2 * prep.tol[rows[idx]], big)
+        reach = np.sqrt(np.maximum(bound + q2[idx], 0.0)) * (1 + 1e-9) + 1e-12
+        along = qc[idx] - qc[idx, refs[i]][:, None]  # <q, c_B - c_a>
+        gap = np.maximum(lo[i] - along, along - hi[i])
+        gap -= slack[idx, None]
+        apart = sep[i] > 0
+        gap[:, ~apart] = 0.0
+        gap /= np.where(apart, sep[i], 1.0)
+        gap *= 1 - 1e-9
+        np.maximum(gap, lower[idx], out=gap)
+        needed = np.flatnonzero((gap <= reach[:, None]).any(axis=0))
+        if groups.counts[needed].sum() * 2 > n:  # most of the gallery: searched with the other such rows
+            full.append(idx)
+            full_thr.append(bound)
+        else:
+            found = _rank(space, prep, rows[idx], groups.columns(needed), k, thr=bound)
+            out[idx, :found.shape[1]] = found
+    if full:
+        idx = np.concatenate(full)
+        found = _rank(space, prep, rows[idx], None, kq[idx], thr=np.concatenate(full_thr))
+        out[idx, :found.shape[1]] = found
+    return out
+
+
+def _kth(s: np.ndarray, kth: np.ndarray) -> np.ndarray:
+    """Each row's ``kth[row]``-th smallest value (0-based) of ``s``."""
+    low, high = int(kth.min()), int(kth.max())
+    part = np.partition(s, [low, high] if high > low else low, axis=1)
+    if high == low:
+        return part[:, low].astype(np.float64)
+    # the values of ranks low..high lie between the two, in some order
+    return np.sort(part[:, low:high + 1], axis=1)[np.arange(s.shape[0]), kth - low].astype(np.float64)
 
 
 def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | slice | None) -> np.ndarray:
     """float32 squared distances less |q|^2 of queries ``rows`` to gallery items ``cols`` (indices,
     a slice, or None = all); each query's own item is inf."""
     ga = prep.ga if cols is None else prep.ga[cols]
-    s = prep.qa[rows] @ ga.T
+    if rows.shape[0] * ga.shape[0] <= _SMALL:  # no BLAS threads to wait for (on a busy machine, a long wait)
+        s = np.einsum("ik,kj->ij", prep.qa[rows], np.ascontiguousarray(ga.T))
+    else:
+        s = prep.qa[rows] @ ga.T
     if space.same:  # hide each query from itself
         everything = np.arange(space.gallery.shape[0])
         ids = everything if cols is None else everything[cols]
@@ -236,18 +339,36 @@ def _sqdist(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray |
     return s
 
 
+def _below(s: np.ndarray, thr32: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, column, value)`` of every entry of ``s`` at or below its row's ``thr32``."""
+    at = np.flatnonzero(s <= thr32[:, None])
+    r, c = np.divmod(at, s.shape[1])
+    return r, c, s.reshape(-1)[at]
+
+
+def _up32(thr: np.ndarray) -> np.ndarray:
+    """float32 thresholds at or above ``thr`` (float64): a float32 value is at or below one exactly
+    when it is at or below the other, or equal to the rounded-up threshold (one more candidate)."""
+    t = thr.astype(np.float32)
+    low = t.astype(np.float64) < thr
+    t[low] = np.nextafter(t[low], np.float32(np.inf))
+    return t
+
+
 def _within(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None,
-            thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(row, column)`` of every distance at or below its row's ``thr``, a block of columns at a
-    time (each block's distances are compared while they are still in the cache)."""
+            thr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, column, value)`` of every distance at or below its row's ``thr``, a block of columns at
+    a time (each block's distances are compared while they are still in the cache)."""
     n = space.gallery.shape[0] if cols is None else cols.shape[0]
-    found_r, found_c = [], []
+    thr32 = _up32(thr)
+    found_r, found_c, found_v = [], [], []
     for lo in range(0, n, _BLOCK):
         part = slice(lo, min(n, lo + _BLOCK))
-        r, c = np.nonzero(_sqdist(space, prep, rows, part if cols is None else cols[part]) <= thr[:, None])
+        r, c, v = _below(_sqdist(space, prep, rows, part if cols is None else cols[part]), thr32)
         found_r.append(r)
         found_c.append(c + lo)
-    return np.concatenate(found_r), np.concatenate(found_c)
+        found_v.append(v)
+    return np.concatenate(found_r), np.concatenate(found_c), np.concatenate(found_v)
 
 
 def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | None, kq: np.ndarray, *,
@@ -255,7 +376,12 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
     """The ``kq`` nearest of ``cols`` (None = all) for each query of ``rows``: float32 candidates, float64 ranks.
 
     ``thr`` bounds each row's k-th float32 squared distance from above (else it is guessed
-    from sampled columns and checked).
+    from sampled columns and checked). The candidates are sorted by their float32 values;
+    two of a row that differ by more than the row's ``tol`` are in the order of their exact
+    distances, and so of their float64 distances (whose rounding is 2^-29 times smaller). Only
+    runs of candidates closer than that (a tie, or too close to tell) that reach into the
+    row's first ``k`` take float64 distances, and are ranked by them, then by gallery index:
+    the order of sorting every candidate by its float64 distance and index.
     """
     b = rows.shape[0]
     kmax = int(kq.max(initial=0))
@@ -273,21 +399,36 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
         for i in np.flatnonzero(exact & (kq > 0)):
             thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
         thr[kq == 0] = -np.inf
-        r, c = np.nonzero(s <= thr[:, None])
+        r, c, v = _below(s, _up32(thr))
         del s
     else:
-        r, c = _within(space, prep, rows, cols, thr)
+        r, c, v = _within(space, prep, rows, cols, thr)
     if cols is not None:
         c = cols[c]
-    d = np.empty(r.shape[0], np.float64)
-    step = max(1, (1 << 22) // space.query.shape[1])
-    for lo in range(0, r.shape[0], step):  # float64 distances of the candidates, a few MiB at a time
-        diff = space.query[rows[r[lo:lo + step]]] - space.gallery[c[lo:lo + step]]
-        d[lo:lo + step] = np.einsum("ij,ij->i", diff, diff)
-    order = np.lexsort((c, d, r))
-    r, c = r[order], c[order]
+    # by row, then by float32 value: one sort of 64-bit keys (the row, then the value's bits as an
+    # unsigned integer in the order of the values); equal values are ordered later
+    bits = v.view(np.uint32)
+    key = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64) | (r.astype(np.uint64) << 32)
+    order = np.argsort(key)
+    r, c, v64 = r[order], c[order], v[order].astype(np.float64)
     first = np.searchsorted(r, np.arange(b))
     rank = np.arange(r.shape[0]) - first[r]
+    # float32 rounding (tol: twice the largest error), the float64 rounding and subtraction allowed for
+    apart = np.ones(r.shape[0], bool)
+    apart[1:] = (r[1:] != r[:-1]) | (v64[1:] - v64[:-1] > prep.tol[rows[r[1:]]] * (1 + 2.0 ** -20))
+    run = np.cumsum(apart) - 1
+    size, start = np.bincount(run), rank[apart]
+    wanted = np.flatnonzero(start[run] < kq[r])  # the runs that begin within the row's first k
+    r, c, run, rank = r[wanted], c[wanted], run[wanted], rank[wanted]
+    close = np.flatnonzero(size[run] > 1)
+    d = np.zeros(r.shape[0], np.float64)
+    step = max(1, (1 << 22) // space.query.shape[1])
+    for lo in range(0, close.shape[0], step):  # float64 distances of the close candidates, a few MiB at a time
+        at = close[lo:lo + step]
+        diff = space.query[rows[r[at]]] - space.gallery[c[at]]
+        d[at] = np.einsum("ij,ij->i", diff, diff)
+    # each close run in float64 order, then by index (the runs stay where they are)
+    c[close] = c[close[np.lexsort((c[close], d[close], run[close]))]]
     keep = rank < kq[r]
     out[r[keep], rank[keep]] = c[keep]
     return out
