@@ -13,11 +13,14 @@
    - ``tf_in_memory``: the same pixels as a tensor, the epochs' schedules as
      ``from_tensor_slices``, ``tf.gather`` in a parallel ``map``, pixels scaled to float32,
      prefetch;
-   - ``load_classes``: ``pairgen.load_classes(..., epochs=N)`` (float32 pixels).
+   - ``load_classes``: ``pairgen.load_classes(..., epochs=N)`` (float32 pixels; the call included:
+     a split that fits ``HELD_BYTES`` is copied into memory then).
 
    Both NumPy loops compute each epoch's schedule the same way (``PKSplit.schedule``); both
    tf.data pipelines are iterated eagerly (``for batch in ds``). Prints images/s per reader and
-   the ratios ``pk_batches_over_numpy`` (target >= 0.15) and ``load_classes_over_tf`` (>= 0.6).
+   the ratios ``pk_batches_over_numpy`` (target >= 0.15) and ``load_classes_over_tf`` (>= 0.6)
+   of the best runs, and ``load_classes_over_tf`` of each repeat (the two ran back to back) with
+   their median.
 
     python benchmarks/pk_readers.py [--epochs 2] [--repeats 3] [--only gray28,rgb64] [--skip-tf]
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -117,11 +121,13 @@ def main() -> None:
             fn()
         best: dict[str, float] = {}
         count: dict[str, int] = {}
+        runs: dict[str, list[float]] = {key: [] for key in fns}
         for _ in range(args.repeats):
             for key, fn in fns.items():
                 start = time.perf_counter()
                 count[key] = fn()
-                best[key] = min(best.get(key, float("inf")), time.perf_counter() - start)
+                runs[key].append(time.perf_counter() - start)
+                best[key] = min(best.get(key, float("inf")), runs[key][-1])
         rates = {key: count[key] / best[key] for key in fns}
         shape = "x".join(map(str, (*DATASETS[name][0], DATASETS[name][1])))
         print(f"{name} ({shape}, {count['numpy_in_memory'] // args.epochs} train images per epoch, P=K={P}, "
@@ -130,6 +136,8 @@ def main() -> None:
         line = f"{name} ratio pk_batches_over_numpy={rates['pk_batches'] / rates['numpy_in_memory']:.3f}"
         if "load_classes" in rates:
             line += f" load_classes_over_tf={rates['load_classes'] / rates['tf_in_memory']:.3f}"
+            each = [t / lc for t, lc in zip(runs["tf_in_memory"], runs["load_classes"])]
+            line += (f" (per repeat: {','.join(f'{r:.2f}' for r in each)}; median {statistics.median(each):.3f})")
         print(line + f" load_average_1m={os.getloadavg()[0]:.2f}", flush=True)
 
 
