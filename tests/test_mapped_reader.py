@@ -192,6 +192,8 @@ def test_load_classes_reads_the_mapped_shards_in_the_schedule(raw: Path, held: b
         np.testing.assert_array_equal(ids["record_id"], batch["record_id"])
     endless = list(forever.take(len(want)).as_numpy_iterator())
     assert (pk_tf.held_arrays(split) is not None) == held  # a split this small is held in memory unless told not to
+    # a held split's pipeline has tf.data's graph rewrites off (they copy captured tensors into every iterator)
+    assert ds.options().experimental_optimization.apply_default_optimizations is (False if held else None)
     for (images, classes), batch in zip(endless, want):
         assert images.dtype == np.float32
         np.testing.assert_allclose(images, batch["image"] / np.float32(255))

@@ -20,7 +20,9 @@ No Python generator: the epoch's schedule becomes a ``Dataset`` of batches of re
   compared with the manifest), handed to TensorFlow without a copy
   (:func:`pairgen.reading.tfdata.as_tensor`); a batch is then a ``tf.gather`` of its rows
   and the scaling to float32, no Python per batch. Memory: the split's pixels (plus its ids,
-  16 bytes per record) for as long as the dataset lives.
+  16 bytes per record) for as long as the dataset lives. The dataset has tf.data's default
+  graph rewrites off (:func:`pairgen.reading.tfdata.without_rewrites`: they would copy the
+  held tensors into every iterator).
 - **read batch by batch** (larger splits, other encodings): a few batches at a time (about
   512 KiB) with :meth:`pairgen.reading.recordindex.ImagesSplit.read` inside
   ``tf.numpy_function``: raw images gathered from the memory-mapped shards (other encodings read
@@ -47,7 +49,7 @@ from pairgen.reading import mapped as mapped_module
 from pairgen.reading.checks import MANIFEST_MISMATCH
 from pairgen.reading.pk import PKSplit
 from pairgen.reading.plan import check_rank, consumer_batches
-from pairgen.reading.tfdata import Dataset, Tensor, as_tensor
+from pairgen.reading.tfdata import Dataset, Tensor, as_tensor, without_rewrites
 from pairgen.spec.schema import RECORD_ID, array_name
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load_classes (tf.data)",
@@ -249,6 +251,7 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
         gather = held_reader(data, held, with_ids=with_ids, normalize=normalize)
         del held  # the tensors keep the pixels
         ds = scheduled_ids(data, share).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = without_rewrites(ds)  # else every iterator copies the held tensors
     else:
         ds = _read_batches(data, share, with_ids=with_ids, normalize=normalize)
     total = share.batches(data.n_batches)
