@@ -4,7 +4,7 @@
    datasets/mnist-5k as 14 flipped copies each (70,000 images, 80/10/10 split: about 56,000
    train records): 28x28 gray and 64x64 RGB, raw pixels, uncompressed shards.
 2. For each, times ``--epochs`` epochs of P x K batches (P = K = 8), side by side in one run,
-   alternating, best of ``--repeats``:
+   alternating, ``--repeats`` times:
 
    - ``numpy_in_memory``: the train split's uint8 pixels and class ids as arrays in memory
      (read before timing), each batch a NumPy fancy-index gather of the schedule's rows;
@@ -23,7 +23,7 @@
    their median; then the seconds the ``load_classes`` call itself took (opening the split and,
    for a split held in memory, copying it there) and the median ratio of the epochs alone.
 
-    python benchmarks/pk_readers.py [--epochs 2] [--repeats 3] [--only gray28,rgb64] [--skip-tf]
+    python benchmarks/pk_readers.py [--epochs 2] [--repeats 5] [--only gray28,rgb64] [--skip-tf]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def readers(path: Path, epochs: int, with_tf: bool, calls: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--skip-tf", action="store_true")
     args = parser.parse_args()
