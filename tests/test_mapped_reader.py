@@ -106,11 +106,75 @@ def test_a_manifest_that_disagrees_is_named_by_the_mapped_reader(raw: Path) -> N
     split.classes[3] += 1
     with pytest.raises(DatasetError, match="record 3 of split 'train' .* the manifest says record 3"):
         split.read(np.array([1, 3]))
+    with pytest.raises(DatasetError, match="record 3 of split 'train' .* the manifest says record 3"):
+        split.read_all()  # what load_classes holds in memory is checked as strictly
 
 
-def test_load_classes_reads_the_mapped_shards_in_the_schedule(raw: Path) -> None:
+def test_read_all_equals_load_numpy_and_is_aligned(raw: Path) -> None:
+    split = ImagesSplit(raw, "train")
+    arrays, want = split.read_all(), load_numpy(raw, "train", normalize=False)
+    assert arrays is not None and arrays.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(arrays[key], want[key])
+    assert arrays["image"].ctypes.data % mapped_module.ALIGN == 0 and arrays["image"].flags.c_contiguous
+    assert split.pixel_bytes == arrays["image"].nbytes
+    assert split.mapped is not None and not split.mapped._maps  # every shard's map closed once copied
+    assert _pread_only(raw).read_all() is None
+
+
+def _damage(path: Path, shard_no: int, place: int) -> int:
+    """Flip a pixel of record ``place`` of train shard ``shard_no`` (its layout still parses); returns its record id."""
+    split = ImagesSplit(path, "train")
+    assert split.mapped is not None
+    rid = int(np.flatnonzero(split.index.shard == shard_no)[place])
+    shard = path / read_card(path).shards["train"][shard_no]["path"]
+    data = bytearray(shard.read_bytes())
+    data[int(split.mapped.image_offset["image"][rid]) + 5] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    return rid
+
+
+def test_a_split_held_in_memory_is_checked_when_it_is_opened(raw: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     import pairgen
+
+    path = _copy(raw, tmp_path)
+    rid = _damage(path, 1, 2)  # not a shard's first record (that one is checked against the card's tie)
+    assert ImagesSplit(path, "train").mapped is not None  # read from the maps, not record by record
+    message = rf"shard '.*' is damaged \(record 2 \(record_id {rid}\) fails its data CRC"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DatasetError, match=message):  # before any batch is read
+            pairgen.load_classes(path, "train", classes_per_batch=P, images_per_class=K)
+    with pytest.raises(DatasetError, match=message):
+        pairgen.load(path, "train", batch_size=4)
+
+
+def test_as_tensor_takes_aligned_arrays_without_a_copy() -> None:
+    pytest.importorskip("tensorflow")
+    from pairgen.reading.tfdata import as_tensor
+
+    held = mapped_module.aligned_empty((6, 4, 4, 3))
+    held[:] = np.arange(held.size, dtype=np.uint8).reshape(held.shape)
+    tensor = as_tensor(held)
+    held[0, 0, 0, 0] = 200  # the tensor reads the array's own memory
+    assert int(tensor[0, 0, 0, 0]) == 200 and tensor.shape == held.shape
+    odd = np.arange(101, dtype=np.uint8)[1:]  # one byte off any alignment: copied, not handed over
+    np.testing.assert_array_equal(as_tensor(odd).numpy(), odd)
+    readonly = np.arange(8, dtype=np.int64)
+    readonly.flags.writeable = False
+    np.testing.assert_array_equal(as_tensor(readonly).numpy(), readonly)
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_load_classes_reads_the_mapped_shards_in_the_schedule(raw: Path, held: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorflow")
+    import pairgen
+    from pairgen.reading import pk_tf
+
+    if not held:
+        monkeypatch.setattr(mapped_module, "HELD_BYTES", 0)  # read batch by batch from the maps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -127,6 +191,9 @@ def test_load_classes_reads_the_mapped_shards_in_the_schedule(raw: Path) -> None
         np.testing.assert_array_equal(classes, batch["class"])
         np.testing.assert_array_equal(ids["record_id"], batch["record_id"])
     endless = list(forever.take(len(want)).as_numpy_iterator())
+    assert (pk_tf.held_arrays(split) is not None) == held  # a split this small is held in memory unless told not to
+    # a held split's pipeline has tf.data's graph rewrites off (they copy captured tensors into every iterator)
+    assert ds.options().experimental_optimization.apply_default_optimizations is (False if held else None)
     for (images, classes), batch in zip(endless, want):
         assert images.dtype == np.float32
         np.testing.assert_allclose(images, batch["image"] / np.float32(255))
@@ -139,9 +206,13 @@ def five(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return reshard(raw, tmp_path_factory.mktemp("five") / "images", "train", (0.3, 0.05, 0.25, 0.1, 0.3))
 
 
+@pytest.mark.parametrize("held", [True, False])
 @pytest.mark.parametrize("batch_size", [None, 1, 3, 7, 256])
-def test_load_from_the_maps_gives_tensorflows_order_and_batches(five: Path, batch_size: int | None) -> None:
+def test_load_from_the_maps_gives_tensorflows_order_and_batches(five: Path, batch_size: int | None, held: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorflow")
+    if not held:
+        monkeypatch.setattr(mapped_module, "HELD_BYTES", 0)  # each batch gathered from the maps in Python
     from pairgen.reading.handle import SplitHandle
     from pairgen.reading.tfdata import _PARSE_BATCH, _parsed_batches, load
 

@@ -19,6 +19,10 @@ The layout and which records' CRCs held are kept for the process
 path, inode, size and modification time: the next epoch does not parse or checksum again; a
 rewritten or exchanged file is parsed and checked anew).
 
+:meth:`MappedSplit.read_all` copies a whole split into memory instead (the tf.data readers do for
+splits whose pixels fit :data:`HELD_BYTES`), shard by shard, each map closed once its records are
+copied.
+
 Pages of the maps are the page cache's; for a split larger than :data:`RESIDENT_BYTES` they
 are dropped from the process (``madvise(MADV_DONTNEED)``) whenever its resident file-backed
 memory has grown by that much since the last drop (``/proc/self/statm``; a page fault may map
@@ -48,6 +52,8 @@ from pairgen.reading.engine import RecordSpec
 Arrays = dict[str, np.ndarray]
 
 RESIDENT_BYTES = 1 << 30  # file pages a reader lets accumulate in the process before dropping them
+HELD_BYTES = 1 << 30  # pixels of a split the tf.data readers copy into memory once (larger: read batch by batch)
+ALIGN = 64  # bytes: arrays of :meth:`MappedSplit.read_all` start here (TensorFlow takes them without a copy)
 _MAPPING = threading.Lock()
 
 
@@ -100,6 +106,14 @@ def _map(path: str, image_bytes: int) -> _Map:
     buf = np.frombuffer(mm, np.uint8)
     window = sliding_window_view(buf, image_bytes) if size >= image_bytes else buf[:0].reshape(0, image_bytes)
     return _Map(fd, size, mm, buf, memoryview(mm), window)
+
+
+def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialized ``uint8`` array whose data starts on an :data:`ALIGN`-byte boundary."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + n].reshape(shape)
 
 
 @dataclass
@@ -264,6 +278,44 @@ class MappedSplit:
             self.release()
         self._gathered += len(ids) * int(np.prod(shape))
         return features
+
+    @property
+    def pixel_bytes(self) -> int:
+        """Bytes of all the split's pixels (every image of every record)."""
+        return len(self.shard) * int(np.prod(self.spec.shape)) * len(self.spec.image_keys)
+
+    def read_all(self) -> Arrays:
+        """Every record of the split, in record-id order, checked as :meth:`read` checks them.
+
+        Read shard by shard (a fancy-index copy per shard and image key, into arrays allocated
+        once, :data:`ALIGN`-byte aligned), each shard's map closed once its records are copied, so
+        the file pages do not pile up in the process: the memory is about :attr:`pixel_bytes`.
+        Every record's CRC is checked unless this version of its file was checked before.
+
+        Raises:
+            DatasetError: If a record fails its data CRC or a shard shrank since it was indexed.
+        """
+        n, shape = len(self.shard), self.spec.shape
+        images = {key: aligned_empty((n, *shape)) for key in self.spec.image_keys}
+        bounds = [*self.first.tolist(), n]
+        for s in range(len(self.files)):
+            lo, hi = bounds[s], bounds[s + 1]
+            if lo == hi:
+                continue
+            m = self._map_of(s)
+            try:
+                if os.fstat(m.fd).st_size < m.size:
+                    raise self._changed(s)
+                ids = np.arange(lo, hi)
+                new = ids[~self.checked[lo:hi]]
+                if len(new):
+                    self._check_crcs(new, self.shard[new], [s], [m])
+                    self.checked[new] = True
+                for key, out in images.items():
+                    out[lo:hi] = m.window[self.image_offset[key][lo:hi]].reshape(hi - lo, *shape)
+            finally:
+                self._maps.pop(s).close()
+        return {**images, **self.ints}
 
     def _check_crcs(self, ids: np.ndarray, shard: np.ndarray, shards: list[int], maps: list[_Map]) -> None:
         which = np.searchsorted(np.asarray(shards), shard)

@@ -36,7 +36,10 @@ whole batches worth about ``READ_AHEAD_BYTES`` (4 MiB; 1 MiB from memory maps) o
 once (at least one batch; the decoded images, float32 when normalized: up to 4x the bytes),
 :func:`pairgen.load_classes` one batch per prefetched element. Pages of memory-mapped shards
 count in the resident memory up to :data:`pairgen.reading.mapped.RESIDENT_BYTES` (1 GiB), then
-are dropped: it does not grow with the split's pixels beyond that.
+are dropped: it does not grow with the split's pixels beyond that. Except that
+:func:`pairgen.load_classes` holds a split of raw images whose pixels fit
+:data:`pairgen.reading.mapped.HELD_BYTES` (1 GiB) in memory, whole, while its dataset lives
+(see :mod:`pairgen.reading.pk_tf`).
 
 **Sharing an epoch** between consumers (ranks, hosts; decided by :func:`pairgen.reading.plan.consumer_batches`):
 consumer ``rank`` of ``world_size`` takes

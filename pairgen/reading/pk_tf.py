@@ -10,12 +10,28 @@ Every batch holds ``P`` distinct classes with ``K`` images each, in the epoch sc
     model.fit(ds, steps_per_epoch=steps, epochs=10)
 
 No Python generator: the epoch's schedule becomes a ``Dataset`` of batches of record ids
-(planned once per epoch), and a parallel ``map`` reads a few batches at a time (about 4 MiB)
-with :meth:`pairgen.reading.recordindex.ImagesSplit.read` inside ``tf.numpy_function``: raw
-images gathered from the memory-mapped shards (other encodings read by offset and decoded),
-every record's CRC checked and its ``record_id`` and class compared with the manifest; the graph
-checks them against the schedule once more, scales the pixels and prefetches. Memory: the
-record index and one epoch's schedule (about 40 bytes per record) plus the chunks in flight.
+(planned once per epoch), read inside the tf.data graph in a parallel ``map``:
+
+- **held in memory** (raw images in plain shards whose pixels fit
+  :data:`pairgen.reading.mapped.HELD_BYTES`, 1 GiB): when ``load_classes`` is called, the
+  split is copied out of the memory-mapped shards into one ``uint8`` array
+  (:meth:`pairgen.reading.recordindex.ImagesSplit.read_all`: every record's CRC checked unless
+  this version of its file was checked before in the process, every ``record_id`` and class
+  compared with the manifest), handed to TensorFlow without a copy
+  (:func:`pairgen.reading.tfdata.as_tensor`); a batch is then a ``tf.gather`` of its rows
+  and the scaling to float32, no Python per batch. Memory: the split's pixels (plus its ids,
+  16 bytes per record) for as long as the dataset lives. The dataset has tf.data's default
+  graph rewrites off (:func:`pairgen.reading.tfdata.without_rewrites`: they would copy the
+  held tensors into every iterator).
+- **read batch by batch** (larger splits, other encodings): a few batches at a time (about
+  512 KiB) with :meth:`pairgen.reading.recordindex.ImagesSplit.read` inside
+  ``tf.numpy_function``: raw images gathered from the memory-mapped shards (other encodings read
+  by offset and decoded), every record's CRC checked and its ``record_id`` and class compared
+  with the manifest; the graph checks them against the schedule once more, scales the pixels.
+  Memory: the record index and one epoch's schedule (about 40 bytes per record) plus the
+  chunks in flight.
+
+Both give the same batches; both prefetch.
 """
 
 from __future__ import annotations
@@ -29,10 +45,11 @@ import numpy as np
 
 from pairgen.errors import ConfigError
 from pairgen.extras import require
+from pairgen.reading import mapped as mapped_module
 from pairgen.reading.checks import MANIFEST_MISMATCH
 from pairgen.reading.pk import PKSplit
 from pairgen.reading.plan import check_rank, consumer_batches
-from pairgen.reading.tfdata import Dataset, Tensor
+from pairgen.reading.tfdata import Dataset, Tensor, as_tensor, without_rewrites
 from pairgen.spec.schema import RECORD_ID, array_name
 
 tf = require("tensorflow", extra="tf", feature="pairgen.load_classes (tf.data)",
@@ -139,9 +156,52 @@ def chunk_reader(data: PKSplit, *, with_ids: bool) -> Callable[[Tensor], tuple]:
     return parse
 
 
+def held_arrays(data: PKSplit) -> dict[str, np.ndarray] | None:
+    """The whole split in memory (:meth:`ImagesSplit.read_all`), or None when it is not raw images in
+    plain shards or its pixels exceed :data:`pairgen.reading.mapped.HELD_BYTES`."""
+    size = data.pixel_bytes
+    if size is None or size > mapped_module.HELD_BYTES:
+        return None
+    return data.read_all()
+
+
+def held_reader(data: PKSplit, arrays: dict[str, np.ndarray], *, with_ids: bool,
+                normalize: bool) -> Callable[[Tensor], tuple]:
+    """A function that gathers a batch of record ids ``int64 [P*K]`` from the split held as tensors.
+
+    Every record was checked when the split was read into memory (CRC, ``record_id`` and class
+    against the manifest), so a batch is only ``tf.gather`` calls (and the scaling to float32).
+    """
+    role = data.handle.schema.roles[0]
+    pixels = as_tensor(arrays[array_name(role.image_key)])
+    classes = tf.constant(arrays[array_name(role.class_key)], tf.int64)
+    ids = {name: tf.constant(arrays[name], tf.int64) for name in (array_name(role.id_key), array_name(RECORD_ID))}
+
+    def parse(rows: Tensor) -> tuple:
+        images = tf.gather(pixels, rows)
+        if normalize:
+            images = tf.cast(images, tf.float32) * (1.0 / 255.0)
+        out = (images, tf.gather(classes, rows))
+        return (*out, {name: tf.gather(values, rows) for name, values in ids.items()}) if with_ids else out
+
+    return parse
+
+
 def scale(images: Tensor, *rest: Any) -> tuple:
     """Pixels as ``float32`` in [0, 1] (the other elements unchanged)."""
     return (tf.cast(images, tf.float32) * (1.0 / 255.0), *rest)
+
+
+def _read_batches(data: PKSplit, share: Epochs, *, with_ids: bool, normalize: bool) -> Dataset:
+    """The batches read from the shards a few at a time (:func:`chunk_reader`), for splits not held in memory."""
+    parse = chunk_reader(data, with_ids=with_ids)
+    ids, chunk = scheduled_ids(data, share), batches_per_read(data)
+    if chunk > 1:
+        ids = ids.batch(chunk)
+    ds = ids.map(parse, num_parallel_calls=READ_CALLS, deterministic=True)
+    if normalize:
+        ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.unbatch() if chunk > 1 else ds
 
 
 def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_batch: int,
@@ -177,7 +237,8 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
         ConfigError: For invalid arguments, or fewer than ``P`` classes with ``K`` images.
         DatasetError: If the dataset is not an images dataset (a pairs dataset, say) or its
             shards cannot be read by offset (GZIP), are damaged or were exchanged (checked when
-            the split is opened). Damage found while batches are read stops the iteration with
+            the split is opened; for a split held in memory, every record is checked then).
+            Damage found while batches are read stops the iteration with
             a TensorFlow error; ``with pairgen.reading.checks.dataset_errors(path):`` around the
             loop turns it into the one-line ``DatasetError`` naming the shard and the fix.
     """
@@ -185,15 +246,14 @@ def load_classes(path: str | os.PathLike, split: str = "train", *, classes_per_b
     share.check()
     data = PKSplit(path, split, classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
     consumer_batches(data.n_batches, rank=rank, world_size=world_size, pad=pad)  # refuses an empty share now
-    parse = chunk_reader(data, with_ids=with_ids)
-    ids, chunk = scheduled_ids(data, share), batches_per_read(data)
-    if chunk > 1:
-        ids = ids.batch(chunk)
-    ds = ids.map(parse, num_parallel_calls=READ_CALLS, deterministic=True)
-    if normalize:
-        ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if chunk > 1:
-        ds = ds.unbatch()
+    held = held_arrays(data)
+    if held is not None:
+        gather = held_reader(data, held, with_ids=with_ids, normalize=normalize)
+        del held  # the tensors keep the pixels
+        ds = scheduled_ids(data, share).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = without_rewrites(ds)  # else every iterator copies the held tensors
+    else:
+        ds = _read_batches(data, share, with_ids=with_ids, normalize=normalize)
     total = share.batches(data.n_batches)
     if total is not None:
         ds = ds.apply(tf.data.experimental.assert_cardinality(total))

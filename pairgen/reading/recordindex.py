@@ -256,6 +256,27 @@ class ImagesSplit:
         self._check_parsed(parsed, ids)
         return engine.named_arrays(parsed, self.image_keys, self.int_keys, normalize)
 
+    def read_all(self) -> Arrays | None:
+        """Every record of the split as ``uint8`` arrays, in record-id order, checked as :meth:`read` checks them.
+
+        Only for raw images in plain shards (copied out of the memory maps shard by shard, see
+        :meth:`pairgen.reading.mapped.MappedSplit.read_all`); None for any other split. The
+        images take :attr:`pixel_bytes` of memory.
+
+        Raises:
+            DatasetError: If a record is damaged or disagrees with the manifest.
+        """
+        if self.mapped is None:
+            return None
+        features = self.mapped.read_all()
+        self._check_parsed(features, np.arange(len(self.classes)))
+        return engine.named_arrays(features, self.image_keys, self.int_keys, False)
+
+    @property
+    def pixel_bytes(self) -> int | None:
+        """Bytes of all the split's pixels as :meth:`read_all` holds them (None where it does not apply)."""
+        return None if self.mapped is None else self.mapped.pixel_bytes
+
     def _images_of(self, record: dict[str, list], where: str, rid: int) -> list[np.ndarray]:
         return record_images(record, self.image_keys, self.card, where, rid, self.root)
 
