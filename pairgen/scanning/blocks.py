@@ -157,6 +157,7 @@ class Columns:
         self.undecodable: Skipped = []
         self.signatures: list[np.ndarray] = []
         self.seconds = np.zeros(4)  # summed Block.seconds
+        self._sorted: list[int] | None = None  # the path order, once all blocks are in
 
     def add(self, block: Block, skipped: Skipped) -> None:
         """Append one block's rows; its skipped files go to ``skipped``."""
@@ -168,10 +169,13 @@ class Columns:
         self.signatures.append(block.signatures)
         skipped.extend(block.skipped)
         self.seconds += block.seconds
+        self._sorted = None
 
     def _order(self) -> list[int]:
-        paths = self.text[0]
-        return sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+        if self._sorted is None:
+            paths = self.text[0]
+            self._sorted = sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+        return self._sorted
 
     def signature_matrix(self) -> np.ndarray:
         """The rows' signatures, ``(rows, 256)`` int8, in :meth:`frame` order."""

@@ -13,7 +13,7 @@ import datetime as _dt
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -217,8 +217,10 @@ def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[st
                              "Fix or remove the file, or pass --on-error skip.")
     if config.build.manifest_only:
         return catalog
-    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"], catalog.images["path"])
-           if p in undecodable]
+    if not undecodable:
+        return catalog
+    hit = catalog.images["path"].isin(list(undecodable)).to_numpy()
+    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"][hit], catalog.images["path"][hit])]
     if not bad:
         return catalog
     paths = catalog.images.set_index("image_id")["path"]
@@ -326,22 +328,55 @@ def _source(catalog: Catalog) -> Source:
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
            pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
-    """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
+    """Write the tables, the shards and, once, the card (its parent read from ``out``).
+
+    The Parquet tables and the card's facts about the catalog (fingerprints, leakage, label
+    conflicts, split counts) are made by a worker beside the shards, like the near-duplicate
+    report; this process only plans the shards and writes the card.
+    """
     signatures = catalog.signature_rows()
-    files = {
-        layout.CATALOG: mf.write_catalog(catalog.images, tmp / layout.CATALOG, signatures),
-        layout.SKIPPED: mf.write_table(catalog.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
-    }
-    for name, table in manifests.items():
-        files[layout.manifest(name)] = mf.write_table(
-            table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
+    tables = pool.submit(_tables_and_facts, _TablesTask(config, catalog.images, catalog.skipped, signatures,
+                                                        manifests, tmp))
     near_report = _near_report(config, catalog, signatures, pool)  # searched in a worker, beside the shards
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
-    card = _card(config, catalog, manifests, files, shards, out, near_report())
+    files, facts = tables()
+    card = _card(config, catalog, files, shards, out, near_report(), facts)
     write_card(tmp, card)
     return card.to_dict()
+
+
+class _TablesTask(NamedTuple):
+    """What a worker needs to write a build's Parquet tables and take the card's catalog facts."""
+
+    config: BuildConfig
+    images: pd.DataFrame
+    skipped: pd.DataFrame
+    signatures: np.ndarray | None
+    manifests: dict[str, pd.DataFrame]
+    tmp: Path
+
+
+def _tables_and_facts(task: _TablesTask) -> tuple[dict[str, dict], dict[str, Any]]:
+    """Write the catalog, skipped and manifest tables into ``task.tmp``; return their file
+    entries and the card's facts about the catalog and manifests (:func:`_card`)."""
+    config, images, tmp = task.config, task.images, task.tmp
+    files = {
+        layout.CATALOG: mf.write_catalog(images, tmp / layout.CATALOG, task.signatures),
+        layout.SKIPPED: mf.write_table(task.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
+    }
+    for name, table in task.manifests.items():
+        files[layout.manifest(name)] = mf.write_table(
+            table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
+    facts = {
+        "fingerprint": fingerprint(config, images),
+        "split_fingerprint": split_fingerprint(images),
+        "leakage": leakage_report(images),
+        "label_conflicts": label_conflicts(images),
+        "splits": _split_counts(config, images, task.manifests),
+    }
+    return files, facts
 
 
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
@@ -369,10 +404,10 @@ def _cross_split(task: tuple[pd.DataFrame, np.ndarray, float]) -> dict[str, Any]
     return near.cross_split(*task)
 
 
-def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
+def _split_counts(config: BuildConfig, images: pd.DataFrame, manifests: dict[str, pd.DataFrame]) -> dict:
     counts = {}
     for name, table in manifests.items():
-        imgs = catalog.images[catalog.images["split"] == name]
+        imgs = images[images["split"] == name]
         entry = {"records": int(len(table)), "images": int(len(imgs)), "classes": int(imgs["class_id"].nunique())}
         if schema_of(config.kind).labelled:
             entry["positives"] = int((table["label"] == 1).sum())
@@ -384,13 +419,14 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     return counts
 
 
-def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
-          shards: dict[str, list[dict]], out: Path, near_duplicates: dict[str, Any]) -> Card:
-    """The card of the dataset written, with its parent: the dataset now at ``out``."""
+def _card(config: BuildConfig, catalog: Catalog, files: dict, shards: dict[str, list[dict]], out: Path,
+          near_duplicates: dict[str, Any], facts: dict[str, Any]) -> Card:
+    """The card of the dataset written, with its parent: the dataset now at ``out``; ``facts``
+    are :func:`_tables_and_facts`'s."""
     assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
-    fp = fingerprint(config, catalog.images)
+    fp = facts["fingerprint"]
     return Card(
         name=config.name,
         version=config.version,
@@ -404,16 +440,16 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
             "root": catalog.root, "layout": catalog.layout.value,
             "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
             "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
-            "label_conflicts": label_conflicts(catalog.images),
+            "label_conflicts": facts["label_conflicts"],
         },
         image=ImageSpec(h, w, config.image.channels, config.image.encoding.value),
         compression=config.shards.compression.value,
-        splits=_split_counts(config, catalog, manifests),
-        leakage=leakage_report(catalog.images),
+        splits=facts["splits"],
+        leakage=facts["leakage"],
         near_duplicates=near_duplicates,
         files=files,
         shards=shards,
         manifest_only=config.build.manifest_only,
         parent=parent_of(out, fp),
-        split_fingerprint=split_fingerprint(catalog.images),
+        split_fingerprint=facts["split_fingerprint"],
     )

@@ -126,8 +126,9 @@ def part_records(total: int, parallelism: int, shards: int) -> int:
 def task_source(source: Source, columns: dict[str, np.ndarray], id_columns: Sequence[str]) -> Source:
     """The part of ``source`` that the rows in ``columns`` use (sent with the task)."""
     ids = np.unique(np.concatenate([columns[c] for c in id_columns])) if id_columns else np.array([])
-    paths = {int(i): source.paths[int(i)] for i in ids}
-    sha = {int(i): source.sha256[int(i)] for i in ids} if source.sha256 is not None else None
+    keys = ids.astype(np.int64).tolist()
+    paths = dict(zip(keys, map(source.paths.__getitem__, keys)))
+    sha = dict(zip(keys, map(source.sha256.__getitem__, keys))) if source.sha256 is not None else None
     return Source(root=source.root, paths=paths, sha256=sha)
 
 
