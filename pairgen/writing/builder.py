@@ -318,12 +318,12 @@ def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
 
 def _source(catalog: Catalog) -> Source:
     """Every catalog image's path and scan hash, indexed by ``image_id``."""
-    n = int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0
-    paths, sha = [""] * n, [""] * n
-    for i, p, h in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist(),
-                       catalog.images["sha256"].tolist()):
-        paths[i], sha[i] = p, h
-    return Source(root=catalog.root, paths=tuple(paths), sha256=tuple(sha))
+    ids = catalog.images["image_id"].to_numpy(np.int64)
+    n = int(ids.max()) + 1 if len(ids) else 0
+    paths, sha = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    paths[ids] = catalog.images["path"].to_numpy(object)
+    sha[ids] = catalog.images["sha256"].to_numpy(object)
+    return Source(root=catalog.root, paths=tuple(paths.tolist()), sha256=tuple(sha.tolist()))
 
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
