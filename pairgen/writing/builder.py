@@ -121,7 +121,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         _check_sampling_memory(config, catalog)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
-        manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        manifests = _sample_splits(config, catalog, names, quotas, pool)
         _check_positives(config, manifests)
         raise_if_swallowed()
         return _write(config, catalog, manifests, tmp, pool, progress, out)
@@ -262,6 +262,23 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
     exact = config.sample.num_records * sizes / sizes.sum()
     quota = largest_remainder(exact, config.sample.num_records)
     return {n: int(q) for n, q in zip(names, quota)}
+
+
+def _sample_splits(config: BuildConfig, catalog: Catalog, names: list[str], quotas: dict[str, int],
+                   pool: Pool) -> dict[str, pd.DataFrame]:
+    """Each split's manifest, sampled in the workers (one task per split, each sent only its
+    split's images); the ``hard`` strategy samples here, its embeddings aligned with the catalog."""
+    if config.sample.strategy == "hard":
+        return {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+    split_col = catalog.images["split"]
+    results = {name: pool.submit(_sample_task, (config, catalog.replace(images=catalog.images[split_col == name],
+                                                                        signatures=None), name, i, quotas[name]))
+               for i, name in enumerate(names)}
+    return {name: result() for name, result in results.items()}
+
+
+def _sample_task(task: tuple[BuildConfig, Catalog, str, int, int]) -> pd.DataFrame:
+    return _sample(*task)
 
 
 def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
