@@ -97,3 +97,17 @@ def test_tables_and_card_facts_are_made_in_a_worker(tmp_path: Path, make_image_t
     assert card["fingerprint"] == one["fingerprint"] == fingerprint(config, catalog)
     assert card["split_fingerprint"] == split_fingerprint(catalog)
     assert card["files"] == one["files"] and card["splits"] == one["splits"] and card["leakage"] == one["leakage"]
+
+
+def test_a_split_that_cannot_be_sampled_fails_alike_in_a_worker(tmp_path: Path, make_image_tree) -> None:
+    """Sampling runs in the workers: its one-line error is the one the main process raises."""
+    from pairgen.errors import SampleError
+
+    src = make_image_tree(tmp_path / "src", classes=3, per_class=6)
+    messages = []
+    for workers in (1, 2):
+        with pytest.raises(SampleError, match="class") as err:
+            build(_config(src, **{"split.by": "class", "build.workers": workers}), tmp_path / f"w{workers}")
+        messages.append(str(err.value))
+        assert not (tmp_path / f"w{workers}").exists()
+    assert messages[0] == messages[1] and "need at least 2 classes" in messages[0]
