@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import pairgen.dataset.fingerprints
 import pairgen.dataset.tables
+import pairgen.scanning.near
 import pairgen.writing.builder
 from pairgen.dataset import tables as mf
 from pairgen.dataset.fingerprints import fingerprint, split_fingerprint
@@ -82,12 +82,12 @@ def test_tables_and_card_facts_are_made_in_a_worker(tmp_path: Path, make_image_t
 
     for module, name in [(pairgen.dataset.tables, "write_table"), (pairgen.dataset.tables, "write_catalog"),
                          (pairgen.writing.builder, "fingerprint"), (pairgen.writing.builder, "split_fingerprint"),
-                         (pairgen.writing.builder, "leakage_report")]:
+                         (pairgen.writing.builder, "leakage_report"), (pairgen.scanning.near, "cross_split")]:
         monkeypatch.setattr(module, name, logged(getattr(module, name)))
     card = build(_config(src, **{"build.workers": 2}), tmp_path / "w2")
     calls = [line.split() for line in log.read_text().splitlines()]
     assert {name for name, _ in calls} == {"write_table", "write_catalog", "fingerprint", "split_fingerprint",
-                                           "leakage_report"}
+                                           "leakage_report", "cross_split"}
     assert all(int(pid) != os.getpid() for _, pid in calls)
     log.unlink()
     one = build(_config(src, **{"build.workers": 1}), tmp_path / "w1")
@@ -97,6 +97,7 @@ def test_tables_and_card_facts_are_made_in_a_worker(tmp_path: Path, make_image_t
     assert card["fingerprint"] == one["fingerprint"] == fingerprint(config, catalog)
     assert card["split_fingerprint"] == split_fingerprint(catalog)
     assert card["files"] == one["files"] and card["splits"] == one["splits"] and card["leakage"] == one["leakage"]
+    assert card["near_duplicates"] == one["near_duplicates"] and card["near_duplicates"]["threshold"] > 0
 
 
 def test_a_split_that_cannot_be_sampled_fails_alike_in_a_worker(tmp_path: Path, make_image_tree) -> None:

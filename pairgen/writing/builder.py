@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -348,18 +348,19 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
     """Write the tables, the shards and, once, the card (its parent read from ``out``).
 
     The Parquet tables and the card's facts about the catalog (fingerprints, leakage, label
-    conflicts, split counts) are made by a worker beside the shards, like the near-duplicate
-    report; this process only plans the shards and writes the card.
+    conflicts, split counts, the near-duplicate report) are made by a worker beside the shards;
+    this process only plans the shards and writes the card.
     """
     signatures = catalog.signature_rows()
     tables = pool.submit(_tables_and_facts, _TablesTask(config, catalog.images, catalog.skipped, signatures,
                                                         manifests, tmp))
-    near_report = _near_report(config, catalog, signatures, pool)  # searched in a worker, beside the shards
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
     files, facts = tables()
-    card = _card(config, catalog, files, shards, out, near_report(), facts)
+    near_duplicates = {} if signatures is None else {**facts["near_duplicates"],
+                                                     "dedupe": config.split.dedupe == NEAR}
+    card = _card(config, catalog, files, shards, out, near_duplicates, facts)
     write_card(tmp, card)
     return card.to_dict()
 
@@ -377,7 +378,9 @@ class _TablesTask(NamedTuple):
 
 def _tables_and_facts(task: _TablesTask) -> tuple[dict[str, dict], dict[str, Any]]:
     """Write the catalog, skipped and manifest tables into ``task.tmp``; return their file
-    entries and the card's facts about the catalog and manifests (:func:`_card`)."""
+    entries and the card's facts about the catalog and manifests (:func:`_card`), with the
+    near-duplicate pairs across splits of the catalog's ``signatures`` (row for row) when
+    there are signatures."""
     config, images, tmp = task.config, task.images, task.tmp
     files = {
         layout.CATALOG: mf.write_catalog(images, tmp / layout.CATALOG, task.signatures),
@@ -393,6 +396,9 @@ def _tables_and_facts(task: _TablesTask) -> tuple[dict[str, dict], dict[str, Any
         "label_conflicts": label_conflicts(images),
         "splits": _split_counts(config, images, task.manifests),
     }
+    if task.signatures is not None:
+        facts["near_duplicates"] = near.cross_split(images[["path", "split", "sha256", "class_id"]], task.signatures,
+                                                    config.split.near_threshold)
     return files, facts
 
 
@@ -402,23 +408,6 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     render = Render(kind=config.kind, image=config.image, augment=config.augment)
     return write_shards(manifests, render=render, source=_source(catalog), shards=config.shards,
                         out_dir=tmp, pool=pool, progress=progress)
-
-
-def _near_report(config: BuildConfig, catalog: Catalog, signatures: np.ndarray | None,
-                 pool: Pool) -> Callable[[], dict[str, Any]]:
-    """The card's ``near_duplicates`` (near-duplicate pairs across splits of the catalog's
-    ``signatures``, row for row; empty without them), searched by a worker: a function that
-    waits for it."""
-    if signatures is None:
-        return dict
-    images = catalog.images[["path", "split", "sha256", "class_id"]]
-    report = pool.submit(_cross_split, (images, signatures, config.split.near_threshold))
-    dedupe = config.split.dedupe == NEAR
-    return lambda: {**report(), "dedupe": dedupe}
-
-
-def _cross_split(task: tuple[pd.DataFrame, np.ndarray, float]) -> dict[str, Any]:
-    return near.cross_split(*task)
 
 
 def _split_counts(config: BuildConfig, images: pd.DataFrame, manifests: dict[str, pd.DataFrame]) -> dict:
