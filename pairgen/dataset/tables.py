@@ -58,8 +58,22 @@ def _arrow_table(df: pd.DataFrame, columns: tuple[str, ...]) -> pa.Table:
         elif values.dtype.kind == "f":
             arrays.append(pa.array(values.to_numpy(), type=pa.float64()))
         else:
-            arrays.append(pa.array(_as_str_list(values), type=pa.string()))
+            arrays.append(_as_str_array(values))
     return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _as_str_array(values: pd.Series) -> pa.Array:
+    """A string column: ``None`` and float NaN become null, anything else ``str(v)``.
+
+    Columns of strings and missing values (the catalog's, the manifests') are converted by
+    Arrow without a Python step per value; any other value takes :func:`_as_str_list`.
+    """
+    out = values.astype(object).to_numpy()
+    null = pd.isna(out)
+    if (all(issubclass(t, str) for t in set(map(type, out[~null])))
+            and all(t is type(None) or issubclass(t, float) for t in set(map(type, out[null])))):
+        return pa.array(out, type=pa.string(), from_pandas=True)
+    return pa.array(_as_str_list(values), type=pa.string())
 
 
 def _as_str_list(values: pd.Series) -> list:

@@ -157,6 +157,7 @@ class Columns:
         self.undecodable: Skipped = []
         self.signatures: list[np.ndarray] = []
         self.seconds = np.zeros(4)  # summed Block.seconds
+        self._sorted: np.ndarray | None = None  # the path order, once all blocks are in
 
     def add(self, block: Block, skipped: Skipped) -> None:
         """Append one block's rows; its skipped files go to ``skipped``."""
@@ -168,16 +169,20 @@ class Columns:
         self.signatures.append(block.signatures)
         skipped.extend(block.skipped)
         self.seconds += block.seconds
+        self._sorted = None
 
-    def _order(self) -> list[int]:
-        paths = self.text[0]
-        return sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+    def _order(self) -> np.ndarray:
+        if self._sorted is None:
+            paths = self.text[0]
+            order = sorted(range(len(paths)), key=paths.__getitem__)  # near-sorted: about one pass
+            self._sorted = np.array(order, dtype=np.intp)
+        return self._sorted
 
     def signature_matrix(self) -> np.ndarray:
         """The rows' signatures, ``(rows, 256)`` int8, in :meth:`frame` order."""
         sig = np.concatenate(self.signatures) if self.signatures else np.zeros((0, SIGNATURE_SIZE), np.int8)
         order = self._order()
-        return sig[order] if order else sig
+        return sig[order] if len(order) else sig
 
     def frame(self) -> pd.DataFrame:
         """The rows sorted by path: the text columns, ``sha256`` and the number columns."""
@@ -190,7 +195,7 @@ class Columns:
         return pd.DataFrame({name: pd.Series(values, dtype=values.dtype) for name, values in data.items()})
 
 
-def _take(values: Sequence[Any], order: list[int]) -> np.ndarray:
+def _take(values: Sequence[Any], order: np.ndarray) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out[order] if len(order) else out

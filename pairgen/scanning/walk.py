@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+_NAME = operator.attrgetter("name")
 
 
 def walk(root: Path, extensions: tuple[str, ...], *,
@@ -62,7 +65,7 @@ def iter_walk(root: Path, extensions: tuple[str, ...], skipped: list[tuple[str, 
         prefix, folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_NAME)
         except OSError as exc:
             skipped.append((prefix.rstrip("/") or ".", f"unreadable folder: {exc.strerror or exc}"))
             continue

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -121,7 +121,7 @@ def _build_locked(config: BuildConfig, out: Path, tmp: Path, progress: Progress)
         _check_sampling_memory(config, catalog)
         names = _split_names(config, catalog)
         quotas = _record_quotas(config, catalog, names)
-        manifests = {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+        manifests = _sample_splits(config, catalog, names, quotas, pool)
         _check_positives(config, manifests)
         raise_if_swallowed()
         return _write(config, catalog, manifests, tmp, pool, progress, out)
@@ -217,8 +217,10 @@ def _check_images(catalog: Catalog, config: BuildConfig, undecodable: Mapping[st
                              "Fix or remove the file, or pass --on-error skip.")
     if config.build.manifest_only:
         return catalog
-    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"], catalog.images["path"])
-           if p in undecodable]
+    if not undecodable:
+        return catalog
+    hit = catalog.images["path"].isin(list(undecodable)).to_numpy()
+    bad = [(int(i), undecodable[p]) for i, p in zip(catalog.images["image_id"][hit], catalog.images["path"][hit])]
     if not bad:
         return catalog
     paths = catalog.images.set_index("image_id")["path"]
@@ -260,6 +262,23 @@ def _record_quotas(config: BuildConfig, catalog: Catalog, names: list[str]) -> d
     exact = config.sample.num_records * sizes / sizes.sum()
     quota = largest_remainder(exact, config.sample.num_records)
     return {n: int(q) for n, q in zip(names, quota)}
+
+
+def _sample_splits(config: BuildConfig, catalog: Catalog, names: list[str], quotas: dict[str, int],
+                   pool: Pool) -> dict[str, pd.DataFrame]:
+    """Each split's manifest, sampled in the workers (one task per split, each sent only its
+    split's images); the ``hard`` strategy samples here, its embeddings aligned with the catalog."""
+    if config.sample.strategy == "hard":
+        return {name: _sample(config, catalog, name, i, quotas[name]) for i, name in enumerate(names)}
+    split_col = catalog.images["split"]
+    results = {name: pool.submit(_sample_task, (config, catalog.replace(images=catalog.images[split_col == name],
+                                                                        signatures=None), name, i, quotas[name]))
+               for i, name in enumerate(names)}
+    return {name: result() for name, result in results.items()}
+
+
+def _sample_task(task: tuple[BuildConfig, Catalog, str, int, int]) -> pd.DataFrame:
+    return _sample(*task)
 
 
 def _sample(config: BuildConfig, catalog: Catalog, name: str, index: int, quota: int) -> pd.DataFrame:
@@ -316,32 +335,71 @@ def _load_embeddings(config: BuildConfig, catalog: Catalog) -> np.ndarray:
 
 def _source(catalog: Catalog) -> Source:
     """Every catalog image's path and scan hash, indexed by ``image_id``."""
-    n = int(catalog.images["image_id"].max()) + 1 if len(catalog.images) else 0
-    paths, sha = [""] * n, [""] * n
-    for i, p, h in zip(catalog.images["image_id"].tolist(), catalog.images["path"].tolist(),
-                       catalog.images["sha256"].tolist()):
-        paths[i], sha[i] = p, h
-    return Source(root=catalog.root, paths=tuple(paths), sha256=tuple(sha))
+    ids = catalog.images["image_id"].to_numpy(np.int64)
+    n = int(ids.max()) + 1 if len(ids) else 0
+    paths, sha = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    paths[ids] = catalog.images["path"].to_numpy(object)
+    sha[ids] = catalog.images["sha256"].to_numpy(object)
+    return Source(root=catalog.root, paths=tuple(paths.tolist()), sha256=tuple(sha.tolist()))
 
 
 def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
            pool: Pool, progress: Progress, out: Path) -> dict[str, Any]:
-    """Write the tables, the shards and, once, the card (its parent read from ``out``)."""
+    """Write the tables, the shards and, once, the card (its parent read from ``out``).
+
+    The Parquet tables and the card's facts about the catalog (fingerprints, leakage, label
+    conflicts, split counts, the near-duplicate report) are made by a worker beside the shards;
+    this process only plans the shards and writes the card.
+    """
     signatures = catalog.signature_rows()
-    files = {
-        layout.CATALOG: mf.write_catalog(catalog.images, tmp / layout.CATALOG, signatures),
-        layout.SKIPPED: mf.write_table(catalog.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
-    }
-    for name, table in manifests.items():
-        files[layout.manifest(name)] = mf.write_table(
-            table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
-    near_report = _near_report(config, catalog, signatures, pool)  # searched in a worker, beside the shards
+    tables = pool.submit(_tables_and_facts, _TablesTask(config, catalog.images, catalog.skipped, signatures,
+                                                        manifests, tmp))
     shards: dict[str, list[dict]] = {}
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
-    card = _card(config, catalog, manifests, files, shards, out, near_report())
+    files, facts = tables()
+    near_duplicates = {} if signatures is None else {**facts["near_duplicates"],
+                                                     "dedupe": config.split.dedupe == NEAR}
+    card = _card(config, catalog, files, shards, out, near_duplicates, facts)
     write_card(tmp, card)
     return card.to_dict()
+
+
+class _TablesTask(NamedTuple):
+    """What a worker needs to write a build's Parquet tables and take the card's catalog facts."""
+
+    config: BuildConfig
+    images: pd.DataFrame
+    skipped: pd.DataFrame
+    signatures: np.ndarray | None
+    manifests: dict[str, pd.DataFrame]
+    tmp: Path
+
+
+def _tables_and_facts(task: _TablesTask) -> tuple[dict[str, dict], dict[str, Any]]:
+    """Write the catalog, skipped and manifest tables into ``task.tmp``; return their file
+    entries and the card's facts about the catalog and manifests (:func:`_card`), with the
+    near-duplicate pairs across splits of the catalog's ``signatures`` (row for row) when
+    there are signatures."""
+    config, images, tmp = task.config, task.images, task.tmp
+    files = {
+        layout.CATALOG: mf.write_catalog(images, tmp / layout.CATALOG, task.signatures),
+        layout.SKIPPED: mf.write_table(task.skipped, tmp / layout.SKIPPED, mf.SKIPPED_COLUMNS),
+    }
+    for name, table in task.manifests.items():
+        files[layout.manifest(name)] = mf.write_table(
+            table, tmp / layout.manifest(name), mf.manifest_columns(config.kind))
+    facts = {
+        "fingerprint": fingerprint(config, images),
+        "split_fingerprint": split_fingerprint(images),
+        "leakage": leakage_report(images),
+        "label_conflicts": label_conflicts(images),
+        "splits": _split_counts(config, images, task.manifests),
+    }
+    if task.signatures is not None:
+        facts["near_duplicates"] = near.cross_split(images[["path", "split", "sha256", "class_id"]], task.signatures,
+                                                    config.split.near_threshold)
+    return files, facts
 
 
 def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], tmp: Path,
@@ -352,27 +410,10 @@ def _write_shards(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
                         out_dir=tmp, pool=pool, progress=progress)
 
 
-def _near_report(config: BuildConfig, catalog: Catalog, signatures: np.ndarray | None,
-                 pool: Pool) -> Callable[[], dict[str, Any]]:
-    """The card's ``near_duplicates`` (near-duplicate pairs across splits of the catalog's
-    ``signatures``, row for row; empty without them), searched by a worker: a function that
-    waits for it."""
-    if signatures is None:
-        return dict
-    images = catalog.images[["path", "split", "sha256", "class_id"]]
-    report = pool.submit(_cross_split, (images, signatures, config.split.near_threshold))
-    dedupe = config.split.dedupe == NEAR
-    return lambda: {**report(), "dedupe": dedupe}
-
-
-def _cross_split(task: tuple[pd.DataFrame, np.ndarray, float]) -> dict[str, Any]:
-    return near.cross_split(*task)
-
-
-def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame]) -> dict:
+def _split_counts(config: BuildConfig, images: pd.DataFrame, manifests: dict[str, pd.DataFrame]) -> dict:
     counts = {}
     for name, table in manifests.items():
-        imgs = catalog.images[catalog.images["split"] == name]
+        imgs = images[images["split"] == name]
         entry = {"records": int(len(table)), "images": int(len(imgs)), "classes": int(imgs["class_id"].nunique())}
         if schema_of(config.kind).labelled:
             entry["positives"] = int((table["label"] == 1).sum())
@@ -384,13 +425,14 @@ def _split_counts(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd
     return counts
 
 
-def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFrame], files: dict,
-          shards: dict[str, list[dict]], out: Path, near_duplicates: dict[str, Any]) -> Card:
-    """The card of the dataset written, with its parent: the dataset now at ``out``."""
+def _card(config: BuildConfig, catalog: Catalog, files: dict, shards: dict[str, list[dict]], out: Path,
+          near_duplicates: dict[str, Any], facts: dict[str, Any]) -> Card:
+    """The card of the dataset written, with its parent: the dataset now at ``out``; ``facts``
+    are :func:`_tables_and_facts`'s."""
     assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
-    fp = fingerprint(config, catalog.images)
+    fp = facts["fingerprint"]
     return Card(
         name=config.name,
         version=config.version,
@@ -404,16 +446,16 @@ def _card(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFra
             "root": catalog.root, "layout": catalog.layout.value,
             "images": int(len(catalog.images)), "classes": int(catalog.images["class_id"].nunique()),
             "skipped": int(len(catalog.skipped)), "skipped_by_reason": {str(k): int(v) for k, v in reasons.items()},
-            "label_conflicts": label_conflicts(catalog.images),
+            "label_conflicts": facts["label_conflicts"],
         },
         image=ImageSpec(h, w, config.image.channels, config.image.encoding.value),
         compression=config.shards.compression.value,
-        splits=_split_counts(config, catalog, manifests),
-        leakage=leakage_report(catalog.images),
+        splits=facts["splits"],
+        leakage=facts["leakage"],
         near_duplicates=near_duplicates,
         files=files,
         shards=shards,
         manifest_only=config.build.manifest_only,
         parent=parent_of(out, fp),
-        split_fingerprint=split_fingerprint(catalog.images),
+        split_fingerprint=facts["split_fingerprint"],
     )

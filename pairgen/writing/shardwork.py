@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pairgen.dataset.layout import PARTS_DIR, SHARDS_DIR
 from pairgen.dataset.tables import image_columns
@@ -123,21 +124,86 @@ def part_records(total: int, parallelism: int, shards: int) -> int:
     return max(MIN_PART_RECORDS, math.ceil(total / (2 * parallelism)))
 
 
-def task_source(source: Source, columns: dict[str, np.ndarray], id_columns: Sequence[str]) -> Source:
-    """The part of ``source`` that the rows in ``columns`` use (sent with the task)."""
-    ids = np.unique(np.concatenate([columns[c] for c in id_columns])) if id_columns else np.array([])
-    paths = {int(i): source.paths[int(i)] for i in ids}
-    sha = {int(i): source.sha256[int(i)] for i in ids} if source.sha256 is not None else None
+class IdStrings(Mapping[int, str]):
+    """Strings by image id, as the ids and one Arrow string array: a task carries them as a
+    few buffers instead of one pickled object per string; the worker makes its dict on the
+    first lookup."""
+
+    def __init__(self, ids: np.ndarray, strings: pa.Array) -> None:
+        self.ids, self.strings = ids, strings
+        self._dict: dict[int, str] | None = None
+
+    def _lookup(self) -> dict[int, str]:
+        if self._dict is None:
+            self._dict = dict(zip(self.ids.tolist(), self.strings.to_pylist()))
+        return self._dict
+
+    def __getitem__(self, image_id: int) -> str:
+        return self._lookup()[image_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> tuple[np.ndarray, pa.Array]:
+        return self.ids, self.strings
+
+    def __setstate__(self, state: tuple[np.ndarray, pa.Array]) -> None:
+        self.ids, self.strings = state
+        self._dict = None
+
+
+class PackedSource(NamedTuple):
+    """A source whose paths and hashes are Arrow arrays indexed by ``image_id`` (made once per
+    build by :func:`pack_source`; each task takes its images from it)."""
+
+    paths: pa.Array
+    sha256: pa.Array | None
+
+
+def pack_source(source: Source) -> PackedSource | None:
+    """``source``'s paths and hashes as Arrow arrays; ``None`` when they are not a sequence by id."""
+    if isinstance(source.paths, Mapping) or isinstance(source.sha256, Mapping):
+        return None
+    sha = None if source.sha256 is None else pa.array(source.sha256, type=pa.string())
+    return PackedSource(pa.array(source.paths, type=pa.string()), sha)
+
+
+def task_source(source: Source, columns: dict[str, np.ndarray], id_columns: Sequence[str],
+                packed: PackedSource | None = None) -> Source:
+    """The part of ``source`` that the rows in ``columns`` use (sent with the task); taken from
+    ``packed`` (:func:`pack_source` of ``source``) when given."""
+    ids = _used_ids(np.concatenate([columns[c] for c in id_columns])) if id_columns else np.zeros(0, np.int64)
+    if packed is not None:
+        take = pa.array(ids, type=pa.int64())
+        sha_of = None if packed.sha256 is None else IdStrings(ids, packed.sha256.take(take))
+        return Source(root=source.root, paths=IdStrings(ids, packed.paths.take(take)), sha256=sha_of)
+    keys = ids.tolist()
+    paths = dict(zip(keys, map(source.paths.__getitem__, keys)))
+    sha = dict(zip(keys, map(source.sha256.__getitem__, keys))) if source.sha256 is not None else None
     return Source(root=source.root, paths=paths, sha256=sha)
 
 
+def _used_ids(ids: np.ndarray) -> np.ndarray:
+    """The sorted distinct ``ids`` (non-negative ids marked in one pass, without a sort)."""
+    if not len(ids) or ids.min() < 0:
+        return np.unique(ids).astype(np.int64)
+    seen = np.zeros(int(ids.max()) + 1, dtype=bool)
+    seen[ids] = True
+    return np.flatnonzero(seen)
+
+
 def shard_job(spec: ShardSpec, columns: dict[str, np.ndarray], *, out_dir: str, render: Render, source: Source,
-              id_columns: Sequence[str], gzipped: bool, per_part: int) -> tuple[list, tuple | None]:
-    """The tasks of one shard: one :class:`WriteTask`, or parts plus a :class:`JoinTask`."""
+              id_columns: Sequence[str], gzipped: bool, per_part: int,
+              packed: PackedSource | None = None) -> tuple[list, tuple | None]:
+    """The tasks of one shard: one :class:`WriteTask`, or parts plus a :class:`JoinTask`
+    (``packed``: as for :func:`task_source`)."""
     rows = {k: v[spec.start:spec.stop] for k, v in columns.items()}
     n = spec.num_records
     if n <= per_part:
-        task = WriteTask(out_dir, spec.path, render, task_source(source, rows, id_columns), rows, gzipped)
+        task = WriteTask(out_dir, spec.path, render, task_source(source, rows, id_columns, packed), rows, gzipped)
         return [(write_records, task)], None
     bounds = [(s, min(s + per_part, n)) for s in range(0, n, per_part)]
     name = Path(spec.path).name
@@ -146,7 +212,7 @@ def shard_job(spec: ShardSpec, columns: dict[str, np.ndarray], *, out_dir: str, 
         part_rows = {c: v[a:b] for c, v in rows.items()}
         rel = f"{PARTS_DIR}/{name}.{k:05d}"
         paths.append(rel)
-        parts.append((write_records, WriteTask(out_dir, rel, render, task_source(source, part_rows, id_columns),
+        parts.append((write_records, WriteTask(out_dir, rel, render, task_source(source, part_rows, id_columns, packed),
                                                part_rows, False)))
     return parts, (join_parts, JoinTask(out_dir, spec.path, tuple(paths), n, gzipped))
 
@@ -227,8 +293,9 @@ def submit(planned: Sequence[PlannedShard], *, out_dir: Path, pool: Pool, render
     """Hand one job per planned shard to ``pool``; its events as the jobs' parts and jobs finish."""
     per_part = part_records(sum(p.spec.num_records for p in planned), pool.parallelism, len(planned))
     id_columns = image_columns(render.kind)
+    packed = pack_source(source)
     return pool.run_jobs([shard_job(p.spec, p.columns, out_dir=str(out_dir), render=render, source=source,
-                                    id_columns=id_columns, gzipped=gzipped, per_part=per_part)
+                                    id_columns=id_columns, gzipped=gzipped, per_part=per_part, packed=packed)
                           for p in planned])
 
 
