@@ -3,7 +3,9 @@
 A *signature* is the image's 16x16 gray thumbnail (``cv2.INTER_AREA``, from the scan's one
 decode), smoothed with a Gaussian of sigma 1 thumbnail pixel, mean removed, scaled to unit
 length and stored as 256 int8 values (each vector scaled so its largest component is +-127).
-The smoothing is what lets a resized-and-back or low-quality JPEG copy score above the
+Resize and blur are one linear map per image size, applied to a block's same-size images as
+two matrix products whose arithmetic is exact (:func:`_side_map`), so a signature's bytes
+depend on its image only, never on the block it was read in. The smoothing is what lets a resized-and-back or low-quality JPEG copy score above the
 closest *distinct* images (measured on the MNIST digits, see the README). Two images are *near duplicates* when the cosine
 similarity of their signatures is at least a threshold (:data:`DEFAULT_THRESHOLD`). The
 signature does not move with brightness (mean removed) or contrast (unit length), and the
@@ -27,6 +29,7 @@ a near duplicate; identical bytes are found by the content hash instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import cv2
@@ -44,23 +47,32 @@ _MAX_BITS = 63  # sign bits per table at most (an int64 code)
 _SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
 _AXES = 24  # principal axes of the exact lower-bound filter
 _CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
+_DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
+_WEIGHT_SCALE = 2.0 ** 14  # the thumbnail map's weights are multiples of 1 / _WEIGHT_SCALE
 
 
 def thumbnail(img: np.ndarray) -> np.ndarray:
-    """The 16x16 gray ``INTER_AREA`` thumbnail of one decoded image, as 256 uint8 values.
+    """What the signature needs of one decoded image: its gray pixels, shrunk with
+    ``INTER_AREA`` to at most :data:`_DIRECT` pixels a side (smaller images are left as they are).
 
     Args:
         img: ``(h, w)``, ``(h, w, 1)`` gray or ``(h, w, 3)`` RGB uint8 pixels (as
             :func:`pairgen.codec.images.decode` returns them).
+
+    Returns:
+        ``(h', w')`` uint8: what :func:`signatures_of` takes, small enough to keep for a block.
     """
     gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
-    return cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA).reshape(SIZE)
+    h, w = gray.shape
+    if max(h, w) <= _DIRECT:
+        return np.ascontiguousarray(gray)
+    return cv2.resize(np.ascontiguousarray(gray), (min(w, _DIRECT), min(h, _DIRECT)), interpolation=cv2.INTER_AREA)
 
 
 @functools.cache
-def _smooth_and_center() -> np.ndarray:
-    """``(256, 256)`` float32: a Gaussian blur (sigma 1 pixel, 9 taps, mirrored border as
-    OpenCV's ``BORDER_REFLECT``) of a 16x16 thumbnail, then its mean removed, as one matrix."""
+def _smooth_line() -> np.ndarray:
+    """``(16, 16)``: a Gaussian blur (sigma 1 pixel, 9 taps, mirrored border as OpenCV's
+    ``BORDER_REFLECT``) along one side of a 16x16 thumbnail."""
     taps = np.arange(-4, 5)
     w = np.exp(-0.5 * (taps / _BLUR) ** 2)
     w /= w.sum()
@@ -70,25 +82,51 @@ def _smooth_and_center() -> np.ndarray:
             j = i + t
             j = -j - 1 if j < 0 else (2 * SIDE - 1 - j if j >= SIDE else j)
             line[i, j] += weight
-    blur = np.kron(line, line)
-    return ((np.eye(SIZE) - 1.0 / SIZE) @ blur).astype(np.float32)
+    return line
 
 
-def signatures_of(thumbnails: np.ndarray) -> np.ndarray:
-    """Signatures of many thumbnails at once (a scan block's): blurred, centred, scaled to int8.
+@functools.cache
+def _side_map(n: int) -> np.ndarray:
+    """``(16, n)`` float64: the ``INTER_AREA`` resize of a side of ``n`` pixels to 16, then the
+    blur, as one matrix whose weights are rounded to multiples of ``2**-14``.
+
+    With such weights and integer pixels every product and partial sum of the two matrix
+    products in :func:`signatures_of` is exact (at most 22 significant bits in float32 for the
+    first, 36 in float64 for the second), so the result does not depend on the order of the
+    additions: an image gets the same signature bytes in any block, with any BLAS."""
+    area = cv2.resize(np.eye(n, dtype=np.float64), (n, SIDE), interpolation=cv2.INTER_AREA)
+    out = np.rint((_smooth_line() @ area) * _WEIGHT_SCALE) / _WEIGHT_SCALE
+    out.flags.writeable = False
+    return out
+
+
+def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Signatures of many images at once (a scan block's): shrunk to 16x16 and blurred (one
+    exact linear map per image size, see :func:`_side_map`), centred, scaled to int8.
 
     Args:
-        thumbnails: ``(m, 256)`` uint8 (:func:`thumbnail`).
+        thumbnails: :func:`thumbnail` of each image; ``None`` for an image that could not be
+            decoded.
 
     Returns:
         ``(m, 256)`` int8, each row scaled so its largest component is +-127 (all zero for a
-        constant image).
+        constant or undecodable image). Each row depends on its image only.
     """
-    v = np.asarray(thumbnails, dtype=np.float32).reshape(-1, SIZE) @ _smooth_and_center().T
-    peak = np.abs(v).max(axis=1, initial=0.0)
-    flat = peak < 1e-3
-    scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak)).astype(np.float32)
-    return np.rint(v * scale[:, None]).astype(np.int8)
+    out = np.zeros((len(thumbnails), SIZE), np.int8)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, small in enumerate(thumbnails):
+        if small is not None and small.size:
+            by_shape.setdefault(small.shape, []).append(i)
+    for (h, w), rows in by_shape.items():
+        stack = np.stack([thumbnails[i] for i in rows]).astype(np.float32)  # type: ignore[misc]
+        across = stack @ _side_map(w).T.astype(np.float32)  # exact in float32
+        v = (_side_map(h) @ across.astype(np.float64)).reshape(len(rows), SIZE)  # exact in float64
+        v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
+        peak = np.abs(v).max(axis=1)
+        flat = peak < 1e-3
+        scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak))
+        out[rows] = np.rint(v * scale[:, None]).astype(np.int8)
+    return out
 
 
 def signature(img: np.ndarray) -> np.ndarray:
@@ -97,7 +135,7 @@ def signature(img: np.ndarray) -> np.ndarray:
     Returns:
         256 int8 values (all zero for a constant image).
     """
-    return signatures_of(thumbnail(img)[None])[0]
+    return signatures_of([thumbnail(img)])[0]
 
 
 def unit_vectors(signatures: np.ndarray) -> np.ndarray:
