@@ -208,43 +208,43 @@ def _principal_axes(xs: np.ndarray, center: np.ndarray, rng: np.random.Generator
 
 
 class _Encoded(NamedTuple):
-    codes: np.ndarray  # (n, tables) int64: each table's sign bits, bit j = projection j > 0
+    keys: np.ndarray  # (n, tables, 1 + probes) int64: each table's bucket, then the probed ones
     sketch: np.ndarray  # (n, 2) int64: 2 x 63 sign bits of uncentred projections
     low: np.ndarray  # (n, 24) float32: coordinates on the principal axes
 
 
-def _encode(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
-            tables: int) -> _Encoded:
-    """One pass over the rows in chunks: table codes, sketch and principal coordinates."""
+def _first_codes(xs: np.ndarray, center: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64: the first table's 63 sign bits (bit j = projection j > 0), to choose
+    how many bits the tables use (:func:`_bits_for`)."""
+    out = np.empty(len(xs), np.int64)
+    for lo in range(0, len(xs), _CHUNK):
+        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
+        out[lo:lo + len(c)] = _pack(c @ proj[:, :_MAX_BITS] > 0)
+    return out
+
+
+def _encode(xs: np.ndarray, center: np.ndarray, used: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
+            tables: int, k: int, probes: int) -> _Encoded:
+    """One pass over the rows in chunks: each table's bucket (its ``k`` bits, ``used`` holds
+    their projections) and the buckets with one of the row's ``probes`` least certain bits
+    (smallest projections) flipped; the sketch and the principal coordinates."""
     n = len(xs)
-    out = _Encoded(np.empty((n, tables), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
+    probes = min(probes, k)  # a tiny set may need fewer bits than probes
+    out = _Encoded(np.empty((n, tables, 1 + probes), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
                    np.empty((n, _AXES), np.float32))
     for lo in range(0, n, _CHUNK):
         u = unit_vectors(xs[lo:lo + _CHUNK])
         c = u - center
         m = len(u)
-        out.codes[lo:lo + m] = _pack((c @ proj > 0).reshape(m, tables, _MAX_BITS))
+        projected = (c @ used).reshape(m, tables, k)
+        own = _pack(projected > 0)
+        out.keys[lo:lo + m, :, 0] = own
+        if probes:
+            weakest = np.argpartition(np.abs(projected), probes - 1, axis=2)[:, :, :probes]
+            out.keys[lo:lo + m, :, 1:] = own[:, :, None] ^ np.left_shift(np.int64(1), weakest)
         out.sketch[lo:lo + m] = _pack((u @ sketch > 0).reshape(m, _SKETCH_WORDS, _SKETCH_BITS))
         out.low[lo:lo + m] = c @ axes
     return out
-
-
-def _probe_keys(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, codes: np.ndarray, k: int,
-                probes: int) -> np.ndarray:
-    """``(n, tables, 1 + probes)``: each row's bucket, then the buckets with one of its
-    ``probes`` least certain bits (smallest projections) flipped."""
-    n, tables = codes.shape
-    probes = min(probes, k)  # a tiny set may need fewer bits than probes
-    own = codes & ((1 << k) - 1)
-    keys = np.empty((n, tables, 1 + probes), np.int64)
-    keys[:, :, 0] = own
-    used = proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k)
-    for lo in range(0, n, _CHUNK):
-        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
-        margin = np.abs(c @ used).reshape(len(c), tables, k)
-        weakest = np.argpartition(margin, probes - 1, axis=2)[:, :, :probes] if probes else margin[:, :, :0]
-        keys[lo:lo + len(c), :, 1:] = own[lo:lo + len(c), :, None] ^ np.left_shift(np.int64(1), weakest)
-    return keys
 
 
 def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 6,
@@ -272,14 +272,16 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     center = _mean_unit(xs)
     proj = rng.standard_normal((SIZE, tables * _MAX_BITS), dtype=np.float32)
     sketch_proj = rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)
-    enc = _encode(xs, center, proj, sketch_proj, _principal_axes(xs, center, rng), tables)
-    k = bits or _bits_for(enc.codes[:, 0], bucket)
-    keys = _probe_keys(xs, center, proj, enc.codes, k, probes)
+    axes = _principal_axes(xs, center, rng)
+    k = bits or _bits_for(_first_codes(xs, center, proj), bucket)
+    # Of each table's 63 projections only the first k are computed.
+    used = np.ascontiguousarray(proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k))
+    enc = _encode(xs, center, used, sketch_proj, axes, tables, k, probes)
     limit = _max_hamming(threshold)
     reach = float(2.0 * (1.0 - threshold)) + 1e-5  # squared distance of unit vectors at the threshold
     found = [np.zeros(0, np.int64)]
     for t in range(tables):
-        found.extend(_candidates(keys[:, t], enc, limit, reach))
+        found.extend(_candidates(enc.keys[:, t], enc, limit, reach))
     # A pair is found in several tables and from either side: check each once.
     key = np.unique(np.concatenate(found))
     a, b, sim = _check(xs, key // len(xs), key % len(xs), threshold)
@@ -289,23 +291,34 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
 def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> list[np.ndarray]:
     """``a * n + b`` (a < b) of the rows that share a probed bucket of one table, have close
     sketches and are within ``reach`` (squared) on the principal axes, a lower bound of their
-    distance."""
+    distance.
+
+    The rows are sorted once by their bucket and everything is done in that order: a bucket is
+    a range of positions, the queries of a chunk come bucket by bucket (so their own buckets are
+    found by a search over increasing keys, and the pairs of a bucket lie close together in
+    memory), and within a row's own bucket only the later rows are taken (each pair once)."""
     n = len(keys)
-    own = keys[:, 0]
-    order = np.argsort(own, kind="stable")
-    ordered = own[order]
+    order = np.argsort(keys[:, 0], kind="stable")
+    queries = keys[order]
+    ordered = np.ascontiguousarray(queries[:, 0])
+    sketch, low = enc.sketch[order], enc.low[order]
     out = []
     for lo in range(0, n, _CHUNK):
-        chunk = keys[lo:lo + _CHUNK]
-        first = np.searchsorted(ordered, chunk, side="left").ravel()
-        last = np.searchsorted(ordered, chunk, side="right").ravel()
-        a, pos = _expand(np.repeat(np.arange(lo, lo + len(chunk)), chunk.shape[1]), first, last)
-        b = order[pos]
-        close = (a != b) & (np.bitwise_count(enc.sketch[a] ^ enc.sketch[b]).sum(axis=1) <= limit)
+        chunk = queries[lo:lo + _CHUNK]
+        m, width = chunk.shape
+        first = np.empty((m, width), np.int64)
+        last = np.empty((m, width), np.int64)
+        first[:, 0] = np.arange(lo + 1, lo + m + 1)  # the rest of its own bucket
+        last[:, 0] = np.searchsorted(ordered, chunk[:, 0], side="right")
+        for j in range(1, width):  # the probed neighbouring buckets
+            first[:, j] = np.searchsorted(ordered, chunk[:, j], side="left")
+            last[:, j] = np.searchsorted(ordered, chunk[:, j], side="right")
+        a, b = _expand(np.repeat(np.arange(lo, lo + m), width), first.ravel(), last.ravel())
+        close = np.bitwise_count(sketch[a] ^ sketch[b]).sum(axis=1) <= limit
         a, b = a[close], b[close]
-        d = enc.low[a] - enc.low[b]
+        d = low[a] - low[b]
         near = np.einsum("ij,ij->i", d, d) <= reach
-        a, b = a[near], b[near]
+        a, b = order[a[near]], order[b[near]]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
     return out
 
