@@ -100,6 +100,15 @@ def _side_map(n: int) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _side_map_t32(n: int) -> np.ndarray:
+    """``(n, 16)`` float32 (exact): :func:`_side_map` transposed, C-contiguous (a layout that
+    BLAS takes directly)."""
+    out = np.ascontiguousarray(_side_map(n).T, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
     """Signatures of many images at once (a scan block's): shrunk to 16x16 and blurred (one
     exact linear map per image size, see :func:`_side_map`), centred, scaled to int8.
@@ -119,7 +128,7 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
             by_shape.setdefault(small.shape, []).append(i)
     for (h, w), rows in by_shape.items():
         stack = np.stack([thumbnails[i] for i in rows]).astype(np.float32)  # type: ignore[misc]
-        across = stack @ _side_map(w).T.astype(np.float32)  # exact in float32
+        across = stack @ _side_map_t32(w)  # exact in float32
         v = (_side_map(h) @ across.astype(np.float64)).reshape(len(rows), SIZE)  # exact in float64
         v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
         peak = np.abs(v).max(axis=1)
