@@ -310,7 +310,8 @@ def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> li
     order = np.argsort(keys[:, 0], kind="stable")
     queries = keys[order]
     ordered = np.ascontiguousarray(queries[:, 0])
-    sketch, low = enc.sketch[order], enc.low[order]
+    first_word, second_word = enc.sketch[order, 0], enc.sketch[order, 1]
+    low = enc.low[order]
     out = []
     for lo in range(0, n, _CHUNK):
         chunk = queries[lo:lo + _CHUNK]
@@ -322,24 +323,20 @@ def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> li
         for j in range(1, width):  # the probed neighbouring buckets
             first[:, j] = np.searchsorted(ordered, chunk[:, j], side="left")
             last[:, j] = np.searchsorted(ordered, chunk[:, j], side="right")
-        a, b = _expand(np.repeat(np.arange(lo, lo + m), width), first.ravel(), last.ravel())
-        close = np.bitwise_count(sketch[a] ^ sketch[b]).sum(axis=1) <= limit
-        a, b = a[close], b[close]
+        # Every position of every [first, last) range, and its query (runs of a query's rows).
+        counts = (last - first).ravel()
+        b = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first.ravel() - (np.cumsum(counts) - counts), counts)
+        per_query = counts.reshape(m, width).sum(axis=1)
+        # The sketch's first word alone must already be within the limit: a cheap first cut.
+        close = np.bitwise_count(np.repeat(first_word[lo:lo + m], per_query) ^ first_word[b]) <= limit
+        a, b = np.repeat(np.arange(lo, lo + m), per_query)[close], b[close]
+        apart = np.bitwise_count(first_word[a] ^ first_word[b]) + np.bitwise_count(second_word[a] ^ second_word[b])
+        a, b = a[apart <= limit], b[apart <= limit]
         d = low[a] - low[b]
         near = np.einsum("ij,ij->i", d, d) <= reach
         a, b = order[a[near]], order[b[near]]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
     return out
-
-
-def _expand(query: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(query, position) for every position in each ``[first, last)`` range."""
-    counts = last - first
-    total = int(counts.sum())
-    rep = np.repeat(np.arange(len(counts)), counts)
-    starts = np.cumsum(counts) - counts
-    pos = first[rep] + (np.arange(total) - starts[rep])
-    return query[rep], pos
 
 
 def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
