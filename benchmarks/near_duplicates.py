@@ -17,10 +17,13 @@ the signature reuses that decode).
    or ``--fashion DIR``), written once as 28x28 PNGs under build/bench-near-fashion; without
    it, the 5,000 digits written 14 times each with a small brightness change (70,000 files).
    ``pairgen.scan`` of the tree without signatures, then with signatures (same single read,
-   one decode) plus the near-duplicate search, side by side, best of ``--repeat``.
+   one decode) plus the near-duplicate search, side by side, alternating, ``--repeat`` rounds
+   (medians of the times and of each round's ratios); then one scan block read with and
+   without signatures, alternating.
 3. **Search scale**: 1,000,000 synthetic signatures (1,000 smooth random prototypes plus
    noise, 1% of them near copies of others) searched in a fresh process (time and peak
-   RSS), and 250,000 of them, for the 4x-images time ratio.
+   RSS), and 250,000 of them, alternating for ``--search-rounds`` rounds: the median of each
+   round's 4x-images time ratio.
 
 Targets (issue 22): recall >= 0.98, false alarms <= 0.2% of images, scan with signatures
 and search <= 1.3x the scan without, 1M search <= 60 s and <= 2 GB, 4x images <= 6x time.
