@@ -17,10 +17,13 @@ the signature reuses that decode).
    or ``--fashion DIR``), written once as 28x28 PNGs under build/bench-near-fashion; without
    it, the 5,000 digits written 14 times each with a small brightness change (70,000 files).
    ``pairgen.scan`` of the tree without signatures, then with signatures (same single read,
-   one decode) plus the near-duplicate search, side by side, best of ``--repeat``.
+   one decode) plus the near-duplicate search, side by side, alternating, ``--repeat`` rounds
+   (medians of the times and of each round's ratios); then one scan block read with and
+   without signatures, alternating.
 3. **Search scale**: 1,000,000 synthetic signatures (1,000 smooth random prototypes plus
    noise, 1% of them near copies of others) searched in a fresh process (time and peak
-   RSS), and 250,000 of them, for the 4x-images time ratio.
+   RSS), and 250,000 of them, alternating for ``--search-rounds`` rounds: the median of each
+   round's 4x-images time ratio.
 
 Targets (issue 22): recall >= 0.98, false alarms <= 0.2% of images, scan with signatures
 and search <= 1.3x the scan without, 1M search <= 60 s and <= 2 GB, 4x images <= 6x time.
@@ -131,9 +134,11 @@ def scan_tree(cache: Path, fashion: Path) -> tuple[Path, str]:
 
 def scan_cost(root: Path, repeat: int) -> dict[str, object]:
     """Scan (read, sha256, header) and build scan (also the decode check), each without and
-    with signatures plus the search; side by side, alternating, best of ``repeat``."""
+    with signatures plus the search; side by side, alternating, ``repeat`` rounds: medians of
+    the times and of each round's ratios, and the load average after each round."""
     check = ImageConfig(channels=1)
     times: dict[str, list[float]] = {"plain": [], "plain_near": [], "build": [], "build_near": [], "search": []}
+    loads = []
     for _ in range(repeat):
         for key, kwargs in (("plain", {}), ("plain_near", {"signatures": True}), ("build", {"check": check}),
                             ("build_near", {"check": check, "signatures": True})):
@@ -144,13 +149,43 @@ def scan_cost(root: Path, repeat: int) -> dict[str, object]:
                 report = near.near_report(catalog.images, catalog.signature_rows(), near.DEFAULT_THRESHOLD)
                 times["search"].append(time.perf_counter() - s)
             times[key].append(time.perf_counter() - t)
-    best = {k: min(v) for k, v in times.items()}
+        loads.append(round(os.getloadavg()[0], 1))
+    search = np.array(times["search"]).reshape(repeat, 2)[:, 1]  # the build scan's search
+    build, build_near = np.array(times["build"]), np.array(times["build_near"])
+    plain, plain_near = np.array(times["plain"]), np.array(times["plain_near"])
+    median = {k: float(np.median(v)) for k, v in times.items()}
     return {"scan_images": len(catalog.images), "scan_near_pairs": report["pairs"],
-            "scan_near_groups": report["groups"], "search_seconds": round(best["search"], 2),
-            **{f"seconds_{k}": round(v, 2) for k, v in best.items() if k != "search"},
-            "build_scan_time_ratio": round(best["build_near"] / best["build"], 3),
-            "build_scan_time_ratio_without_search": round((best["build_near"] - best["search"]) / best["build"], 3),
-            "plain_scan_time_ratio": round(best["plain_near"] / best["plain"], 3)}
+            "scan_near_groups": report["groups"], "scan_rounds": repeat,
+            "scan_load_average_1m_per_round": ",".join(map(str, loads)),
+            "search_seconds": round(median["search"], 2),
+            **{f"seconds_{k}": round(v, 2) for k, v in median.items() if k != "search"},
+            "build_scan_time_ratio": round(float(np.median(build_near / build)), 3),
+            "build_scan_time_ratio_without_search": round(float(np.median((build_near - search) / build)), 3),
+            "plain_scan_time_ratio": round(float(np.median(plain_near / plain)), 3),
+            "plain_scan_time_ratio_without_search": round(
+                float(np.median((plain_near - np.array(times["search"]).reshape(repeat, 2)[:, 0]) / plain)), 3),
+            **block_cost(root, check)}
+
+
+def block_cost(root: Path, check: ImageConfig, rounds: int = 7) -> dict[str, object]:
+    """One scan block (512 files) read in this process: microseconds per image with the decode
+    check, without and with the signature, alternating; medians."""
+    from pairgen.scanning.blocks import read_block
+    from pairgen.scanning.labels import walk_source
+    from pairgen.scanning.options import ScanOptions
+
+    task = next(iter(walk_source(root, ScanOptions.of("classes"), check).tasks))
+    us: dict[str, list[float]] = {"check": [], "check_signature": []}
+    for _ in range(rounds):
+        for key, sig in (("check", False), ("check_signature", True)):
+            t = time.perf_counter()
+            block = read_block(task._replace(signatures=sig))
+            us[key].append((time.perf_counter() - t) * 1e6 / len(block.sha256))
+    check_us, sig_us = np.array(us["check"]), np.array(us["check_signature"])
+    return {"block_us_per_image_check": round(float(np.median(check_us)), 1),
+            "block_us_per_image_check_signature": round(float(np.median(sig_us)), 1),
+            "block_signature_time_ratio": round(float(np.median(sig_us / check_us)), 3),
+            "block_load_average_1m": round(os.getloadavg()[0], 1)}
 
 
 CHILD = """
@@ -211,8 +246,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fashion", type=Path, default=FASHION, help="Fashion-MNIST idx files (Debian package).")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "bench-near")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="Alternating scan rounds (medians).")
     parser.add_argument("--million", type=int, default=1_000_000)
+    parser.add_argument("--search-rounds", type=int, default=3, help="Alternating 250k / 1M search rounds.")
     parser.add_argument("--parts", default="quality,scan,search", help="Which parts to run (comma-separated).")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -224,13 +260,24 @@ def main() -> None:
         _show({"scan_set": name, **scan_cost(root, args.repeat)})
     if "search" not in parts:
         return
-    big = search_scale(args.million)
-    quarter = search_scale(args.million // 4)
-    _show({"search_1m_seconds": round(big["seconds"], 1), "search_1m_peak_rss_mb": round(big["peak_rss_mb"]),
-                    "search_1m_pairs": big["pairs"], "search_1m_injected_above_threshold": big["admitted"],
+    rounds: list[tuple[dict[str, float], dict[str, float], float]] = []
+    for _ in range(args.search_rounds):  # alternating, so both sizes see the same load
+        quarter = search_scale(args.million // 4)
+        big = search_scale(args.million)
+        rounds.append((quarter, big, os.getloadavg()[0]))
+    big_s = [b["seconds"] for _, b, _ in rounds]
+    quarter_s = [q["seconds"] for q, _, _ in rounds]
+    big = rounds[0][1]
+    _show({"search_rounds": len(rounds),
+           "search_load_average_1m_per_round": ",".join(f"{load:.1f}" for _, _, load in rounds),
+           "search_1m_seconds_per_round": ",".join(f"{s:.1f}" for s in big_s),
+           "search_250k_seconds_per_round": ",".join(f"{s:.1f}" for s in quarter_s),
+           "search_1m_seconds": round(float(np.median(big_s)), 1),
+           "search_1m_peak_rss_mb": round(max(b["peak_rss_mb"] for _, b, _ in rounds)),
+           "search_1m_pairs": big["pairs"], "search_1m_injected_above_threshold": big["admitted"],
            "search_1m_recall_of_those": round(big["recall"], 4),
-                    "search_250k_seconds": round(quarter["seconds"], 1),
-           "search_4x_time_ratio": round(big["seconds"] / quarter["seconds"], 2)})
+           "search_250k_seconds": round(float(np.median(quarter_s)), 1),
+           "search_4x_time_ratio": round(float(np.median(np.array(big_s) / np.array(quarter_s))), 2)})
 
 
 def _show(results: dict[str, object]) -> None:

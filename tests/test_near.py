@@ -20,7 +20,16 @@ from pairgen.cli import main
 from pairgen.dataset import tables as mf
 from pairgen.sampling.splits import split
 from pairgen.scanning.catalog import scan
-from pairgen.scanning.near import DEFAULT_THRESHOLD, Pairs, near_groups, near_pairs, signature, unit_vectors
+from pairgen.scanning.near import (
+    DEFAULT_THRESHOLD,
+    Pairs,
+    near_groups,
+    near_pairs,
+    signature,
+    signatures_of,
+    thumbnail,
+    unit_vectors,
+)
 from pairgen.spec.config import BuildConfig, SplitConfig
 
 DIGITS = Path(__file__).resolve().parents[1] / "datasets" / "mnist-5k"
@@ -261,3 +270,27 @@ def test_diff_tells_re_encoded_and_copied_images_from_new_ones(tmp_path):
 
     page = report(tmp_path / "B", out=tmp_path / "report.html", against=tmp_path / "A").read_text()
     assert "1 of the 2 changed images look the same" in page and "5/copy.png" in page
+
+
+def test_a_signature_depends_on_its_image_only_not_on_the_block():
+    """Blocks differ with the number of workers: the same image must get the same bytes in a
+    block of any size and mix of image sizes (the block's matrix products are exact)."""
+    rng = np.random.default_rng(5)
+    digits = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((DIGITS / "8").glob("*.png"))[:40]]
+    images = digits + [_resized(img, 1.5) for img in digits[:6]] + [
+        cv2.cvtColor(cv2.resize(img, (300, 170)), cv2.COLOR_GRAY2RGB) for img in digits[6:10]] + [
+        rng.integers(0, 256, (9, 13), dtype=np.uint8), np.full((20, 30), 7, np.uint8)]
+    alone = np.stack([signature(img) for img in images])
+    together = signatures_of([thumbnail(img) for img in images])
+    assert np.array_equal(together, alone)
+    order = rng.permutation(len(images))
+    for lo in range(0, len(images), 7):  # other blocks, shuffled
+        rows = order[lo:lo + 7]
+        assert np.array_equal(signatures_of([thumbnail(images[i]) for i in rows]), alone[rows])
+    assert signatures_of([None, thumbnail(images[0])])[0].tolist() == [0] * 256  # undecodable: zeros
+    # The exact map agrees with OpenCV's float resize and a blur of the thumbnail to a rounding step.
+    img = digits[0]
+    small = cv2.resize(img.astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA)
+    v = cv2.GaussianBlur(small, (9, 9), 1.0, borderType=cv2.BORDER_REFLECT).ravel()
+    v -= v.mean()
+    assert np.abs(np.rint(v * 127 / np.abs(v).max()) - alone[0]).max() <= 1

@@ -77,7 +77,7 @@ def read_block(task: BlockTask) -> Block:
     sha: list[str] = []
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
-    thumbs: list[np.ndarray] = []
+    thumbs: list[np.ndarray | None] = []
     decode_s = 0.0
     with native_messages_muted():  # once for the block, not per decode check
         for cand in candidates:
@@ -96,7 +96,7 @@ def read_block(task: BlockTask) -> Block:
                 if isinstance(pixels, str) and task.check is not None:
                     undecodable.append((cand.path, pixels))
                 if task.signatures:
-                    thumbs.append(_thumbnail(None if isinstance(pixels, str) else pixels))
+                    thumbs.append(None if isinstance(pixels, str) else _thumbnail(pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
@@ -133,18 +133,18 @@ def _decode(data: bytes, rel: str, check: ImageConfig | None, size: tuple[int, i
         return str(exc)
 
 
-def _thumbnail(pixels: np.ndarray | None) -> np.ndarray:
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
     from pairgen.scanning.near import thumbnail
 
-    # An undecodable image gets a flat thumbnail: an all-zero signature, never a near duplicate.
-    return np.zeros(SIGNATURE_SIZE, np.uint8) if pixels is None else thumbnail(pixels)
+    return thumbnail(pixels)
 
 
-def _signatures(thumbs: list[np.ndarray]) -> np.ndarray:
-    """The block's signatures, computed together (one matrix product for the whole block)."""
+def _signatures(thumbs: list[np.ndarray | None]) -> np.ndarray:
+    """The block's signatures, computed together (an undecodable image, ``None``, gets an
+    all-zero signature: never a near duplicate)."""
     from pairgen.scanning.near import signatures_of
 
-    return signatures_of(np.stack(thumbs))
+    return signatures_of(thumbs)
 
 
 class Columns:

@@ -3,7 +3,9 @@
 A *signature* is the image's 16x16 gray thumbnail (``cv2.INTER_AREA``, from the scan's one
 decode), smoothed with a Gaussian of sigma 1 thumbnail pixel, mean removed, scaled to unit
 length and stored as 256 int8 values (each vector scaled so its largest component is +-127).
-The smoothing is what lets a resized-and-back or low-quality JPEG copy score above the
+Resize and blur are one linear map per image size, applied to a block's same-size images as
+two matrix products whose arithmetic is exact (:func:`_side_map`), so a signature's bytes
+depend on its image only, never on the block it was read in. The smoothing is what lets a resized-and-back or low-quality JPEG copy score above the
 closest *distinct* images (measured on the MNIST digits, see the README). Two images are *near duplicates* when the cosine
 similarity of their signatures is at least a threshold (:data:`DEFAULT_THRESHOLD`). The
 signature does not move with brightness (mean removed) or contrast (unit length), and the
@@ -27,6 +29,7 @@ a near duplicate; identical bytes are found by the content hash instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import cv2
@@ -44,23 +47,32 @@ _MAX_BITS = 63  # sign bits per table at most (an int64 code)
 _SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
 _AXES = 24  # principal axes of the exact lower-bound filter
 _CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
+_DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
+_WEIGHT_SCALE = 2.0 ** 14  # the thumbnail map's weights are multiples of 1 / _WEIGHT_SCALE
 
 
 def thumbnail(img: np.ndarray) -> np.ndarray:
-    """The 16x16 gray ``INTER_AREA`` thumbnail of one decoded image, as 256 uint8 values.
+    """What the signature needs of one decoded image: its gray pixels, shrunk with
+    ``INTER_AREA`` to at most :data:`_DIRECT` pixels a side (smaller images are left as they are).
 
     Args:
         img: ``(h, w)``, ``(h, w, 1)`` gray or ``(h, w, 3)`` RGB uint8 pixels (as
             :func:`pairgen.codec.images.decode` returns them).
+
+    Returns:
+        ``(h', w')`` uint8: what :func:`signatures_of` takes, small enough to keep for a block.
     """
     gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
-    return cv2.resize(np.ascontiguousarray(gray), (SIDE, SIDE), interpolation=cv2.INTER_AREA).reshape(SIZE)
+    h, w = gray.shape
+    if max(h, w) <= _DIRECT:
+        return np.ascontiguousarray(gray)
+    return cv2.resize(np.ascontiguousarray(gray), (min(w, _DIRECT), min(h, _DIRECT)), interpolation=cv2.INTER_AREA)
 
 
 @functools.cache
-def _smooth_and_center() -> np.ndarray:
-    """``(256, 256)`` float32: a Gaussian blur (sigma 1 pixel, 9 taps, mirrored border as
-    OpenCV's ``BORDER_REFLECT``) of a 16x16 thumbnail, then its mean removed, as one matrix."""
+def _smooth_line() -> np.ndarray:
+    """``(16, 16)``: a Gaussian blur (sigma 1 pixel, 9 taps, mirrored border as OpenCV's
+    ``BORDER_REFLECT``) along one side of a 16x16 thumbnail."""
     taps = np.arange(-4, 5)
     w = np.exp(-0.5 * (taps / _BLUR) ** 2)
     w /= w.sum()
@@ -70,25 +82,60 @@ def _smooth_and_center() -> np.ndarray:
             j = i + t
             j = -j - 1 if j < 0 else (2 * SIDE - 1 - j if j >= SIDE else j)
             line[i, j] += weight
-    blur = np.kron(line, line)
-    return ((np.eye(SIZE) - 1.0 / SIZE) @ blur).astype(np.float32)
+    return line
 
 
-def signatures_of(thumbnails: np.ndarray) -> np.ndarray:
-    """Signatures of many thumbnails at once (a scan block's): blurred, centred, scaled to int8.
+@functools.cache
+def _side_map(n: int) -> np.ndarray:
+    """``(16, n)`` float64: the ``INTER_AREA`` resize of a side of ``n`` pixels to 16, then the
+    blur, as one matrix whose weights are rounded to multiples of ``2**-14``.
+
+    With such weights and integer pixels every product and partial sum of the two matrix
+    products in :func:`signatures_of` is exact (at most 22 significant bits in float32 for the
+    first, 36 in float64 for the second), so the result does not depend on the order of the
+    additions: an image gets the same signature bytes in any block, with any BLAS."""
+    area = cv2.resize(np.eye(n, dtype=np.float64), (n, SIDE), interpolation=cv2.INTER_AREA)
+    out = np.rint((_smooth_line() @ area) * _WEIGHT_SCALE) / _WEIGHT_SCALE
+    out.flags.writeable = False
+    return out
+
+
+@functools.cache
+def _side_map_t32(n: int) -> np.ndarray:
+    """``(n, 16)`` float32 (exact): :func:`_side_map` transposed, C-contiguous (a layout that
+    BLAS takes directly)."""
+    out = np.ascontiguousarray(_side_map(n).T, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Signatures of many images at once (a scan block's): shrunk to 16x16 and blurred (one
+    exact linear map per image size, see :func:`_side_map`), centred, scaled to int8.
 
     Args:
-        thumbnails: ``(m, 256)`` uint8 (:func:`thumbnail`).
+        thumbnails: :func:`thumbnail` of each image; ``None`` for an image that could not be
+            decoded.
 
     Returns:
         ``(m, 256)`` int8, each row scaled so its largest component is +-127 (all zero for a
-        constant image).
+        constant or undecodable image). Each row depends on its image only.
     """
-    v = np.asarray(thumbnails, dtype=np.float32).reshape(-1, SIZE) @ _smooth_and_center().T
-    peak = np.abs(v).max(axis=1, initial=0.0)
-    flat = peak < 1e-3
-    scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak)).astype(np.float32)
-    return np.rint(v * scale[:, None]).astype(np.int8)
+    out = np.zeros((len(thumbnails), SIZE), np.int8)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, small in enumerate(thumbnails):
+        if small is not None and small.size:
+            by_shape.setdefault(small.shape, []).append(i)
+    for (h, w), rows in by_shape.items():
+        stack = np.stack([thumbnails[i] for i in rows]).astype(np.float32)  # type: ignore[misc]
+        across = stack @ _side_map_t32(w)  # exact in float32
+        v = (_side_map(h) @ across.astype(np.float64)).reshape(len(rows), SIZE)  # exact in float64
+        v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
+        peak = np.abs(v).max(axis=1)
+        flat = peak < 1e-3
+        scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak))
+        out[rows] = np.rint(v * scale[:, None]).astype(np.int8)
+    return out
 
 
 def signature(img: np.ndarray) -> np.ndarray:
@@ -97,7 +144,7 @@ def signature(img: np.ndarray) -> np.ndarray:
     Returns:
         256 int8 values (all zero for a constant image).
     """
-    return signatures_of(thumbnail(img)[None])[0]
+    return signatures_of([thumbnail(img)])[0]
 
 
 def unit_vectors(signatures: np.ndarray) -> np.ndarray:
@@ -170,43 +217,43 @@ def _principal_axes(xs: np.ndarray, center: np.ndarray, rng: np.random.Generator
 
 
 class _Encoded(NamedTuple):
-    codes: np.ndarray  # (n, tables) int64: each table's sign bits, bit j = projection j > 0
+    keys: np.ndarray  # (n, tables, 1 + probes) int64: each table's bucket, then the probed ones
     sketch: np.ndarray  # (n, 2) int64: 2 x 63 sign bits of uncentred projections
     low: np.ndarray  # (n, 24) float32: coordinates on the principal axes
 
 
-def _encode(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
-            tables: int) -> _Encoded:
-    """One pass over the rows in chunks: table codes, sketch and principal coordinates."""
+def _first_codes(xs: np.ndarray, center: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64: the first table's 63 sign bits (bit j = projection j > 0), to choose
+    how many bits the tables use (:func:`_bits_for`)."""
+    out = np.empty(len(xs), np.int64)
+    for lo in range(0, len(xs), _CHUNK):
+        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
+        out[lo:lo + len(c)] = _pack(c @ proj[:, :_MAX_BITS] > 0)
+    return out
+
+
+def _encode(xs: np.ndarray, center: np.ndarray, used: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
+            tables: int, k: int, probes: int) -> _Encoded:
+    """One pass over the rows in chunks: each table's bucket (its ``k`` bits, ``used`` holds
+    their projections) and the buckets with one of the row's ``probes`` least certain bits
+    (smallest projections) flipped; the sketch and the principal coordinates."""
     n = len(xs)
-    out = _Encoded(np.empty((n, tables), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
+    probes = min(probes, k)  # a tiny set may need fewer bits than probes
+    out = _Encoded(np.empty((n, tables, 1 + probes), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
                    np.empty((n, _AXES), np.float32))
     for lo in range(0, n, _CHUNK):
         u = unit_vectors(xs[lo:lo + _CHUNK])
         c = u - center
         m = len(u)
-        out.codes[lo:lo + m] = _pack((c @ proj > 0).reshape(m, tables, _MAX_BITS))
+        projected = (c @ used).reshape(m, tables, k)
+        own = _pack(projected > 0)
+        out.keys[lo:lo + m, :, 0] = own
+        if probes:
+            weakest = np.argpartition(np.abs(projected), probes - 1, axis=2)[:, :, :probes]
+            out.keys[lo:lo + m, :, 1:] = own[:, :, None] ^ np.left_shift(np.int64(1), weakest)
         out.sketch[lo:lo + m] = _pack((u @ sketch > 0).reshape(m, _SKETCH_WORDS, _SKETCH_BITS))
         out.low[lo:lo + m] = c @ axes
     return out
-
-
-def _probe_keys(xs: np.ndarray, center: np.ndarray, proj: np.ndarray, codes: np.ndarray, k: int,
-                probes: int) -> np.ndarray:
-    """``(n, tables, 1 + probes)``: each row's bucket, then the buckets with one of its
-    ``probes`` least certain bits (smallest projections) flipped."""
-    n, tables = codes.shape
-    probes = min(probes, k)  # a tiny set may need fewer bits than probes
-    own = codes & ((1 << k) - 1)
-    keys = np.empty((n, tables, 1 + probes), np.int64)
-    keys[:, :, 0] = own
-    used = proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k)
-    for lo in range(0, n, _CHUNK):
-        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
-        margin = np.abs(c @ used).reshape(len(c), tables, k)
-        weakest = np.argpartition(margin, probes - 1, axis=2)[:, :, :probes] if probes else margin[:, :, :0]
-        keys[lo:lo + len(c), :, 1:] = own[lo:lo + len(c), :, None] ^ np.left_shift(np.int64(1), weakest)
-    return keys
 
 
 def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 6,
@@ -234,14 +281,16 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     center = _mean_unit(xs)
     proj = rng.standard_normal((SIZE, tables * _MAX_BITS), dtype=np.float32)
     sketch_proj = rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)
-    enc = _encode(xs, center, proj, sketch_proj, _principal_axes(xs, center, rng), tables)
-    k = bits or _bits_for(enc.codes[:, 0], bucket)
-    keys = _probe_keys(xs, center, proj, enc.codes, k, probes)
+    axes = _principal_axes(xs, center, rng)
+    k = bits or _bits_for(_first_codes(xs, center, proj), bucket)
+    # Of each table's 63 projections only the first k are computed.
+    used = np.ascontiguousarray(proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k))
+    enc = _encode(xs, center, used, sketch_proj, axes, tables, k, probes)
     limit = _max_hamming(threshold)
     reach = float(2.0 * (1.0 - threshold)) + 1e-5  # squared distance of unit vectors at the threshold
     found = [np.zeros(0, np.int64)]
     for t in range(tables):
-        found.extend(_candidates(keys[:, t], enc, limit, reach))
+        found.extend(_candidates(enc.keys[:, t], enc, limit, reach))
     # A pair is found in several tables and from either side: check each once.
     key = np.unique(np.concatenate(found))
     a, b, sim = _check(xs, key // len(xs), key % len(xs), threshold)
@@ -251,35 +300,43 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
 def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> list[np.ndarray]:
     """``a * n + b`` (a < b) of the rows that share a probed bucket of one table, have close
     sketches and are within ``reach`` (squared) on the principal axes, a lower bound of their
-    distance."""
+    distance.
+
+    The rows are sorted once by their bucket and everything is done in that order: a bucket is
+    a range of positions, the queries of a chunk come bucket by bucket (so their own buckets are
+    found by a search over increasing keys, and the pairs of a bucket lie close together in
+    memory), and within a row's own bucket only the later rows are taken (each pair once)."""
     n = len(keys)
-    own = keys[:, 0]
-    order = np.argsort(own, kind="stable")
-    ordered = own[order]
+    order = np.argsort(keys[:, 0], kind="stable")
+    queries = keys[order]
+    ordered = np.ascontiguousarray(queries[:, 0])
+    first_word, second_word = enc.sketch[order, 0], enc.sketch[order, 1]
+    low = enc.low[order]
     out = []
     for lo in range(0, n, _CHUNK):
-        chunk = keys[lo:lo + _CHUNK]
-        first = np.searchsorted(ordered, chunk, side="left").ravel()
-        last = np.searchsorted(ordered, chunk, side="right").ravel()
-        a, pos = _expand(np.repeat(np.arange(lo, lo + len(chunk)), chunk.shape[1]), first, last)
-        b = order[pos]
-        close = (a != b) & (np.bitwise_count(enc.sketch[a] ^ enc.sketch[b]).sum(axis=1) <= limit)
-        a, b = a[close], b[close]
-        d = enc.low[a] - enc.low[b]
+        chunk = queries[lo:lo + _CHUNK]
+        m, width = chunk.shape
+        first = np.empty((m, width), np.int64)
+        last = np.empty((m, width), np.int64)
+        first[:, 0] = np.arange(lo + 1, lo + m + 1)  # the rest of its own bucket
+        last[:, 0] = np.searchsorted(ordered, chunk[:, 0], side="right")
+        for j in range(1, width):  # the probed neighbouring buckets
+            first[:, j] = np.searchsorted(ordered, chunk[:, j], side="left")
+            last[:, j] = np.searchsorted(ordered, chunk[:, j], side="right")
+        # Every position of every [first, last) range, and its query (runs of a query's rows).
+        counts = (last - first).ravel()
+        b = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first.ravel() - (np.cumsum(counts) - counts), counts)
+        per_query = counts.reshape(m, width).sum(axis=1)
+        # The sketch's first word alone must already be within the limit: a cheap first cut.
+        close = np.bitwise_count(np.repeat(first_word[lo:lo + m], per_query) ^ first_word[b]) <= limit
+        a, b = np.repeat(np.arange(lo, lo + m), per_query)[close], b[close]
+        apart = np.bitwise_count(first_word[a] ^ first_word[b]) + np.bitwise_count(second_word[a] ^ second_word[b])
+        a, b = a[apart <= limit], b[apart <= limit]
+        d = low[a] - low[b]
         near = np.einsum("ij,ij->i", d, d) <= reach
-        a, b = a[near], b[near]
+        a, b = order[a[near]], order[b[near]]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
     return out
-
-
-def _expand(query: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(query, position) for every position in each ``[first, last)`` range."""
-    counts = last - first
-    total = int(counts.sum())
-    rep = np.repeat(np.arange(len(counts)), counts)
-    starts = np.cumsum(counts) - counts
-    pos = first[rep] + (np.arange(total) - starts[rep])
-    return query[rep], pos
 
 
 def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
