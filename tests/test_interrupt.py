@@ -101,6 +101,10 @@ def _check(run: _Run, rc: int, hung: bool) -> str:
         if not (run.out / "dataset.json").is_file() or _siblings(run.out):
             return f"finished but incomplete: {where}"
         return "done"
+    if rc in (0, 130) and (run.out / "dataset.json").is_file() and not _siblings(run.out):
+        # The signal came once the install had begun (it finishes) or the build was over: the new
+        # dataset, whole, and an exit of 0 (ignored after the command) or 130 (while it printed).
+        return f"claims nothing was written: {where}" if "nothing was written" in err else "done"
     if os.path.lexists(run.out) or _siblings(run.out):
         return f"left {[p.name for p in _siblings(run.out)]} / out exists {run.out.exists()}: {where}"
     if rc != 130:
@@ -149,3 +153,21 @@ def test_ctrl_c_at_random_moments_of_a_build_exits_130_quietly_and_leaves_nothin
                           + "\n".join(sorted(failures)[:8]))
     interrupted = outcomes.count("interrupted")
     assert interrupted >= 0.7 * RUNS, f"only {interrupted} of {RUNS} builds were interrupted; lengthen the build"
+
+
+def test_ctrl_c_is_ignored_once_a_command_line_run_is_over_and_restored_for_callers() -> None:
+    """Run from a command line, the process ends with the command: a late Ctrl-C must not kill
+    Python's shutdown (exit -2). A caller that passes args (CliRunner) gets its handler back."""
+    code = ("import signal, sys\nsys.argv = ['pairgen', '--version']\nfrom pairgen.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n"
+            "    print(exc.code, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "0 True", done.stdout + done.stderr
+
+    from click.testing import CliRunner
+
+    from pairgen.cli import main
+
+    before = signal.getsignal(signal.SIGINT)
+    assert CliRunner().invoke(main, ["--version"]).exit_code == 0
+    assert signal.getsignal(signal.SIGINT) is before

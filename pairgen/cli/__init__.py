@@ -17,6 +17,7 @@ after (:func:`pairgen.cli.common.handle_errors`).
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
@@ -34,14 +35,16 @@ def _interrupted_outside_a_command(signum: int, frame: FrameType | None) -> None
 
 
 @contextlib.contextmanager
-def _exit_on_interrupt() -> Iterator[None]:
+def _exit_on_interrupt(*, then_ignore: bool = False) -> Iterator[None]:
     """Ctrl-C exits 130 at once in the body (nothing has started that needs cleaning up).
 
     One that an import made it put off (:func:`again_soon`) is taken back before Python's own
     handler returns: it exits 130 when the body ends normally, and is dropped when the body
-    ends with an exit of its own.
+    ends with an exit of its own. With ``then_ignore`` Ctrl-C is ignored afterwards instead:
+    for a process that ends with the body, where a late Ctrl-C has nothing left to stop, and
+    once Python's shutdown has put the default action back it would kill the process (exit -2).
     """
-    with sigint_handled_by(_interrupted_outside_a_command):
+    with sigint_handled_by(_interrupted_outside_a_command, then=signal.SIG_IGN if then_ignore else None):
         try:
             yield
         finally:
@@ -59,9 +62,13 @@ with _exit_on_interrupt():
 
 
 class _Main(click.Group):
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        with _exit_on_interrupt():  # each command takes Ctrl-C over while it runs (handle_errors)
-            return super().main(*args, **kwargs)
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        # Each command takes Ctrl-C over while it runs (handle_errors). Run from a command line
+        # (no args given, standalone: click then exits the process), Ctrl-C is ignored once the
+        # command is over; callers that pass args (click's CliRunner, scripts) get their handler back.
+        ending = args is None and not rest and kwargs.get("standalone_mode", True)
+        with _exit_on_interrupt(then_ignore=ending):
+            return super().main(args, *rest, **kwargs)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -64,8 +64,12 @@ def held_interrupts() -> Iterator[Held]:
 
 
 @contextlib.contextmanager
-def sigint_handled_by(handler: Any) -> Iterator[Any]:
+def sigint_handled_by(handler: Any, *, then: Any = None) -> Iterator[Any]:
     """``handler`` takes Ctrl-C in the ``with`` body (main thread only; elsewhere nothing changes).
+
+    Args:
+        handler: The handler for the body.
+        then: The handler left in place afterwards (``None``: the one replaced).
 
     Yields:
         The handler it replaced (``None`` outside the main thread), restored afterwards.
@@ -77,7 +81,7 @@ def sigint_handled_by(handler: Any) -> Iterator[Any]:
     try:
         yield previous
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if then is None else then)
 
 
 def _deliver(handler: Any) -> None:
