@@ -137,10 +137,14 @@ def triplet_batches(info: DatasetInfo, split: str, *, batch_size: int, shuffle: 
     each record itself (``load(..., with_ids=True)``), when ``with_classes`` (needed by the
     miners), else zeros.
     """
+    import tensorflow as tf
+
     from pairgen.reading.tfdata import load
 
     ds = load(info.path, split, batch_size=batch_size, shuffle=shuffle, seed=seed, with_ids=with_classes)
-    return ds.map(_classes_target if with_classes else _zeros_target)
+    # parallel by name: a split held in memory runs without tf.data's rewrites, which would add it
+    return ds.map(_classes_target if with_classes else _zeros_target, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True)
 
 
 def _classes_target(anchor: tf.Tensor, positive: tf.Tensor, negative: tf.Tensor, ids: dict) -> tuple:
