@@ -73,11 +73,11 @@ def _as_str_array(values: pd.Series) -> pa.Array:
     if (all(issubclass(t, str) for t in set(map(type, out[~null])))
             and all(t is type(None) or issubclass(t, float) for t in set(map(type, out[null])))):
         return pa.array(out, type=pa.string(), from_pandas=True)
-    return pa.array(_as_str_list(values), type=pa.string())
+    return pa.array(_as_str_list(out), type=pa.string())
 
 
-def _as_str_list(values: pd.Series) -> list:
-    out = values.astype(object).to_numpy()
+def _as_str_list(out: np.ndarray) -> list:
+    """An object array's values as ``str``, ``None`` and float NaN as ``None``."""
     return [None if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in out]
 
 

@@ -328,9 +328,11 @@ def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> li
         b = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first.ravel() - (np.cumsum(counts) - counts), counts)
         per_query = counts.reshape(m, width).sum(axis=1)
         # The sketch's first word alone must already be within the limit: a cheap first cut.
-        close = np.bitwise_count(np.repeat(first_word[lo:lo + m], per_query) ^ first_word[b]) <= limit
-        a, b = np.repeat(np.arange(lo, lo + m), per_query)[close], b[close]
-        apart = np.bitwise_count(first_word[a] ^ first_word[b]) + np.bitwise_count(second_word[a] ^ second_word[b])
+        a = np.repeat(np.arange(lo, lo + m), per_query)
+        first_apart = np.bitwise_count(first_word[a] ^ first_word[b])
+        close = first_apart <= limit
+        a, b = a[close], b[close]
+        apart = first_apart[close] + np.bitwise_count(second_word[a] ^ second_word[b])
         a, b = a[apart <= limit], b[apart <= limit]
         d = low[a] - low[b]
         near = np.einsum("ij,ij->i", d, d) <= reach

@@ -395,9 +395,9 @@ def _rank(space: _Space, prep: _Prepared, rows: np.ndarray, cols: np.ndarray | N
         picked = np.unique(np.linspace(0, s.shape[1] - 1, min(s.shape[1], sample)).round().astype(np.int64))
         thr = np.minimum(_thresholds(s, kq, picked) + 2 * tol, big)
         count = (s <= thr[:, None]).sum(axis=1)
-        exact = (count < kq) | (count > 4 * kq + 256)  # a poor guess: take the row's k-th distance itself
-        for i in np.flatnonzero(exact & (kq > 0)):
-            thr[i] = min(float(np.partition(s[i], kq[i] - 1)[kq[i] - 1]) + 2 * tol[i], big)
+        exact = np.flatnonzero(((count < kq) | (count > 4 * kq + 256)) & (kq > 0))  # a poor guess:
+        if exact.shape[0]:  # take the row's k-th distance itself
+            thr[exact] = np.minimum(_kth(s[exact], kq[exact] - 1) + 2 * tol[exact], big)
         thr[kq == 0] = -np.inf
         r, c, v = _below(s, _up32(thr))
         del s

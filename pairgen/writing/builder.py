@@ -358,9 +358,7 @@ def _write(config: BuildConfig, catalog: Catalog, manifests: dict[str, pd.DataFr
     if not config.build.manifest_only:
         shards = _write_shards(config, catalog, manifests, tmp, pool, progress)
     files, facts = tables()
-    near_duplicates = {} if signatures is None else {**facts["near_duplicates"],
-                                                     "dedupe": config.split.dedupe == NEAR}
-    card = _card(config, catalog, files, shards, out, near_duplicates, facts)
+    card = _card(config, catalog, files, shards, out, facts)
     write_card(tmp, card)
     return card.to_dict()
 
@@ -426,11 +424,13 @@ def _split_counts(config: BuildConfig, images: pd.DataFrame, manifests: dict[str
 
 
 def _card(config: BuildConfig, catalog: Catalog, files: dict, shards: dict[str, list[dict]], out: Path,
-          near_duplicates: dict[str, Any], facts: dict[str, Any]) -> Card:
+          facts: dict[str, Any]) -> Card:
     """The card of the dataset written, with its parent: the dataset now at ``out``; ``facts``
-    are :func:`_tables_and_facts`'s."""
+    are :func:`_tables_and_facts`'s (a near-duplicate report only when there were signatures)."""
     assert config.image.size is not None, "the image size is resolved before the card is written"
     h, w = config.image.size
+    near_duplicates = ({**facts["near_duplicates"], "dedupe": config.split.dedupe == NEAR}
+                       if "near_duplicates" in facts else {})
     reasons = catalog.skipped["reason"].map(reason_kind).value_counts().sort_index()
     fp = facts["fingerprint"]
     return Card(
