@@ -108,6 +108,12 @@ def _map(path: str, image_bytes: int) -> _Map:
     return _Map(fd, size, mm, buf, memoryview(mm), window)
 
 
+def holds(pixel_bytes: int | None) -> bool:
+    """Whether the tf.data readers hold a split of ``pixel_bytes`` pixels in memory (at most
+    :data:`HELD_BYTES`; ``None``: a split that cannot be read that way)."""
+    return pixel_bytes is not None and pixel_bytes <= HELD_BYTES
+
+
 def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialized ``uint8`` array whose data starts on an :data:`ALIGN`-byte boundary."""
     n = int(np.prod(shape))

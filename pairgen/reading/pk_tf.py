@@ -159,10 +159,7 @@ def chunk_reader(data: PKSplit, *, with_ids: bool) -> Callable[[Tensor], tuple]:
 def held_arrays(data: PKSplit) -> dict[str, np.ndarray] | None:
     """The whole split in memory (:meth:`ImagesSplit.read_all`), or None when it is not raw images in
     plain shards or its pixels exceed :data:`pairgen.reading.mapped.HELD_BYTES`."""
-    size = data.pixel_bytes
-    if size is None or size > mapped_module.HELD_BYTES:
-        return None
-    return data.read_all()
+    return data.read_all() if mapped_module.holds(data.pixel_bytes) else None
 
 
 def held_reader(data: PKSplit, arrays: dict[str, np.ndarray], *, with_ids: bool,

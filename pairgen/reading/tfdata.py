@@ -273,7 +273,7 @@ def _mapped_batches(handle: SplitHandle, *, batch: int, repeat: bool, normalize:
     shape = card.image.shape
     order_t = tf.constant(order, tf.int64)
     held = None
-    if mapped.pixel_bytes <= mapped_module.HELD_BYTES:
+    if mapped_module.holds(mapped.pixel_bytes):
         arrays = mapped.read_all()
         held = [as_tensor(arrays[k]) if k in spec.image_keys else tf.constant(arrays[k], tf.int64) for k in names]
         del arrays

@@ -238,15 +238,12 @@ def _near_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame, threshold: float) ->
         return None
     path_a = cat_a["path"].to_numpy(object)
     path_b = cat_b["path"].to_numpy(object)
-    row_a = pd.Series(np.arange(len(cat_a)), index=path_a)
-    in_a = pd.Index(path_a)
-    both = np.flatnonzero(in_a.get_indexer(path_b) >= 0)
-    ra = row_a.reindex(path_b[both]).to_numpy()
-    changed = both[cat_a["sha256"].to_numpy(object)[ra] != cat_b["sha256"].to_numpy(object)[both]]
-    rc = row_a.reindex(path_b[changed]).to_numpy()
-    cosine = np.einsum("ij,ij->i", near.unit_vectors(sig_a[rc]), near.unit_vectors(sig_b[changed]))
+    in_a = pd.Index(path_a).get_indexer(path_b)  # each of B's images' row in A, -1 for a new path
+    both = np.flatnonzero(in_a >= 0)
+    changed = both[cat_a["sha256"].to_numpy(object)[in_a[both]] != cat_b["sha256"].to_numpy(object)[both]]
+    cosine = np.einsum("ij,ij->i", near.unit_vectors(sig_a[in_a[changed]]), near.unit_vectors(sig_b[changed]))
     alike = cosine >= threshold
-    added = np.flatnonzero(in_a.get_indexer(path_b) < 0)
+    added = np.flatnonzero(in_a < 0)
     # A's images and B's added ones in one search; a pair joining the two sides is an added near copy
     found = near.near_pairs(np.concatenate([sig_a, sig_b[added]]), threshold)
     cross = (found.a < len(cat_a)) & (found.b >= len(cat_a))
