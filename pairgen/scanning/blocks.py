@@ -78,6 +78,7 @@ def read_block(task: BlockTask) -> Block:
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
     thumbs: list[np.ndarray | None] = []
+    thumbnail = _thumbnailer() if task.signatures else None
     decode_s = 0.0
     with native_messages_muted():  # once for the block, not per decode check
         for cand in candidates:
@@ -95,8 +96,8 @@ def read_block(task: BlockTask) -> Block:
                 decode_s += time.perf_counter() - t
                 if isinstance(pixels, str) and task.check is not None:
                     undecodable.append((cand.path, pixels))
-                if task.signatures:
-                    thumbs.append(None if isinstance(pixels, str) else _thumbnail(pixels))
+                if thumbnail is not None:
+                    thumbs.append(None if isinstance(pixels, str) else thumbnail(pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
@@ -133,10 +134,11 @@ def _decode(data: bytes, rel: str, check: ImageConfig | None, size: tuple[int, i
         return str(exc)
 
 
-def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+def _thumbnailer() -> Callable[[np.ndarray], np.ndarray]:
+    """The function that keeps what a signature needs of a decoded image (looked up once a block)."""
     from pairgen.scanning.near import thumbnail
 
-    return thumbnail(pixels)
+    return thumbnail
 
 
 def _signatures(thumbs: list[np.ndarray | None]) -> np.ndarray:
@@ -178,11 +180,16 @@ class Columns:
             self._sorted = np.array(order, dtype=np.intp)
         return self._sorted
 
-    def signature_matrix(self) -> np.ndarray:
-        """The rows' signatures, ``(rows, 256)`` int8, in :meth:`frame` order."""
+    def signature_matrix(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The signatures, ``(rows, 256)`` int8, of :meth:`frame`'s rows ``rows`` (default: all),
+        in that order: one copy when the blocks came in path order and all rows are kept."""
         sig = np.concatenate(self.signatures) if self.signatures else np.zeros((0, SIGNATURE_SIZE), np.int8)
         order = self._order()
-        return sig[order] if len(order) else sig
+        if rows is not None:
+            order = order[rows]
+        if len(order) == len(sig) and (np.diff(order) == 1).all():
+            return sig
+        return np.take(sig, order, axis=0)
 
     def frame(self) -> pd.DataFrame:
         """The rows sorted by path: the text columns, ``sha256`` and the number columns."""

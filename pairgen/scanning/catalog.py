@@ -88,6 +88,10 @@ class Catalog:
         if self.signatures is None:
             return None
         ids = (self.images if images is None else images)["image_id"].to_numpy(np.int64)
+        if len(ids) == len(self.signatures) and (np.diff(ids) == 1).all() and (not len(ids) or ids[0] == 0):
+            view = self.signatures.view()  # all of them, in order: no copy, and none written through
+            view.flags.writeable = False
+            return view
         return self.signatures[ids]
 
     @property
@@ -191,7 +195,7 @@ def _assemble(src: str | os.PathLike, walked: Walked, columns: Columns, options:
     images = usable_images(columns.frame(), options, skipped)
     # usable_images keeps the frame's index: the kept rows' positions in path order, and so
     # in image_id order, since ids are given to the kept rows in that order.
-    sig = columns.signature_matrix()[images.index.to_numpy()] if signatures else None
+    sig = columns.signature_matrix(images.index.to_numpy()) if signatures else None
     if images.empty:
         raise ScanError(
             f"no images found in '{src}' with layout '{options.layout.value}' "

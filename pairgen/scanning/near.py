@@ -13,14 +13,15 @@ thumbnail averages away JPEG blocks and resize blur; it does move with shifts, c
 rotations, which are out of its scope.
 
 :func:`near_pairs` finds every pair at or above the threshold without comparing all pairs:
-random-projection LSH (``tables`` hash tables of ``bits`` sign bits each, the number of bits
-grown with ``log2`` of the number of images so buckets keep a constant expected size),
-multi-probe (each image also looks in the buckets that differ in its ``probes`` least
-certain bits), then a filter on a 128-bit sign sketch (Hamming distance) and an exact
-int8 dot product on what is left. Its cost grows about linearly with the number of images.
-A pair whose cosine is well above the threshold is all but certain to share a probed bucket
-(``benchmarks/near_duplicates.py`` measures the recall); every pair returned is checked exactly,
-so none is false for the threshold. :func:`near_groups` joins pairs transitively (union-find).
+the unit signatures, centred on their mean, are projected onto their 32 main axes; random
+hyperplanes there give each row a key in each of ``tables`` hash tables (as many sign bits
+as leave about ``bucket`` rows in a row's bucket, grown with the number of images); rows that
+share a bucket are compared with matrix products on the first 16 axes (a lower bound of their
+distance), and the few pairs that pass get the exact cosine of their int8 vectors. Its cost
+grows about linearly with the number of images. A pair whose cosine is well above the
+threshold is all but certain to share a bucket in some table (``benchmarks/near_duplicates.py``
+measures the recall against an exhaustive search); every pair returned is checked exactly, so
+none is false for the threshold. :func:`near_groups` joins pairs transitively (union-find).
 
 A constant image (no pattern after the mean is removed) has an all-zero signature and is never
 a near duplicate; identical bytes are found by the content hash instead.
@@ -29,6 +30,7 @@ a near duplicate; identical bytes are found by the content hash instead.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -42,12 +44,19 @@ SIDE = 16
 SIZE = SIDE * SIDE  # bytes per signature
 DEFAULT_THRESHOLD = NEAR_THRESHOLD  # calibrated on real digits: README "Near duplicates"
 _BLUR = 1.0
-_SKETCH_WORDS, _SKETCH_BITS = 2, 63  # 126 sign bits for the Hamming pre-filter
 _MAX_BITS = 63  # sign bits per table at most (an int64 code)
 _SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
-_AXES = 24  # principal axes of the exact lower-bound filter
+_DIMS = 32  # principal axes the rows are hashed on
+_NEAR_DIMS = 16  # the first of them, on which bucket mates are compared before the exact check
+_SAMPLE = 4_000  # rows the principal axes are estimated from
+_SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 rounding
+_SMALL = 8  # buckets of up to this many rows are compared pair by pair
+_LARGE = 512  # buckets of more rows are compared one at a time
+_CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
 _CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
+_ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
 _DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
+_BATCH_BYTES = 512 * 1024  # a block's thumbnails are signed at most this many float32 bytes at a time
 _WEIGHT_SCALE = 2.0 ** 14  # the thumbnail map's weights are multiples of 1 / _WEIGHT_SCALE
 
 
@@ -65,7 +74,7 @@ def thumbnail(img: np.ndarray) -> np.ndarray:
     gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
     h, w = gray.shape
     if max(h, w) <= _DIRECT:
-        return np.ascontiguousarray(gray)
+        return gray  # a view is enough: signatures_of copies it into its batch
     return cv2.resize(np.ascontiguousarray(gray), (min(w, _DIRECT), min(h, _DIRECT)), interpolation=cv2.INTER_AREA)
 
 
@@ -126,16 +135,50 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
     for i, small in enumerate(thumbnails):
         if small is not None and small.size:
             by_shape.setdefault(small.shape, []).append(i)
-    for (h, w), rows in by_shape.items():
-        stack = np.stack([thumbnails[i] for i in rows]).astype(np.float32)  # type: ignore[misc]
-        across = stack @ _side_map_t32(w)  # exact in float32
-        v = (_side_map(h) @ across.astype(np.float64)).reshape(len(rows), SIZE)  # exact in float64
-        v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
-        peak = np.abs(v).max(axis=1)
-        flat = peak < 1e-3
-        scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak))
-        out[rows] = np.rint(v * scale[:, None]).astype(np.int8)
+    for (h, w), same_shape in by_shape.items():
+        # A few hundred KiB at a time, into arrays kept for the next block: fresh large arrays
+        # cost a page fault per 4 KiB, which took most of the time.
+        step = max(1, min(128, _BATCH_BYTES // (4 * h * w)))
+        work = _scratch(step, h, w)
+        for lo in range(0, len(same_shape), step):
+            rows = same_shape[lo:lo + step]
+            m = len(rows)
+            stack, across, wide, v, peak = work.stack[:m], work.across[:m], work.wide[:m], work.v[:m], work.peak[:m]
+            np.stack([thumbnails[i] for i in rows], out=stack)  # type: ignore[misc]
+            np.matmul(stack, _side_map_t32(w), out=across)  # exact in float32
+            np.copyto(wide, across)
+            np.matmul(_side_map(h), wide, out=v.reshape(m, SIDE, SIDE))  # exact in float64
+            v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
+            np.abs(v, out=work.absolute[:m]).max(axis=1, out=peak)
+            flat = peak < 1e-3
+            scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak))
+            np.rint(np.multiply(v, scale[:, None], out=v), out=v)
+            out[rows] = v
     return out
+
+
+class _Scratch(NamedTuple):
+    stack: np.ndarray  # (rows, h, w) float32
+    across: np.ndarray  # (rows, h, 16) float32
+    wide: np.ndarray  # (rows, h, 16) float64
+    v: np.ndarray  # (rows, 256) float64
+    absolute: np.ndarray  # (rows, 256) float64
+    peak: np.ndarray  # (rows,) float64
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(rows: int, h: int, w: int) -> _Scratch:
+    """This thread's work arrays for ``rows`` images of ``h`` x ``w`` (the last size asked for
+    is kept: a scan's blocks mostly hold images of one size)."""
+    kept = getattr(_SCRATCH, "arrays", None)
+    if kept is None or kept[0] != (rows, h, w):
+        kept = ((rows, h, w), _Scratch(np.empty((rows, h, w), np.float32), np.empty((rows, h, SIDE), np.float32),
+                                       np.empty((rows, h, SIDE), np.float64), np.empty((rows, SIZE), np.float64),
+                                       np.empty((rows, SIZE), np.float64), np.empty(rows, np.float64)))
+        _SCRATCH.arrays = kept
+    return kept[1]
 
 
 def signature(img: np.ndarray) -> np.ndarray:
@@ -163,22 +206,71 @@ class Pairs(NamedTuple):
     similarity: np.ndarray
 
 
-def _mean_unit(x: np.ndarray) -> np.ndarray:
-    """The mean of the unit rows: hyperplanes through it split clustered data more evenly."""
+class _Space(NamedTuple):
+    """The rows on the principal axes of their centred unit vectors."""
+
+    y: np.ndarray  # (n, 32) float32 coordinates, to hash
+    left: np.ndarray  # (n + 1, 18) float32 [y[:16], |y[:16]|^2, 1]; the last row a dummy far from all
+    right: np.ndarray  # (n + 1, 18) float32 [-2y[:16], 1, |y[:16]|^2]: left[a] . right[b] = |y_a - y_b|^2
+    # on the first 16 axes: a lower bound of the full squared distance
+
+
+def _space(xs: np.ndarray, rng: np.random.Generator) -> _Space:
+    """Project the unit rows, centred on their mean, onto their :data:`_DIMS` main axes
+    (estimated from a fixed sample of at most :data:`_SAMPLE` rows), in one pass over chunks:
+    the int8 rows are never all held as floats."""
+    n = len(xs)
+    rows = np.sort(rng.choice(n, min(n, _SAMPLE), replace=False))
+    sample = unit_vectors(xs[rows])
+    sample -= sample.mean(axis=0)
+    _, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+    axes = np.ascontiguousarray(vectors[:, ::-1][:, :_DIMS].astype(np.float32))
+    y = np.empty((n, _DIMS), np.float32)
     total = np.zeros(SIZE, np.float64)
-    for lo in range(0, len(x), _CHUNK):
-        total += unit_vectors(x[lo:lo + _CHUNK]).sum(axis=0, dtype=np.float64)
-    return (total / max(len(x), 1)).astype(np.float32)
+    for lo in range(0, n, _ROWS):
+        xf = xs[lo:lo + _ROWS].astype(np.float32)
+        inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", xf, xf))
+        total += inv @ xf  # float32 sums suffice: the centre only balances the hash bits
+        y[lo:lo + len(xf)] = (xf @ axes) * inv[:, None]
+    y -= (total / n).astype(np.float32) @ axes  # centred on the mean unit row
+    f = _NEAR_DIMS
+    near = y[:, :f]
+    sq = np.einsum("ij,ij->i", near, near)
+    left, right = np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32)
+    left[:n, :f], left[:n, f], left[:n, f + 1] = near, sq, 1.0
+    np.multiply(near, -2.0, out=right[:n, :f])
+    right[:n, f], right[:n, f + 1] = 1.0, sq
+    left[n], right[n] = 0.0, 0.0
+    left[n, f], left[n, f + 1] = 1e6, 1.0  # the dummy: 1e6 from every row
+    right[n, f], right[n, f + 1] = 1.0, 1e6
+    return _Space(y, left, right)
+
+
+def _codes(y: np.ndarray, proj: np.ndarray, tables: int, k: int) -> np.ndarray:
+    """``(tables, n)`` int64: each table's ``k`` sign bits of ``y @ proj``, a few rows at a time."""
+    out = np.zeros((tables, len(y)), np.int64)
+    if not k:
+        return out
+    step = _ROWS // 2
+    for lo in range(0, len(y), step):
+        chunk = y[lo:lo + step]
+        out[:, lo:lo + len(chunk)] = _pack((chunk @ proj).reshape(len(chunk), tables, k) > 0).T
+    return out
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:
-    """``(n, t, k)`` booleans (k <= 63) -> ``(n, t)`` int64 codes, bit ``j`` from ``[..., j]``."""
-    weights = np.left_shift(np.int64(1), np.arange(bits.shape[-1], dtype=np.int64))
-    return bits.astype(np.int64) @ weights
+    """``(..., k)`` booleans (k <= 63) -> ``(...)`` int64 codes, bit ``j`` from ``[..., j]``."""
+    lead, k = tuple(bits.shape[:-1]), int(bits.shape[-1])
+    padded = np.zeros((*lead, -(-k // 8) * 8), bool)  # whole bytes: one flat packbits
+    padded[..., :k] = bits
+    packed = np.packbits(padded.reshape(-1), bitorder="little").reshape(*lead, -1)
+    out = np.zeros((*lead, 8), np.uint8)
+    out[..., :packed.shape[-1]] = packed
+    return out.view(np.int64)[..., 0]
 
 
 def _load(codes: np.ndarray) -> float:
-    """Mean number of rows in a row's bucket (itself included): the candidates one probe costs."""
+    """Mean number of rows in a row's bucket (itself included): the comparisons a row costs."""
     counts = np.unique(codes, return_counts=True)[1].astype(np.float64)
     return float((counts * counts).sum() / len(codes))
 
@@ -199,65 +291,8 @@ def _bits_for(codes: np.ndarray, bucket: float) -> int:
     return lo
 
 
-def _max_hamming(threshold: float) -> int:
-    """Sketch bits two vectors at ``threshold`` may differ in: the mean plus 6 standard deviations."""
-    p = float(np.arccos(np.clip(threshold, -1.0, 1.0)) / np.pi)
-    bits = _SKETCH_BITS * _SKETCH_WORDS
-    return int(np.ceil(bits * p + 6.0 * np.sqrt(bits * p * (1 - p)) + 1))
-
-
-def _principal_axes(xs: np.ndarray, center: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``(256, 24)``: the main axes of the centred unit rows (from a fixed sample of at most 20,000
-    rows). Distances within their span never exceed the full distances, so a pair farther apart
-    there than the threshold allows is dropped without losing a true pair."""
-    rows = np.sort(rng.choice(len(xs), min(len(xs), 20_000), replace=False))
-    u = unit_vectors(xs[rows]) - center
-    _, vectors = np.linalg.eigh((u.T @ u).astype(np.float64))
-    return np.ascontiguousarray(vectors[:, ::-1][:, :_AXES].astype(np.float32))
-
-
-class _Encoded(NamedTuple):
-    keys: np.ndarray  # (n, tables, 1 + probes) int64: each table's bucket, then the probed ones
-    sketch: np.ndarray  # (n, 2) int64: 2 x 63 sign bits of uncentred projections
-    low: np.ndarray  # (n, 24) float32: coordinates on the principal axes
-
-
-def _first_codes(xs: np.ndarray, center: np.ndarray, proj: np.ndarray) -> np.ndarray:
-    """``(n,)`` int64: the first table's 63 sign bits (bit j = projection j > 0), to choose
-    how many bits the tables use (:func:`_bits_for`)."""
-    out = np.empty(len(xs), np.int64)
-    for lo in range(0, len(xs), _CHUNK):
-        c = unit_vectors(xs[lo:lo + _CHUNK]) - center
-        out[lo:lo + len(c)] = _pack(c @ proj[:, :_MAX_BITS] > 0)
-    return out
-
-
-def _encode(xs: np.ndarray, center: np.ndarray, used: np.ndarray, sketch: np.ndarray, axes: np.ndarray,
-            tables: int, k: int, probes: int) -> _Encoded:
-    """One pass over the rows in chunks: each table's bucket (its ``k`` bits, ``used`` holds
-    their projections) and the buckets with one of the row's ``probes`` least certain bits
-    (smallest projections) flipped; the sketch and the principal coordinates."""
-    n = len(xs)
-    probes = min(probes, k)  # a tiny set may need fewer bits than probes
-    out = _Encoded(np.empty((n, tables, 1 + probes), np.int64), np.empty((n, _SKETCH_WORDS), np.int64),
-                   np.empty((n, _AXES), np.float32))
-    for lo in range(0, n, _CHUNK):
-        u = unit_vectors(xs[lo:lo + _CHUNK])
-        c = u - center
-        m = len(u)
-        projected = (c @ used).reshape(m, tables, k)
-        own = _pack(projected > 0)
-        out.keys[lo:lo + m, :, 0] = own
-        if probes:
-            weakest = np.argpartition(np.abs(projected), probes - 1, axis=2)[:, :, :probes]
-            out.keys[lo:lo + m, :, 1:] = own[:, :, None] ^ np.left_shift(np.int64(1), weakest)
-        out.sketch[lo:lo + m] = _pack((u @ sketch > 0).reshape(m, _SKETCH_WORDS, _SKETCH_BITS))
-        out.low[lo:lo + m] = c @ axes
-    return out
-
-
-def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 6,
-               bits: int | None = None, probes: int = 3, bucket: float = 8.0) -> Pairs:
+def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, tables: int = 12,
+               bits: int | None = None, bucket: float = 32.0) -> Pairs:
     """Every pair of rows whose signatures' cosine similarity is at least ``threshold``.
 
     Args:
@@ -266,7 +301,6 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         tables: LSH hash tables.
         bits: Sign bits per table (``None``: the fewest that leave about ``bucket`` rows in a
             row's bucket).
-        probes: Extra buckets probed per table (the least certain bits flipped one at a time).
         bucket: The mean bucket load aimed at when ``bits`` is ``None``.
 
     Returns:
@@ -276,69 +310,100 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     live = np.flatnonzero(x.any(axis=1))
     if len(live) < 2:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    xs = x[live]
+    xs = x if len(live) == len(x) else x[live]
+    n = len(xs)
     rng = np.random.default_rng(_SEED)
-    center = _mean_unit(xs)
-    proj = rng.standard_normal((SIZE, tables * _MAX_BITS), dtype=np.float32)
-    sketch_proj = rng.standard_normal((SIZE, _SKETCH_BITS * _SKETCH_WORDS), dtype=np.float32)
-    axes = _principal_axes(xs, center, rng)
-    k = bits or _bits_for(_first_codes(xs, center, proj), bucket)
-    # Of each table's 63 projections only the first k are computed.
-    used = np.ascontiguousarray(proj.reshape(SIZE, tables, _MAX_BITS)[:, :, :k].reshape(SIZE, tables * k))
-    enc = _encode(xs, center, used, sketch_proj, axes, tables, k, probes)
-    limit = _max_hamming(threshold)
-    reach = float(2.0 * (1.0 - threshold)) + 1e-5  # squared distance of unit vectors at the threshold
+    space = _space(xs, rng)
+    if bits is None and n <= bucket:  # one bucket holds them all: compare every pair once
+        bits, tables = 0, 1
+    proj = rng.standard_normal((_DIMS, tables * _MAX_BITS), dtype=np.float32)
+    k = _bits_for(_codes(space.y, proj[:, :_MAX_BITS], 1, _MAX_BITS)[0], bucket) if bits is None else bits
+    # Of each table's 63 projections only the first k are used.
+    keys = _codes(space.y, np.ascontiguousarray(proj.reshape(_DIMS, tables, _MAX_BITS)[:, :, :k].reshape(_DIMS, -1)),
+                  tables, k)
+    # Squared distance of unit vectors at the threshold, widened for float32 rounding.
+    reach = np.float32(2.0 * (1.0 - threshold) + _SLACK)
     found = [np.zeros(0, np.int64)]
     for t in range(tables):
-        found.extend(_candidates(enc.keys[:, t], enc, limit, reach))
-    # A pair is found in several tables and from either side: check each once.
+        found.extend(_bucket_pairs(keys[t], space, reach))
+    # A pair is found in several tables: check each once.
     key = np.unique(np.concatenate(found))
-    a, b, sim = _check(xs, key // len(xs), key % len(xs), threshold)
+    a, b, sim = _check(xs, key // n, key % n, threshold)
     return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
 
 
-def _candidates(keys: np.ndarray, enc: _Encoded, limit: int, reach: float) -> list[np.ndarray]:
-    """``a * n + b`` (a < b) of the rows that share a probed bucket of one table, have close
-    sketches and are within ``reach`` (squared) on the principal axes, a lower bound of their
-    distance.
+@functools.cache
+def _size_classes() -> np.ndarray:
+    """Bucket sizes up to :data:`_LARGE` are padded to the next of these (at most 25 % more)."""
+    sizes = list(range(2, _SMALL + 1))
+    while sizes[-1] < _LARGE:
+        sizes.append(min(_LARGE, int(np.ceil(sizes[-1] * 1.25))))
+    return np.array(sizes)
 
-    The rows are sorted once by their bucket and everything is done in that order: a bucket is
-    a range of positions, the queries of a chunk come bucket by bucket (so their own buckets are
-    found by a search over increasing keys, and the pairs of a bucket lie close together in
-    memory), and within a row's own bucket only the later rows are taken (each pair once)."""
-    n = len(keys)
-    order = np.argsort(keys[:, 0], kind="stable")
-    queries = keys[order]
-    ordered = np.ascontiguousarray(queries[:, 0])
-    first_word, second_word = enc.sketch[order, 0], enc.sketch[order, 1]
-    low = enc.low[order]
+
+@functools.cache
+def _upper(s: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(s, 1)
+
+
+def _bucket_pairs(key: np.ndarray, space: _Space, reach: np.float32) -> list[np.ndarray]:
+    """``a * n + b`` (a < b) of the rows that share a bucket of one table and are within
+    ``reach`` (squared) on the principal axes, a lower bound of their distance.
+
+    The rows are sorted by bucket, so a bucket is a range of positions. Each pair of a bucket
+    is compared once: buckets of up to :data:`_SMALL` rows pair by pair; larger ones as
+    matrix products, many buckets of about one size at once (padded with the dummy row); the
+    few largest one at a time, in blocks of rows against the rest of their bucket."""
+    n = len(key)
+    order = np.argsort(key)
+    ordered = key[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rows = np.r_[order, n]  # position n: the dummy row
     out = []
-    for lo in range(0, n, _CHUNK):
-        chunk = queries[lo:lo + _CHUNK]
-        m, width = chunk.shape
-        first = np.empty((m, width), np.int64)
-        last = np.empty((m, width), np.int64)
-        first[:, 0] = np.arange(lo + 1, lo + m + 1)  # the rest of its own bucket
-        last[:, 0] = np.searchsorted(ordered, chunk[:, 0], side="right")
-        for j in range(1, width):  # the probed neighbouring buckets
-            first[:, j] = np.searchsorted(ordered, chunk[:, j], side="left")
-            last[:, j] = np.searchsorted(ordered, chunk[:, j], side="right")
-        # Every position of every [first, last) range, and its query (runs of a query's rows).
-        counts = (last - first).ravel()
-        b = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first.ravel() - (np.cumsum(counts) - counts), counts)
-        per_query = counts.reshape(m, width).sum(axis=1)
-        # The sketch's first word alone must already be within the limit: a cheap first cut.
-        a = np.repeat(np.arange(lo, lo + m), per_query)
-        first_apart = np.bitwise_count(first_word[a] ^ first_word[b])
-        close = first_apart <= limit
-        a, b = a[close], b[close]
-        apart = first_apart[close] + np.bitwise_count(second_word[a] ^ second_word[b])
-        a, b = a[apart <= limit], b[apart <= limit]
-        d = low[a] - low[b]
-        near = np.einsum("ij,ij->i", d, d) <= reach
-        a, b = order[a[near]], order[b[near]]
-        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for s in range(2, _SMALL + 1):
+        at = starts[sizes == s]
+        i, j = _upper(s)
+        firsts.append((at[:, None] + i).ravel())
+        seconds.append((at[:, None] + j).ravel())
+    a, b = rows[np.concatenate(firsts)], rows[np.concatenate(seconds)]
+    d2 = np.einsum("ij,ij->i", np.take(space.left, a, axis=0), np.take(space.right, b, axis=0))
+    out.append(_keys(a, b, d2 <= reach, n))
+    classes = _size_classes()
+    middle = (sizes > _SMALL) & (sizes <= _LARGE)
+    size_class = np.searchsorted(classes, sizes[middle])
+    for c in np.unique(size_class):
+        p = int(classes[c])
+        at, size = starts[middle][size_class == c], sizes[middle][size_class == c]
+        span = np.arange(p)
+        step = max(1, _CELLS // (p * p))
+        for lo in range(0, len(at), step):
+            pos = np.where(span < size[lo:lo + step, None], at[lo:lo + step, None] + span, n)
+            members = rows[pos]
+            d2 = np.matmul(np.take(space.left, members, axis=0), np.take(space.right, members, axis=0).transpose(0, 2, 1))
+            hit = np.flatnonzero(d2 <= reach)
+            which, i, j = hit // (p * p), hit // p % p, hit % p
+            upper = i < j
+            out.append(_keys(members[which[upper], i[upper]], members[which[upper], j[upper]], None, n))
+    for at, size in zip(starts[sizes > _LARGE].tolist(), sizes[sizes > _LARGE].tolist()):
+        members = rows[at:at + size]
+        left = np.take(space.left, members, axis=0)
+        right = np.take(space.right, members, axis=0)
+        block = max(1, _CELLS // size)
+        for lo in range(0, size, block):
+            d2 = left[lo:lo + block] @ right[lo:].T  # this block's rows against themselves and all later rows
+            i, j = np.nonzero(d2 <= reach)
+            upper = i < j
+            out.append(_keys(members[lo + i[upper]], members[lo + j[upper]], None, n))
     return out
+
+
+def _keys(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None, n: int) -> np.ndarray:
+    """``min * n + max`` of the pairs (those ``keep`` marks, when given)."""
+    if keep is not None:
+        a, b = a[keep], b[keep]
+    return np.minimum(a, b) * n + np.maximum(a, b)
 
 
 def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
