@@ -53,7 +53,7 @@ _SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 
 _SMALL = 8  # buckets of up to this many rows are compared pair by pair
 _LARGE = 512  # buckets of more rows are compared one at a time
 _CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
-_CHUNK = 1 << 15  # rows (or candidate pairs) handled at once: bounds the memory
+_CHUNK = 1 << 12  # candidate pairs checked at once (a few MiB: memory the allocator reuses)
 _ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
 _DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
 _BATCH_BYTES = 512 * 1024  # a block's thumbnails are signed at most this many float32 bytes at a time
@@ -144,12 +144,12 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
             rows = same_shape[lo:lo + step]
             m = len(rows)
             stack, across, wide, v, peak = work.stack[:m], work.across[:m], work.wide[:m], work.v[:m], work.peak[:m]
-            np.stack([thumbnails[i] for i in rows], out=stack)  # type: ignore[misc]
+            np.copyto(stack, np.array([thumbnails[i] for i in rows]))  # one small uint8 copy, then floats
             np.matmul(stack, _side_map_t32(w), out=across)  # exact in float32
             np.copyto(wide, across)
             np.matmul(_side_map(h), wide, out=v.reshape(m, SIDE, SIDE))  # exact in float64
             v -= v.sum(axis=1, keepdims=True) / SIZE  # exact: a sum of dyadic values, divided by 2**8
-            np.abs(v, out=work.absolute[:m]).max(axis=1, out=peak)
+            np.maximum(v.max(axis=1), -v.min(axis=1), out=peak)
             flat = peak < 1e-3
             scale = np.where(flat, 0.0, 127.0 / np.where(flat, 1.0, peak))
             np.rint(np.multiply(v, scale[:, None], out=v), out=v)
@@ -162,7 +162,6 @@ class _Scratch(NamedTuple):
     across: np.ndarray  # (rows, h, 16) float32
     wide: np.ndarray  # (rows, h, 16) float64
     v: np.ndarray  # (rows, 256) float64
-    absolute: np.ndarray  # (rows, 256) float64
     peak: np.ndarray  # (rows,) float64
 
 
@@ -176,7 +175,7 @@ def _scratch(rows: int, h: int, w: int) -> _Scratch:
     if kept is None or kept[0] != (rows, h, w):
         kept = ((rows, h, w), _Scratch(np.empty((rows, h, w), np.float32), np.empty((rows, h, SIDE), np.float32),
                                        np.empty((rows, h, SIDE), np.float64), np.empty((rows, SIZE), np.float64),
-                                       np.empty((rows, SIZE), np.float64), np.empty(rows, np.float64)))
+                                       np.empty(rows, np.float64)))
         _SCRATCH.arrays = kept
     return kept[1]
 
@@ -210,6 +209,7 @@ class _Space(NamedTuple):
     """The rows on the principal axes of their centred unit vectors."""
 
     y: np.ndarray  # (n, 32) float32 coordinates, to hash
+    norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
     left: np.ndarray  # (n + 1, 18) float32 [y[:16], |y[:16]|^2, 1]; the last row a dummy far from all
     right: np.ndarray  # (n + 1, 18) float32 [-2y[:16], 1, |y[:16]|^2]: left[a] . right[b] = |y_a - y_b|^2
     # on the first 16 axes: a lower bound of the full squared distance
@@ -226,10 +226,12 @@ def _space(xs: np.ndarray, rng: np.random.Generator) -> _Space:
     _, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     axes = np.ascontiguousarray(vectors[:, ::-1][:, :_DIMS].astype(np.float32))
     y = np.empty((n, _DIMS), np.float32)
+    norm2 = np.empty(n, np.float64)
     total = np.zeros(SIZE, np.float64)
     for lo in range(0, n, _ROWS):
         xf = xs[lo:lo + _ROWS].astype(np.float32)
-        inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", xf, xf))
+        norm2[lo:lo + len(xf)] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
+        inv = (1.0 / np.sqrt(norm2[lo:lo + len(xf)])).astype(np.float32)
         total += inv @ xf  # float32 sums suffice: the centre only balances the hash bits
         y[lo:lo + len(xf)] = (xf @ axes) * inv[:, None]
     y -= (total / n).astype(np.float32) @ axes  # centred on the mean unit row
@@ -243,48 +245,45 @@ def _space(xs: np.ndarray, rng: np.random.Generator) -> _Space:
     left[n], right[n] = 0.0, 0.0
     left[n, f], left[n, f + 1] = 1e6, 1.0  # the dummy: 1e6 from every row
     right[n, f], right[n, f + 1] = 1.0, 1e6
-    return _Space(y, left, right)
+    return _Space(y, norm2, left, right)
 
 
-def _codes(y: np.ndarray, proj: np.ndarray, tables: int, k: int) -> np.ndarray:
-    """``(tables, n)`` int64: each table's ``k`` sign bits of ``y @ proj``, a few rows at a time."""
-    out = np.zeros((tables, len(y)), np.int64)
-    if not k:
-        return out
+def _codes(y: np.ndarray, proj: np.ndarray, tables: int) -> np.ndarray:
+    """``(tables, n)`` int64: each table's 63 sign bits of ``y @ proj`` (its 63 columns), the
+    first projection's bit highest, so that sorting the codes puts every prefix's bucket in one
+    range (a few rows at a time)."""
+    out = np.empty((tables, len(y)), np.int64)
     step = _ROWS // 2
+    bits = np.zeros((step, tables, 64), bool)  # column 0 stays clear: the codes are >= 0
     for lo in range(0, len(y), step):
         chunk = y[lo:lo + step]
-        out[:, lo:lo + len(chunk)] = _pack((chunk @ proj).reshape(len(chunk), tables, k) > 0).T
+        m = len(chunk)
+        np.greater((chunk @ proj).reshape(m, tables, _MAX_BITS), 0, out=bits[:m, :, 1:])
+        out[:, lo:lo + m] = np.packbits(bits[:m].reshape(-1)).view(">i8").reshape(m, tables).T
     return out
 
 
-def _pack(bits: np.ndarray) -> np.ndarray:
-    """``(..., k)`` booleans (k <= 63) -> ``(...)`` int64 codes, bit ``j`` from ``[..., j]``."""
-    lead, k = tuple(bits.shape[:-1]), int(bits.shape[-1])
-    padded = np.zeros((*lead, -(-k // 8) * 8), bool)  # whole bytes: one flat packbits
-    padded[..., :k] = bits
-    packed = np.packbits(padded.reshape(-1), bitorder="little").reshape(*lead, -1)
-    out = np.zeros((*lead, 8), np.uint8)
-    out[..., :packed.shape[-1]] = packed
-    return out.view(np.int64)[..., 0]
-
-
-def _load(codes: np.ndarray) -> float:
-    """Mean number of rows in a row's bucket (itself included): the comparisons a row costs."""
-    counts = np.unique(codes, return_counts=True)[1].astype(np.float64)
-    return float((counts * counts).sum() / len(codes))
-
-
-def _bits_for(codes: np.ndarray, bucket: float) -> int:
-    """The fewest low bits of ``codes`` whose buckets hold at most ``bucket`` rows per row on average.
+def _bits_for(ordered: np.ndarray, bucket: float) -> int:
+    """The fewest leading bits of sorted codes whose buckets hold at most ``bucket`` rows per
+    row on average (the mean number of rows in a row's bucket, itself included: the
+    comparisons a row costs).
 
     Images cluster (digits share a mean shape, many photos share a layout), so sign bits are
     correlated and ``log2(n)`` of them can leave buckets of thousands; bits are added until the
-    buckets are small, which keeps the work per row about constant as the number of rows grows."""
+    buckets are small, which keeps the work per row about constant as the number of rows grows.
+    Each table counts its own: some hyperplanes split the crowded shapes far better than others."""
+    n = len(ordered)
+    apart = ordered[1:] ^ ordered[:-1]  # a bucket of k bits ends where the first k bits differ
+
+    def load(k: int) -> float:
+        ends = np.flatnonzero(apart >= (1 << (_MAX_BITS - k)))
+        sizes = np.diff(np.r_[0, ends + 1, n]).astype(np.float64)
+        return float((sizes * sizes).sum() / n)
+
     lo, hi = 1, _MAX_BITS
     while lo < hi:
         mid = (lo + hi) // 2
-        if _load(codes & ((1 << mid) - 1)) <= bucket:
+        if load(mid) <= bucket:
             hi = mid
         else:
             lo = mid + 1
@@ -299,8 +298,8 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         signatures: ``(n, 256)`` int8 signatures (:func:`signature`).
         threshold: The cosine similarity at or above which two images are near duplicates.
         tables: LSH hash tables.
-        bits: Sign bits per table (``None``: the fewest that leave about ``bucket`` rows in a
-            row's bucket).
+        bits: Sign bits per table (``None``: in each table, the fewest that leave about
+            ``bucket`` rows in a row's bucket).
         bucket: The mean bucket load aimed at when ``bits`` is ``None``.
 
     Returns:
@@ -316,19 +315,18 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     space = _space(xs, rng)
     if bits is None and n <= bucket:  # one bucket holds them all: compare every pair once
         bits, tables = 0, 1
-    proj = rng.standard_normal((_DIMS, tables * _MAX_BITS), dtype=np.float32)
-    k = _bits_for(_codes(space.y, proj[:, :_MAX_BITS], 1, _MAX_BITS)[0], bucket) if bits is None else bits
-    # Of each table's 63 projections only the first k are used.
-    keys = _codes(space.y, np.ascontiguousarray(proj.reshape(_DIMS, tables, _MAX_BITS)[:, :, :k].reshape(_DIMS, -1)),
-                  tables, k)
+    codes = _codes(space.y, rng.standard_normal((_DIMS, tables * _MAX_BITS), dtype=np.float32), tables)
     # Squared distance of unit vectors at the threshold, widened for float32 rounding.
     reach = np.float32(2.0 * (1.0 - threshold) + _SLACK)
     found = [np.zeros(0, np.int64)]
     for t in range(tables):
-        found.extend(_bucket_pairs(keys[t], space, reach))
+        order = np.argsort(codes[t])
+        ordered = codes[t][order]
+        k = _bits_for(ordered, bucket) if bits is None else bits
+        found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
     # A pair is found in several tables: check each once.
     key = np.unique(np.concatenate(found))
-    a, b, sim = _check(xs, key // n, key % n, threshold)
+    a, b, sim = _check(xs, key // n, key % n, space.norm2, threshold)
     return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
 
 
@@ -346,17 +344,16 @@ def _upper(s: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(s, 1)
 
 
-def _bucket_pairs(key: np.ndarray, space: _Space, reach: np.float32) -> list[np.ndarray]:
+def _bucket_pairs(order: np.ndarray, ordered: np.ndarray, space: _Space, reach: np.float32) -> list[np.ndarray]:
     """``a * n + b`` (a < b) of the rows that share a bucket of one table and are within
     ``reach`` (squared) on the principal axes, a lower bound of their distance.
 
-    The rows are sorted by bucket, so a bucket is a range of positions. Each pair of a bucket
-    is compared once: buckets of up to :data:`_SMALL` rows pair by pair; larger ones as
-    matrix products, many buckets of about one size at once (padded with the dummy row); the
-    few largest one at a time, in blocks of rows against the rest of their bucket."""
-    n = len(key)
-    order = np.argsort(key)
-    ordered = key[order]
+    ``order`` sorts the rows by bucket, ``ordered`` is their buckets in that order, so a bucket
+    is a range of positions. Each pair of a bucket is compared once: buckets of up to
+    :data:`_SMALL` rows pair by pair; larger ones as matrix products, many buckets of about one
+    size at once (padded with the dummy row); the few largest one at a time, in blocks of rows
+    against the rest of their bucket."""
+    n = len(order)
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     sizes = np.diff(np.r_[starts, n])
     rows = np.r_[order, n]  # position n: the dummy row
@@ -406,14 +403,16 @@ def _keys(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None, n: int) -> np.n
     return np.minimum(a, b) * n + np.maximum(a, b)
 
 
-def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
+def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray, norm2: np.ndarray,
            threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidate pairs whose exact cosine (of the int8 vectors) reaches ``threshold``."""
-    keep_a, keep_b, keep_s = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    """The candidate pairs whose cosine (of the int8 vectors) reaches ``threshold``: the dot
+    products and squared norms are integers below 2**24, exact in float32, so only the final
+    division rounds (in float64)."""
+    keep_a, keep_b, keep_s = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float64)]
     for lo in range(0, len(a), _CHUNK):
         ca, cb = a[lo:lo + _CHUNK], b[lo:lo + _CHUNK]
-        ua, ub = unit_vectors(xs[ca]), unit_vectors(xs[cb])
-        sim = np.einsum("ij,ij->i", ua, ub)
+        dot = np.einsum("ij,ij->i", xs[ca].astype(np.float32), xs[cb].astype(np.float32))
+        sim = dot / np.sqrt(norm2[ca] * norm2[cb])
         hit = sim >= threshold
         keep_a.append(ca[hit])
         keep_b.append(cb[hit])
