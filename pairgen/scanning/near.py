@@ -206,60 +206,51 @@ class Pairs(NamedTuple):
 
 
 class _Space(NamedTuple):
-    """The rows on the principal axes of their centred unit vectors."""
+    """The rows on the principal axes of their centred unit vectors, hashed."""
 
-    y: np.ndarray  # (n, 32) float32 coordinates, to hash
+    codes: np.ndarray  # (tables, n) int64: each table's 63 sign bits, the first one highest
     norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
-    left: np.ndarray  # (n + 1, 18) float32 [y[:16], |y[:16]|^2, 1]; the last row a dummy far from all
-    right: np.ndarray  # (n + 1, 18) float32 [-2y[:16], 1, |y[:16]|^2]: left[a] . right[b] = |y_a - y_b|^2
-    # on the first 16 axes: a lower bound of the full squared distance
+    left: np.ndarray  # (n + 1, 18) float32 [y, |y|^2, 1] on the first 16 axes; the last row a dummy far from all
+    right: np.ndarray  # (n + 1, 18) float32 [-2y, 1, |y|^2]: left[a] . right[b] = |y_a - y_b|^2 there,
+    # a lower bound of the full squared distance
 
 
-def _space(xs: np.ndarray, rng: np.random.Generator) -> _Space:
-    """Project the unit rows, centred on their mean, onto their :data:`_DIMS` main axes
-    (estimated from a fixed sample of at most :data:`_SAMPLE` rows), in one pass over chunks:
-    the int8 rows are never all held as floats."""
+def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
+    """Project the unit rows, centred, onto their :data:`_DIMS` main axes (the centre and the
+    axes from a fixed sample of at most :data:`_SAMPLE` rows), and hash them there: each
+    table's 63 random hyperplanes through the centre give a code whose first bit is the
+    highest, so that sorting a table's codes puts every prefix's bucket in one range. One pass
+    over a few rows at a time: the int8 rows are never all held as floats."""
     n = len(xs)
     rows = np.sort(rng.choice(n, min(n, _SAMPLE), replace=False))
     sample = unit_vectors(xs[rows])
-    sample -= sample.mean(axis=0)
+    center = sample.mean(axis=0)
+    sample -= center
     _, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     axes = np.ascontiguousarray(vectors[:, ::-1][:, :_DIMS].astype(np.float32))
-    y = np.empty((n, _DIMS), np.float32)
-    norm2 = np.empty(n, np.float64)
-    total = np.zeros(SIZE, np.float64)
-    for lo in range(0, n, _ROWS):
-        xf = xs[lo:lo + _ROWS].astype(np.float32)
-        norm2[lo:lo + len(xf)] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
-        inv = (1.0 / np.sqrt(norm2[lo:lo + len(xf)])).astype(np.float32)
-        total += inv @ xf  # float32 sums suffice: the centre only balances the hash bits
-        y[lo:lo + len(xf)] = (xf @ axes) * inv[:, None]
-    y -= (total / n).astype(np.float32) @ axes  # centred on the mean unit row
+    shift = center @ axes
+    proj = rng.standard_normal((_DIMS, tables * _MAX_BITS), dtype=np.float32)
     f = _NEAR_DIMS
-    near = y[:, :f]
-    sq = np.einsum("ij,ij->i", near, near)
-    left, right = np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32)
-    left[:n, :f], left[:n, f], left[:n, f + 1] = near, sq, 1.0
-    np.multiply(near, -2.0, out=right[:n, :f])
-    right[:n, f], right[:n, f + 1] = 1.0, sq
-    left[n], right[n] = 0.0, 0.0
-    left[n, f], left[n, f + 1] = 1e6, 1.0  # the dummy: 1e6 from every row
-    right[n, f], right[n, f + 1] = 1.0, 1e6
-    return _Space(y, norm2, left, right)
-
-
-def _codes(y: np.ndarray, proj: np.ndarray, tables: int) -> np.ndarray:
-    """``(tables, n)`` int64: each table's 63 sign bits of ``y @ proj`` (its 63 columns), the
-    first projection's bit highest, so that sorting the codes puts every prefix's bucket in one
-    range (a few rows at a time)."""
-    out = np.empty((tables, len(y)), np.int64)
+    out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64),
+                 np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32))
     step = _ROWS // 2
     bits = np.zeros((step, tables, 64), bool)  # column 0 stays clear: the codes are >= 0
-    for lo in range(0, len(y), step):
-        chunk = y[lo:lo + step]
-        m = len(chunk)
-        np.greater((chunk @ proj).reshape(m, tables, _MAX_BITS), 0, out=bits[:m, :, 1:])
-        out[:, lo:lo + m] = np.packbits(bits[:m].reshape(-1)).view(">i8").reshape(m, tables).T
+    for lo in range(0, n, step):
+        xf = xs[lo:lo + step].astype(np.float32)
+        m = len(xf)
+        norm2 = out.norm2[lo:lo + m]
+        norm2[:] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
+        y = (xf @ axes) * (1.0 / np.sqrt(norm2)).astype(np.float32)[:, None] - shift
+        np.greater((y @ proj).reshape(m, tables, _MAX_BITS), 0, out=bits[:m, :, 1:])
+        out.codes[:, lo:lo + m] = np.packbits(bits[:m].reshape(-1)).view(">i8").reshape(m, tables).T
+        near, left, right = y[:, :f], out.left[lo:lo + m], out.right[lo:lo + m]
+        sq = np.einsum("ij,ij->i", near, near)
+        left[:, :f], left[:, f], left[:, f + 1] = near, sq, 1.0
+        np.multiply(near, -2.0, out=right[:, :f])
+        right[:, f], right[:, f + 1] = 1.0, sq
+    out.left[n], out.right[n] = 0.0, 0.0
+    out.left[n, f], out.left[n, f + 1] = 1e6, 1.0  # the dummy: 1e6 from every row
+    out.right[n, f], out.right[n, f + 1] = 1.0, 1e6
     return out
 
 
@@ -312,16 +303,15 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     xs = x if len(live) == len(x) else x[live]
     n = len(xs)
     rng = np.random.default_rng(_SEED)
-    space = _space(xs, rng)
     if bits is None and n <= bucket:  # one bucket holds them all: compare every pair once
         bits, tables = 0, 1
-    codes = _codes(space.y, rng.standard_normal((_DIMS, tables * _MAX_BITS), dtype=np.float32), tables)
+    space = _space(xs, rng, tables)
     # Squared distance of unit vectors at the threshold, widened for float32 rounding.
     reach = np.float32(2.0 * (1.0 - threshold) + _SLACK)
     found = [np.zeros(0, np.int64)]
     for t in range(tables):
-        order = np.argsort(codes[t])
-        ordered = codes[t][order]
+        order = np.argsort(space.codes[t])
+        ordered = space.codes[t][order]
         k = _bits_for(ordered, bucket) if bits is None else bits
         found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
     # A pair is found in several tables: check each once.
