@@ -135,12 +135,48 @@ def test_signature_ignores_brightness_and_contrast_and_is_zero_for_flat_images()
 
 
 @pytest.mark.parametrize("rows", [2, 3, 9])
-def test_tiny_sets_need_fewer_bits_than_probes(rows):
+def test_tiny_sets_are_compared_whole(rows):
     img = cv2.imread(str(sorted((DIGITS / "3").glob("*.png"))[0]), cv2.IMREAD_GRAYSCALE)
     sig = np.stack([signature(np.roll(img, k, axis=1)) for k in range(rows)])
     sig[-1] = signature(_jpeg(img, 90))
     found = near_pairs(sig)
     assert set(zip(found.a.tolist(), found.b.tolist())) == _brute_force(sig, DEFAULT_THRESHOLD) == {(0, rows - 1)}
+
+
+def _noisy_copies(img: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` copies of ``img``, each pixel moved by up to 3 grey levels (sensor noise)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def test_a_crowd_of_near_copies_around_the_centre_is_found_whole():
+    """Nearly every image a copy of one: the copies sit at the centre of the hashing, where
+    hyperplanes cut them at random, and every pair among them must still be found."""
+    paths = sorted(DIGITS.glob("*/*.png"))
+    base = cv2.imread(str(paths[0]), cv2.IMREAD_GRAYSCALE)
+    others = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths[1::200]]
+    sig = np.stack([signature(img) for img in _noisy_copies(base, 900, 0) + others])
+    truth = _brute_force(sig, DEFAULT_THRESHOLD)
+    assert len(truth) > 400_000
+    found = near_pairs(sig)
+    assert set(zip(found.a.tolist(), found.b.tolist())) == truth
+
+
+def test_crowds_of_every_size_match_brute_force():
+    """Clusters of 3, 40, 150 and 700 noisy copies of four digits among 1,000 distinct digits:
+    buckets of every size (pair by pair, in padded batches, one at a time in blocks)."""
+    paths = sorted(DIGITS.glob("*/*.png"))
+    imgs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths[::5]]
+    crowd = [copy for k, size in enumerate((3, 40, 150, 700)) for copy in _noisy_copies(imgs[k * 7], size, k)]
+    sig = np.stack([signature(img) for img in imgs + crowd])
+    truth = _brute_force(sig, DEFAULT_THRESHOLD)
+    found = near_pairs(sig)
+    assert len(truth) > 250_000
+    assert set(zip(found.a.tolist(), found.b.tolist())) == truth
+    a, b = found.a[:500], found.b[:500]
+    x = sig.astype(np.int64)
+    exact = (x[a] * x[b]).sum(axis=1) / np.sqrt((x[a] ** 2).sum(axis=1) * (x[b] ** 2).sum(axis=1))
+    assert np.allclose(found.similarity[:500], exact, rtol=0, atol=1e-7)  # integer dot products, one rounding
 
 
 def test_groups_are_transitive():

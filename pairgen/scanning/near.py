@@ -52,6 +52,8 @@ _SAMPLE = 4_000  # rows the principal axes are estimated from
 _SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 rounding
 _SMALL = 8  # buckets of up to this many rows are compared pair by pair
 _LARGE = 512  # buckets of more rows are compared one at a time
+_CORE = 4  # rows this many reaches from the centre are compared with every row near them
+_CORE_ROWS = 20_000  # ... when there are at most this many such rows (a crowd is compared whole)
 _CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
 _CHUNK = 1 << 12  # candidate pairs checked at once (a few MiB: memory the allocator reuses)
 _ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
@@ -210,6 +212,7 @@ class _Space(NamedTuple):
 
     codes: np.ndarray  # (tables, n) int64: each table's 63 sign bits, the first one highest
     norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
+    radius2: np.ndarray  # (n,) float32 squared distances from the centre on the axes
     left: np.ndarray  # (n + 1, 18) float32 [y, |y|^2, 1] on the first 16 axes; the last row a dummy far from all
     right: np.ndarray  # (n + 1, 18) float32 [-2y, 1, |y|^2]: left[a] . right[b] = |y_a - y_b|^2 there,
     # a lower bound of the full squared distance
@@ -236,7 +239,7 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
         bases.reshape(tables, 2, _DIMS, _DIMS).transpose(2, 0, 1, 3).reshape(_DIMS, tables, 2 * _DIMS)[:, :, :_MAX_BITS]
         .reshape(_DIMS, tables * _MAX_BITS), dtype=np.float32)
     f = _NEAR_DIMS
-    out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64),
+    out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64), np.empty(n, np.float32),
                  np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32))
     step = _ROWS // 2
     bits = np.zeros((step, tables, 64), bool)  # column 0 stays clear: the codes are >= 0
@@ -246,6 +249,7 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
         norm2 = out.norm2[lo:lo + m]
         norm2[:] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
         y = (xf @ axes) * (1.0 / np.sqrt(norm2)).astype(np.float32)[:, None] - shift
+        out.radius2[lo:lo + m] = np.einsum("ij,ij->i", y, y)
         np.greater((y @ proj).reshape(m, tables, _MAX_BITS), 0, out=bits[:m, :, 1:])
         out.codes[:, lo:lo + m] = np.packbits(bits[:m].reshape(-1)).view(">i8").reshape(m, tables).T
         near, left, right = y[:, :f], out.left[lo:lo + m], out.right[lo:lo + m]
@@ -319,6 +323,12 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         ordered = space.codes[t][order]
         k = _bits_for(ordered, bucket) if bits is None else bits
         found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
+    # Hyperplanes through the centre cut a pair near it almost at random: a row closer than
+    # _CORE reaches has all its near duplicates closer than _CORE + 1 reaches, and those rows
+    # are compared with each other, every pair (a crowd of near copies of one image is there).
+    core = np.flatnonzero(space.radius2 < reach * (_CORE + 1) ** 2)
+    if 1 < len(core) <= _CORE_ROWS:
+        found.extend(_bucket_pairs(core, np.zeros(len(core), np.int64), space, reach))
     # A pair is found in several tables: check each once.
     key = np.unique(np.concatenate(found))
     a, b, sim = _check(xs, key // n, key % n, space.norm2, threshold)
@@ -347,11 +357,11 @@ def _bucket_pairs(order: np.ndarray, ordered: np.ndarray, space: _Space, reach: 
     is a range of positions. Each pair of a bucket is compared once: buckets of up to
     :data:`_SMALL` rows pair by pair; larger ones as matrix products, many buckets of about one
     size at once (padded with the dummy row); the few largest one at a time, in blocks of rows
-    against the rest of their bucket."""
-    n = len(order)
+    against the rest of their bucket. ``order`` may hold only some of the rows."""
+    n = len(space.norm2)
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    rows = np.r_[order, n]  # position n: the dummy row
+    sizes = np.diff(np.r_[starts, len(order)])
+    rows = np.r_[order, n]  # the position after the last: the dummy row
     out = []
     firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for s in range(2, _SMALL + 1):
@@ -371,7 +381,7 @@ def _bucket_pairs(order: np.ndarray, ordered: np.ndarray, space: _Space, reach: 
         span = np.arange(p)
         step = max(1, _CELLS // (p * p))
         for lo in range(0, len(at), step):
-            pos = np.where(span < size[lo:lo + step, None], at[lo:lo + step, None] + span, n)
+            pos = np.where(span < size[lo:lo + step, None], at[lo:lo + step, None] + span, len(order))
             members = rows[pos]
             d2 = np.matmul(np.take(space.left, members, axis=0), np.take(space.right, members, axis=0).transpose(0, 2, 1))
             hit = np.flatnonzero(d2 <= reach)
