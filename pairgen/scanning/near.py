@@ -13,7 +13,7 @@ thumbnail averages away JPEG blocks and resize blur; it does move with shifts, c
 rotations, which are out of its scope.
 
 :func:`near_pairs` finds every pair at or above the threshold without comparing all pairs:
-the unit signatures, centred on their mean, are projected onto their 32 main axes; random
+the unit signatures, centred on their mean, are projected onto their 24 main axes; random
 hyperplanes there give each row a key in each of ``tables`` hash tables (as many sign bits
 as leave about ``bucket`` rows in a row's bucket, grown with the number of images); rows that
 share a bucket are compared with matrix products on the first 16 axes (a lower bound of their
@@ -44,9 +44,10 @@ SIDE = 16
 SIZE = SIDE * SIDE  # bytes per signature
 DEFAULT_THRESHOLD = NEAR_THRESHOLD  # calibrated on real digits: README "Near duplicates"
 _BLUR = 1.0
-_MAX_BITS = 63  # sign bits per table at most (an int64 code)
+_MAX_BITS = 63  # sign bits an int64 code can hold
+_BITS = 48  # hyperplanes per table: the most sign bits a table takes (crowded data takes 30-45)
 _SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
-_DIMS = 32  # principal axes the rows are hashed on
+_DIMS = 24  # principal axes the rows are hashed on (48 sign bits: two orthonormal bases)
 _NEAR_DIMS = 16  # the first of them, on which bucket mates are compared before the exact check
 _SAMPLE = 4_000  # rows the principal axes are estimated from
 _SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 rounding
@@ -210,7 +211,7 @@ class Pairs(NamedTuple):
 class _Space(NamedTuple):
     """The rows on the principal axes of their centred unit vectors, hashed."""
 
-    codes: np.ndarray  # (tables, n) int64: each table's 63 sign bits, the first one highest
+    codes: np.ndarray  # (tables, n) int64: each table's 48 sign bits, the first one highest
     norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
     radius2: np.ndarray  # (n,) float32 squared distances from the centre on the axes
     left: np.ndarray  # (n + 1, 18) float32 [y, |y|^2, 1] on the first 16 axes; the last row a dummy far from all
@@ -221,7 +222,7 @@ class _Space(NamedTuple):
 def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
     """Project the unit rows, centred, onto their :data:`_DIMS` main axes (the centre and the
     axes from a fixed sample of at most :data:`_SAMPLE` rows), and hash them there: each
-    table's 63 random hyperplanes through the centre give a code whose first bit is the
+    table's 48 random hyperplanes through the centre give a code whose first bit is the
     highest, so that sorting a table's codes puts every prefix's bucket in one range. One pass
     over a few rows at a time: the int8 rows are never all held as floats."""
     n = len(xs)
@@ -232,12 +233,12 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
     _, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     axes = np.ascontiguousarray(vectors[:, ::-1][:, :_DIMS].astype(np.float32))
     shift = center @ axes
-    # Each table's hyperplanes are two random orthonormal bases of the axes' space (63 of their 64
-    # directions): orthogonal directions cut the rows more independently than Gaussian ones.
+    # Each table's hyperplanes are two random orthonormal bases of the axes' space: orthogonal
+    # directions cut the rows more independently than Gaussian ones.
     bases = np.linalg.qr(rng.standard_normal((2 * tables, _DIMS, _DIMS)))[0]
     proj = np.ascontiguousarray(
-        bases.reshape(tables, 2, _DIMS, _DIMS).transpose(2, 0, 1, 3).reshape(_DIMS, tables, 2 * _DIMS)[:, :, :_MAX_BITS]
-        .reshape(_DIMS, tables * _MAX_BITS), dtype=np.float32)
+        bases.reshape(tables, 2, _DIMS, _DIMS).transpose(2, 0, 1, 3).reshape(_DIMS, tables, 2 * _DIMS)[:, :, :_BITS]
+        .reshape(_DIMS, tables * _BITS), dtype=np.float32)
     f = _NEAR_DIMS
     out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64), np.empty(n, np.float32),
                  np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32))
@@ -250,7 +251,7 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
         norm2[:] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
         y = (xf @ axes) * (1.0 / np.sqrt(norm2)).astype(np.float32)[:, None] - shift
         out.radius2[lo:lo + m] = np.einsum("ij,ij->i", y, y)
-        np.greater((y @ proj).reshape(m, tables, _MAX_BITS), 0, out=bits[:m, :, 1:])
+        np.greater((y @ proj).reshape(m, tables, _BITS), 0, out=bits[:m, :, 1:1 + _BITS])
         out.codes[:, lo:lo + m] = np.packbits(bits[:m].reshape(-1)).view(">i8").reshape(m, tables).T
         near, left, right = y[:, :f], out.left[lo:lo + m], out.right[lo:lo + m]
         sq = np.einsum("ij,ij->i", near, near)
@@ -280,7 +281,7 @@ def _bits_for(ordered: np.ndarray, bucket: float) -> int:
         sizes = np.diff(np.r_[0, ends + 1, n]).astype(np.float64)
         return float((sizes * sizes).sum() / n)
 
-    lo, hi = 1, _MAX_BITS
+    lo, hi = 1, _BITS
     while lo < hi:
         mid = (lo + hi) // 2
         if load(mid) <= bucket:
@@ -330,7 +331,8 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     if 1 < len(core) <= _CORE_ROWS:
         found.extend(_bucket_pairs(core, np.zeros(len(core), np.int64), space, reach))
     # A pair is found in several tables: check each once.
-    key = np.unique(np.concatenate(found))
+    key = np.sort(np.concatenate(found))
+    key = key[np.r_[True, key[1:] != key[:-1]][:len(key)]]  # unique (np.unique costs twice as much)
     a, b, sim = _check(xs, key // n, key % n, space.norm2, threshold)
     return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
 
