@@ -45,9 +45,10 @@ SIZE = SIDE * SIDE  # bytes per signature
 DEFAULT_THRESHOLD = NEAR_THRESHOLD  # calibrated on real digits: README "Near duplicates"
 _BLUR = 1.0
 _MAX_BITS = 63  # sign bits an int64 code can hold
-_BITS = 48  # hyperplanes per table: the most sign bits a table takes (crowded data takes 30-45)
+_BITS = 46  # hyperplanes per table: the most sign bits a table takes (crowded data takes 30-45); the
+# codes' low 17 bits stay free for a row number, so up to 131,072 rows sort without an argsort
 _SEED = 20261204  # the projections are fixed: the same signatures always give the same pairs
-_DIMS = 24  # principal axes the rows are hashed on (48 sign bits: two orthonormal bases)
+_DIMS = 24  # principal axes the rows are hashed on (two orthonormal bases of them a table)
 _NEAR_DIMS = 16  # the first of them, on which bucket mates are compared before the exact check
 _SAMPLE = 4_000  # rows the principal axes are estimated from
 _SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 rounding
@@ -211,7 +212,7 @@ class Pairs(NamedTuple):
 class _Space(NamedTuple):
     """The rows on the principal axes of their centred unit vectors, hashed."""
 
-    codes: np.ndarray  # (tables, n) int64: each table's 48 sign bits, the first one highest
+    codes: np.ndarray  # (tables, n) int64: each table's 46 sign bits, the first one highest (bit 62)
     norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
     radius2: np.ndarray  # (n,) float32 squared distances from the centre on the axes
     left: np.ndarray  # (n + 1, 18) float32 [y, |y|^2, 1] on the first 16 axes; the last row a dummy far from all
@@ -222,7 +223,7 @@ class _Space(NamedTuple):
 def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
     """Project the unit rows, centred, onto their :data:`_DIMS` main axes (the centre and the
     axes from a fixed sample of at most :data:`_SAMPLE` rows), and hash them there: each
-    table's 48 random hyperplanes through the centre give a code whose first bit is the
+    table's 46 random hyperplanes through the centre give a code whose first bit is the
     highest, so that sorting a table's codes puts every prefix's bucket in one range. One pass
     over a few rows at a time: the int8 rows are never all held as floats."""
     n = len(xs)
@@ -319,9 +320,15 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     # Squared distance of unit vectors at the threshold, widened for float32 rounding.
     reach = np.float32(2.0 * (1.0 - threshold) + _SLACK)
     found = [np.zeros(0, np.int64)]
+    free = _MAX_BITS - _BITS  # low bits no code uses
     for t in range(tables):
-        order = np.argsort(space.codes[t])
-        ordered = space.codes[t][order]
+        if n <= 1 << free:  # the row numbers ride in the codes' free bits: one plain sort
+            ordered = np.sort(space.codes[t] | np.arange(n))
+            order = ordered & ((1 << free) - 1)
+            ordered &= ~((1 << free) - 1)
+        else:
+            order = np.argsort(space.codes[t])
+            ordered = space.codes[t][order]
         k = _bits_for(ordered, bucket) if bits is None else bits
         found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
     # Hyperplanes through the centre cut a pair near it almost at random: a row closer than
