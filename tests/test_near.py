@@ -324,6 +324,10 @@ def test_a_signature_depends_on_its_image_only_not_on_the_block():
         rows = order[lo:lo + 7]
         assert np.array_equal(signatures_of([thumbnail(images[i]) for i in rows]), alone[rows])
     assert signatures_of([None, thumbnail(images[0])])[0].tolist() == [0] * 256  # undecodable: zeros
+    # A scan block hands small images over as decoded, (h, w, 1) or (h, w, 3): the same bytes.
+    decoded = [img[:, :, None] if k % 2 else cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) for k, img in enumerate(digits[:9])]
+    assert np.array_equal(signatures_of(decoded + [None, thumbnail(images[-3])]),
+                          np.concatenate([alone[:9], np.zeros((1, 256), np.int8), alone[-3:-2]]))
     # The exact map agrees with OpenCV's float resize and a blur of the thumbnail to a rounding step.
     img = digits[0]
     small = cv2.resize(img.astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA)

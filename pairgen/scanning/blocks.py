@@ -97,7 +97,10 @@ def read_block(task: BlockTask) -> Block:
                 if isinstance(pixels, str) and task.check is not None:
                     undecodable.append((cand.path, pixels))
                 if thumbnail is not None:
-                    thumbs.append(None if isinstance(pixels, str) else thumbnail(pixels))
+                    if isinstance(pixels, str):
+                        thumbs.append(None)
+                    else:  # a small image is kept whole, the signatures take its gray plane
+                        thumbs.append(pixels if pixels.shape[0] <= 64 >= pixels.shape[1] else thumbnail(pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()

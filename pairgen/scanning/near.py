@@ -127,8 +127,8 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
     exact linear map per image size, see :func:`_side_map`), centred, scaled to int8.
 
     Args:
-        thumbnails: :func:`thumbnail` of each image; ``None`` for an image that could not be
-            decoded.
+        thumbnails: :func:`thumbnail` of each image (or the decoded image itself when it is at
+            most 64 pixels a side); ``None`` for an image that could not be decoded.
 
     Returns:
         ``(m, 256)`` int8, each row scaled so its largest component is +-127 (all zero for a
@@ -139,7 +139,11 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
     for i, small in enumerate(thumbnails):
         if small is not None and small.size:
             by_shape.setdefault(small.shape, []).append(i)
-    for (h, w), same_shape in by_shape.items():
+    for shape, same_shape in by_shape.items():
+        if len(shape) == 3 and shape[2] != 1:  # small colour images as decoded (see read_block)
+            out[same_shape] = signatures_of([thumbnail(thumbnails[i]) for i in same_shape])  # type: ignore[arg-type]
+            continue
+        h, w = shape[:2]  # (h, w) or (h, w, 1)
         # A few hundred KiB at a time, into arrays kept for the next block: fresh large arrays
         # cost a page fault per 4 KiB, which took most of the time.
         step = max(1, min(128, _BATCH_BYTES // (4 * h * w)))
@@ -148,7 +152,7 @@ def signatures_of(thumbnails: Sequence[np.ndarray | None]) -> np.ndarray:
             rows = same_shape[lo:lo + step]
             m = len(rows)
             stack, across, wide, v, peak = work.stack[:m], work.across[:m], work.wide[:m], work.v[:m], work.peak[:m]
-            np.copyto(stack, np.array([thumbnails[i] for i in rows]))  # one small uint8 copy, then floats
+            np.copyto(stack, np.array([thumbnails[i] for i in rows]).reshape(m, h, w))  # one small uint8 copy
             np.matmul(stack, _side_map_t32(w), out=across)  # exact in float32
             np.copyto(wide, across)
             np.matmul(_side_map(h), wide, out=v.reshape(m, SIDE, SIDE))  # exact in float64
