@@ -57,7 +57,7 @@ _LARGE = 512  # buckets of more rows are compared one at a time
 _CORE = 4  # rows this many reaches from the centre are compared with every row near them
 _CORE_ROWS = 20_000  # ... when there are at most this many such rows (a crowd is compared whole)
 _CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
-_CHUNK = 1 << 12  # candidate pairs checked at once (a few MiB: memory the allocator reuses)
+_CHUNK = 1 << 10  # candidate pairs checked at once (1 MiB of floats: memory the allocator reuses)
 _ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
 _DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
 _BATCH_BYTES = 512 * 1024  # a block's thumbnails are signed at most this many float32 bytes at a time
@@ -247,7 +247,7 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
     f = _NEAR_DIMS
     out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64), np.empty(n, np.float32),
                  np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32))
-    step = _ROWS // 2
+    step = _ROWS // 4
     bits = np.zeros((step, tables, 64), bool)  # column 0 stays clear: the codes are >= 0
     for lo in range(0, n, step):
         xf = xs[lo:lo + step].astype(np.float32)
