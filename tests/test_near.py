@@ -1,4 +1,4 @@
-"""Near duplicates: signatures from the scan, the LSH search, reports and --dedupe near.
+"""Near duplicates: signatures from the scan, the hashed search, reports and --dedupe near.
 
 Real digits from datasets/mnist-5k; the copies are made with OpenCV the way copies happen
 (JPEG at several qualities, resized down or up and back, brighter or darker, more or less
@@ -111,7 +111,7 @@ def test_copies_are_found_and_distinct_digits_are_not(copied_tree):
 
 
 def test_search_matches_brute_force_on_real_digits():
-    """Lower the threshold until hundreds of real pairs qualify: the LSH search finds exactly
+    """Lower the threshold until hundreds of real pairs qualify: the search finds exactly
     the pairs an all-pairs comparison finds (none missed, none false)."""
     paths = sorted(DIGITS.glob("*/*.png"))[::4]
     sig = np.stack([signature(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in paths])

@@ -303,7 +303,7 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     Args:
         signatures: ``(n, 256)`` int8 signatures (:func:`signature`).
         threshold: The cosine similarity at or above which two images are near duplicates.
-        tables: LSH hash tables.
+        tables: Hash tables (random hyperplanes).
         bits: Sign bits per table (``None``: in each table, the fewest that leave about
             ``bucket`` rows in a row's bucket).
         bucket: The mean bucket load aimed at when ``bits`` is ``None``.
