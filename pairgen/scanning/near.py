@@ -304,8 +304,8 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         signatures: ``(n, 256)`` int8 signatures (:func:`signature`).
         threshold: The cosine similarity at or above which two images are near duplicates.
         tables: Hash tables (random hyperplanes).
-        bits: Sign bits per table (``None``: in each table, the fewest that leave about
-            ``bucket`` rows in a row's bucket).
+        bits: Sign bits per table, at most 46 (``None``: in each table, the fewest that leave
+            about ``bucket`` rows in a row's bucket).
         bucket: The mean bucket load aimed at when ``bits`` is ``None``.
 
     Returns:
@@ -333,7 +333,7 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         else:
             order = np.argsort(space.codes[t])
             ordered = space.codes[t][order]
-        k = _bits_for(ordered, bucket) if bits is None else bits
+        k = _bits_for(ordered, bucket) if bits is None else min(bits, _BITS)
         found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
     # Hyperplanes through the centre cut a pair near it almost at random: a row closer than
     # _CORE reaches has all its near duplicates closer than _CORE + 1 reaches, and those rows
