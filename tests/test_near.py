@@ -162,6 +162,15 @@ def test_a_crowd_of_near_copies_around_the_centre_is_found_whole():
     assert set(zip(found.a.tolist(), found.b.tolist())) == truth
 
 
+def test_a_large_crowd_around_the_centre_is_searched_again_around_its_own(monkeypatch):
+    """More rows near the centre than are compared pair by pair: they are searched again, and
+    the copies at the heart of that search are compared whole."""
+    import pairgen.scanning.near as near_module
+
+    monkeypatch.setattr(near_module, "_CORE_ROWS", 100)
+    test_a_crowd_of_near_copies_around_the_centre_is_found_whole()
+
+
 def test_crowds_of_every_size_match_brute_force():
     """Clusters of 3, 40, 150 and 700 noisy copies of four digits among 1,000 distinct digits:
     buckets of every size (pair by pair, in padded batches, one at a time in blocks)."""

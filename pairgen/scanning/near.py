@@ -55,7 +55,7 @@ _SLACK = 1e-4  # added to the squared distance at the threshold: covers float32 
 _SMALL = 8  # buckets of up to this many rows are compared pair by pair
 _LARGE = 512  # buckets of more rows are compared one at a time
 _CORE = 4  # rows this many reaches from the centre are compared with every row near them
-_CORE_ROWS = 20_000  # ... when there are at most this many such rows (a crowd is compared whole)
+_CORE_ROWS = 20_000  # ... every pair when there are at most this many of them
 _CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
 _CHUNK = 1 << 10  # candidate pairs checked at once (1 MiB of floats: memory the allocator reuses)
 _ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
@@ -337,10 +337,14 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
         found.extend(_bucket_pairs(order, ordered >> (_MAX_BITS - k), space, reach))
     # Hyperplanes through the centre cut a pair near it almost at random: a row closer than
     # _CORE reaches has all its near duplicates closer than _CORE + 1 reaches, and those rows
-    # are compared with each other, every pair (a crowd of near copies of one image is there).
+    # are compared with each other, every pair (a crowd of near copies of one image is there);
+    # when they are many, they are searched again around their own centre.
     core = np.flatnonzero(space.radius2 < reach * (_CORE + 1) ** 2)
-    if 1 < len(core) <= _CORE_ROWS:
+    if 1 < len(core) and (len(core) <= _CORE_ROWS or len(core) == n):
         found.extend(_bucket_pairs(core, np.zeros(len(core), np.int64), space, reach))
+    elif len(core) > 1:
+        inner = near_pairs(xs[core], threshold, tables=tables, bucket=bucket)
+        found.append(core[inner.a] * n + core[inner.b])  # core is sorted: a < b stays so
     # A pair is found in several tables: check each once.
     key = np.sort(np.concatenate(found))
     key = key[np.r_[True, key[1:] != key[:-1]][:len(key)]]  # unique (np.unique costs twice as much)
