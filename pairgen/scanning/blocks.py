@@ -78,7 +78,7 @@ def read_block(task: BlockTask) -> Block:
     numbers: list[tuple[int, int, int, int]] = []
     undecodable: Skipped = []
     thumbs: list[np.ndarray | None] = []
-    thumbnail = _thumbnailer() if task.signatures else None
+    thumbnail, direct = _thumbnailer() if task.signatures else (None, 0)
     decode_s = 0.0
     with native_messages_muted():  # once for the block, not per decode check
         for cand in candidates:
@@ -100,7 +100,7 @@ def read_block(task: BlockTask) -> Block:
                     if isinstance(pixels, str):
                         thumbs.append(None)
                     else:  # a small image is kept whole, the signatures take its gray plane
-                        thumbs.append(pixels if pixels.shape[0] <= 64 >= pixels.shape[1] else thumbnail(pixels))
+                        thumbs.append(pixels if pixels.shape[0] <= direct >= pixels.shape[1] else thumbnail(pixels))
     text = tuple(map(list, zip(*kept))) if kept else tuple([] for _ in TEXT_COLUMNS)
     array = np.array(numbers, dtype=np.int64).reshape(len(numbers), len(NUMBER_COLUMNS))
     end = time.perf_counter()
@@ -137,11 +137,12 @@ def _decode(data: bytes, rel: str, check: ImageConfig | None, size: tuple[int, i
         return str(exc)
 
 
-def _thumbnailer() -> Callable[[np.ndarray], np.ndarray]:
-    """The function that keeps what a signature needs of a decoded image (looked up once a block)."""
-    from pairgen.scanning.near import thumbnail
+def _thumbnailer() -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """The function that keeps what a signature needs of a decoded image, and the side up to
+    which an image goes to the signatures whole instead (looked up once a block)."""
+    from pairgen.scanning.near import DIRECT, thumbnail
 
-    return thumbnail
+    return thumbnail, DIRECT
 
 
 def _signatures(thumbs: list[np.ndarray | None]) -> np.ndarray:

@@ -58,15 +58,15 @@ _CORE = 4  # rows this many reaches from the centre are compared with every row 
 _CORE_ROWS = 20_000  # ... every pair when there are at most this many of them
 _CELLS = 1 << 18  # distances computed at once (1 MiB): memory the allocator reuses
 _CHUNK = 1 << 10  # candidate pairs checked at once (1 MiB of floats: memory the allocator reuses)
-_ROWS = 4096  # signatures converted to floats at once (4 MiB: memory the allocator reuses)
-_DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA)
+_ROWS = 1024  # signatures projected at once (1 MiB of floats: memory the allocator reuses)
+DIRECT = 64  # larger images are first shrunk to this many pixels a side (cv2.INTER_AREA); smaller go whole
 _BATCH_BYTES = 512 * 1024  # a block's thumbnails are signed at most this many float32 bytes at a time
 _WEIGHT_SCALE = 2.0 ** 14  # the thumbnail map's weights are multiples of 1 / _WEIGHT_SCALE
 
 
 def thumbnail(img: np.ndarray) -> np.ndarray:
     """What the signature needs of one decoded image: its gray pixels, shrunk with
-    ``INTER_AREA`` to at most :data:`_DIRECT` pixels a side (smaller images are left as they are).
+    ``INTER_AREA`` to at most :data:`DIRECT` pixels a side (smaller images are left as they are).
 
     Args:
         img: ``(h, w)``, ``(h, w, 1)`` gray or ``(h, w, 3)`` RGB uint8 pixels (as
@@ -77,9 +77,9 @@ def thumbnail(img: np.ndarray) -> np.ndarray:
     """
     gray = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
     h, w = gray.shape
-    if max(h, w) <= _DIRECT:
+    if max(h, w) <= DIRECT:
         return gray  # a view is enough: signatures_of copies it into its batch
-    return cv2.resize(np.ascontiguousarray(gray), (min(w, _DIRECT), min(h, _DIRECT)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(np.ascontiguousarray(gray), (min(w, DIRECT), min(h, DIRECT)), interpolation=cv2.INTER_AREA)
 
 
 @functools.cache
@@ -217,7 +217,6 @@ class _Space(NamedTuple):
     """The rows on the principal axes of their centred unit vectors, hashed."""
 
     codes: np.ndarray  # (tables, n) int64: each table's 46 sign bits, the first one highest (bit 62)
-    norm2: np.ndarray  # (n,) float64 squared lengths of the int8 rows (exact)
     radius2: np.ndarray  # (n,) float32 squared distances from the centre on the axes
     left: np.ndarray  # (n + 1, 18) float32 [y, |y|^2, 1] on the first 16 axes; the last row a dummy far from all
     right: np.ndarray  # (n + 1, 18) float32 [-2y, 1, |y|^2]: left[a] . right[b] = |y_a - y_b|^2 there,
@@ -245,15 +244,14 @@ def _space(xs: np.ndarray, rng: np.random.Generator, tables: int) -> _Space:
         bases.reshape(tables, 2, _DIMS, _DIMS).transpose(2, 0, 1, 3).reshape(_DIMS, tables, 2 * _DIMS)[:, :, :_BITS]
         .reshape(_DIMS, tables * _BITS), dtype=np.float32)
     f = _NEAR_DIMS
-    out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float64), np.empty(n, np.float32),
+    out = _Space(np.empty((tables, n), np.int64), np.empty(n, np.float32),
                  np.empty((n + 1, f + 2), np.float32), np.empty((n + 1, f + 2), np.float32))
-    step = _ROWS // 4
+    step = _ROWS
     bits = np.zeros((step, tables, 64), bool)  # column 0 stays clear: the codes are >= 0
     for lo in range(0, n, step):
         xf = xs[lo:lo + step].astype(np.float32)
         m = len(xf)
-        norm2 = out.norm2[lo:lo + m]
-        norm2[:] = np.einsum("ij,ij->i", xf, xf)  # integers below 2**24: exact
+        norm2 = np.einsum("ij,ij->i", xf, xf).astype(np.float64)  # integers below 2**24: exact
         y = (xf @ axes) * (1.0 / np.sqrt(norm2)).astype(np.float32)[:, None] - shift
         out.radius2[lo:lo + m] = np.einsum("ij,ij->i", y, y)
         np.greater((y @ proj).reshape(m, tables, _BITS), 0, out=bits[:m, :, 1:1 + _BITS])
@@ -348,7 +346,7 @@ def near_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, 
     # A pair is found in several tables: check each once.
     key = np.sort(np.concatenate(found))
     key = key[np.r_[True, key[1:] != key[:-1]][:len(key)]]  # unique (np.unique costs twice as much)
-    a, b, sim = _check(xs, key // n, key % n, space.norm2, threshold)
+    a, b, sim = _check(xs, key // n, key % n, threshold)
     return Pairs(live[a].astype(np.int64), live[b].astype(np.int64), sim.astype(np.float32))
 
 
@@ -375,7 +373,7 @@ def _bucket_pairs(order: np.ndarray, ordered: np.ndarray, space: _Space, reach: 
     :data:`_SMALL` rows pair by pair; larger ones as matrix products, many buckets of about one
     size at once (padded with the dummy row); the few largest one at a time, in blocks of rows
     against the rest of their bucket. ``order`` may hold only some of the rows."""
-    n = len(space.norm2)
+    n = len(space.left) - 1  # the dummy row's number
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     sizes = np.diff(np.r_[starts, len(order)])
     rows = np.r_[order, n]  # the position after the last: the dummy row
@@ -391,10 +389,11 @@ def _bucket_pairs(order: np.ndarray, ordered: np.ndarray, space: _Space, reach: 
     out.append(_keys(a, b, d2 <= reach, n))
     classes = _size_classes()
     middle = (sizes > _SMALL) & (sizes <= _LARGE)
-    size_class = np.searchsorted(classes, sizes[middle])
+    mid_starts, mid_sizes = starts[middle], sizes[middle]
+    size_class = np.searchsorted(classes, mid_sizes)
     for c in np.unique(size_class):
         p = int(classes[c])
-        at, size = starts[middle][size_class == c], sizes[middle][size_class == c]
+        at, size = mid_starts[size_class == c], mid_sizes[size_class == c]
         span = np.arange(p)
         step = max(1, _CELLS // (p * p))
         for lo in range(0, len(at), step):
@@ -425,16 +424,25 @@ def _keys(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None, n: int) -> np.n
     return np.minimum(a, b) * n + np.maximum(a, b)
 
 
-def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray, norm2: np.ndarray,
+def cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-for-row cosine similarity of two sets of int8 signatures (0 where either is all zero).
+
+    The dot products and squared norms are integers below 2**24, exact in float32, so only the
+    final division rounds (in float64): the same value however the rows were found.
+    """
+    xf, yf = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    dot = np.einsum("ij,ij->i", xf, yf).astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", xf, xf).astype(np.float64) * np.einsum("ij,ij->i", yf, yf))
+    return np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
+
+
+def _check(xs: np.ndarray, a: np.ndarray, b: np.ndarray,
            threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidate pairs whose cosine (of the int8 vectors) reaches ``threshold``: the dot
-    products and squared norms are integers below 2**24, exact in float32, so only the final
-    division rounds (in float64)."""
+    """The candidate pairs whose cosine (of the int8 vectors, :func:`cosines`) reaches ``threshold``."""
     keep_a, keep_b, keep_s = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float64)]
     for lo in range(0, len(a), _CHUNK):
         ca, cb = a[lo:lo + _CHUNK], b[lo:lo + _CHUNK]
-        dot = np.einsum("ij,ij->i", xs[ca].astype(np.float32), xs[cb].astype(np.float32))
-        sim = dot / np.sqrt(norm2[ca] * norm2[cb])
+        sim = cosines(xs[ca], xs[cb])
         hit = sim >= threshold
         keep_a.append(ca[hit])
         keep_b.append(cb[hit])

@@ -241,8 +241,7 @@ def _near_changes(cat_a: pd.DataFrame, cat_b: pd.DataFrame, threshold: float) ->
     in_a = pd.Index(path_a).get_indexer(path_b)  # each of B's images' row in A, -1 for a new path
     both = np.flatnonzero(in_a >= 0)
     changed = both[cat_a["sha256"].to_numpy(object)[in_a[both]] != cat_b["sha256"].to_numpy(object)[both]]
-    cosine = np.einsum("ij,ij->i", near.unit_vectors(sig_a[in_a[changed]]), near.unit_vectors(sig_b[changed]))
-    alike = cosine >= threshold
+    alike = near.cosines(sig_a[in_a[changed]], sig_b[changed]) >= threshold  # as the search judges pairs
     added = np.flatnonzero(in_a < 0)
     # A's images and B's added ones in one search; a pair joining the two sides is an added near copy
     found = near.near_pairs(np.concatenate([sig_a, sig_b[added]]), threshold)
